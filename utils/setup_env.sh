@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up the Python environment of the recipe. Idempotent, offline-safe (PyPI + apt only).
 #
-#   utils/setup_env.sh [--venv DIR] [--no-apt]
+#   utils/setup_env.sh [--venv DIR] [--no-apt] [--force]
 #
 # - creates DIR (default: <repo>/.venv, or $W2VBERT_VENV) unless it exists;
 #   W2VBERT_USE_ACTIVE_ENV=1 installs into the already active venv/conda instead;
@@ -16,12 +16,14 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${W2VBERT_VENV:-$repo/.venv}
 use_apt=true
+force=false
 while [ $# -gt 0 ]; do
   case $1 in
     --venv) venv=$2; shift 2 ;;
     --no-apt) use_apt=false; shift ;;
+    --force) force=true; shift ;;
     -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
-    *) echo "setup_env.sh: unknown option '$1' (expected --venv DIR or --no-apt)" >&2; exit 2 ;;
+    *) echo "setup_env.sh: unknown option '$1' (expected --venv DIR, --no-apt or --force)" >&2; exit 2 ;;
   esac
 done
 
@@ -32,10 +34,11 @@ mkdir -p "$cache"
 
 # --- 1. Debian packages for the mini corpus ------------------------------------------
 need_pkgs=()
-command -v espeak-ng >/dev/null || need_pkgs+=(espeak-ng)
-[ -e /usr/share/games/fortunes/fortunes ] || need_pkgs+=(fortunes fortunes-min)
-[ -e /usr/share/bible-kjv/bible.rawtext ] || [ -d /usr/share/bible-kjv ] || need_pkgs+=(bible-kjv-text)
-command -v flac >/dev/null || true
+for pkg in espeak-ng fortunes fortunes-min bible-kjv-text bible-kjv; do
+  if command -v dpkg >/dev/null; then
+    dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
+  fi
+done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if $use_apt && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing Debian packages: ${need_pkgs[*]}"
@@ -48,8 +51,12 @@ fi
 
 # --- 2. the virtual environment --------------------------------------------------------
 if [ "${W2VBERT_USE_ACTIVE_ENV:-0}" = 1 ]; then
+  venv=${VIRTUAL_ENV:-${CONDA_PREFIX:-}}
+  if [ -z "$venv" ]; then
+    say "ERROR: W2VBERT_USE_ACTIVE_ENV=1 but no venv/conda env is active (VIRTUAL_ENV/CONDA_PREFIX unset)"; exit 1
+  fi
   py=$(command -v python)
-  say "using the active environment: $py"
+  say "using the active environment: $venv"
 else
   if [ ! -x "$venv/bin/python" ]; then
     say "creating $venv"
@@ -57,11 +64,13 @@ else
   fi
   py=$venv/bin/python
 fi
-pip_() { "$py" -m pip install --disable-pip-version-check -q "$@"; }
+pip_() {  # quiet pip; drops the noise of this machine's local index config
+  "$py" -m pip install --disable-pip-version-check -q "$@" 2> >(grep -v "is ignored: it is neither" >&2)
+}
 
 stamp=$venv/.w2vbert-setup-done
 reqs_sum=$(cat "$repo/requirements.txt" "$0" | sha1sum | cut -c1-12)
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$reqs_sum" ] && [ "${1:-}" != "--force" ]; then
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$reqs_sum" ] && [ "$force" != true ]; then
   say "environment up to date ($venv)"
 else
   say "installing pinned dependencies (requirements.txt)"
@@ -70,7 +79,7 @@ else
   pip_ -r "$repo/requirements.txt"
 
   # --- 3. kaldifeat and fast_rnnt from sdists, cached as wheels ----------------------
-  torch_tag=$("$py" -c 'import torch,sys; print(f"torch{torch.__version__.replace(\"+\",\"_\")}-py{sys.version_info[0]}{sys.version_info[1]}")')
+  torch_tag=$("$py" -c 'import sys, torch; print("torch%s-py%d%d" % (torch.__version__.replace("+", "_"), *sys.version_info[:2]))')
   with_cuda=OFF
   if command -v nvcc >/dev/null && "$py" -c 'import torch,sys; sys.exit(0 if torch.version.cuda else 1)'; then with_cuda=ON; fi
   build_one() {  # name version env-var cuda-flag
@@ -82,7 +91,8 @@ else
     else
       say "$name $version: building from the PyPI sdist (kaldifeat ~4 min, fast_rnnt ~1 min on 2 cores)"
       local work; work=$(mktemp -d)
-      "$py" -m pip download -q --no-deps --no-binary :all: -d "$work" "$name==$version" pybind11==3.1.0
+      "$py" -m pip download -q --no-deps --no-binary :all: -d "$work" "$name==$version" pybind11==3.1.0 \
+        2> >(grep -v "is ignored: it is neither" >&2)
       (cd "$work" && tar xzf pybind11-3.1.0.tar.gz)
       local inc; inc=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
       local args="-DCMAKE_BUILD_TYPE=Release -DFETCHCONTENT_FULLY_DISCONNECTED=ON"

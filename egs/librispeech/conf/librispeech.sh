@@ -1,0 +1,25 @@
+# LibriSpeech (and, optionally, Libri-Light) as in the paper, scaled to what one machine can do:
+# fine-tune on train-clean-100 (or all 960 h with --full-librispeech true), pre-train on the 960 h audio.
+prefix=librispeech
+corpus_dir=$download_dir/LibriSpeech
+: "${full_librispeech:=false}"
+if [ "$full_librispeech" = true ]; then
+  train_parts="train-clean-100 train-clean-360 train-other-500"
+else
+  train_parts="train-clean-100"
+fi
+dev_parts="dev-clean dev-other"
+test_parts="test-clean test-other"
+unlabelled_parts="train-clean-100 train-clean-360 train-other-500"
+: "${bpe_vocab_size:=500}"
+: "${pretrain_preset:=base}"
+: "${pretrain_epochs:=30}"
+: "${pretrain_max_duration:=600}"
+: "${pretrain_lr:=2e-3}"
+: "${finetune_epochs:=30}"
+: "${finetune_max_duration:=600}"
+: "${finetune_lr:=1e-3}"
+: "${decode_epoch:=$finetune_epochs}"
+: "${decode_avg:=5}"
+: "${decoding_methods:=greedy_search modified_beam_search}"
+speed_perturb=true

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# w2v-BERT recipe: pre-train a speech encoder with w2v-BERT (contrastive + masked LM, jointly)
+# and fine-tune it with a pruned RNN-T. Every stage is a standalone script; this file only
+# sequences them.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+stage=0
+stop_stage=7
+corpus=mini          # mini (bundled, synthesised here) | librispeech
+nj=2
+seed=0
+exp_dir=exp
+data_dir=data
+download_dir=download
+force=false          # re-run stages that are already done
+dry_run=false        # print each stage's command instead of running it
+# Corpus settings (egs/librispeech/conf/<corpus>.sh gives the defaults; any can be overridden here)
+librispeech_dir=""   # an existing LibriSpeech copy to link instead of downloading
+full_librispeech=""  # true: all 960 h; false: train-clean-100 only
+pretrain_preset=""
+pretrain_epochs=""
+pretrain_max_duration=""
+pretrain_lr=""
+finetune_epochs=""
+finetune_max_duration=""
+finetune_lr=""
+bpe_vocab_size=""
+decode_epoch=""
+decode_avg=""
+decoding_methods=""
+
+help_message=$(cat <<'HELP'
+Usage: ./run.sh [options]
+  Runs the w2v-BERT recipe. With no options: every stage on the bundled mini corpus.
+
+Stages (--stage N --stop-stage M; default 0..7):
+  0 corpus     mini: synthesise the mini corpus (espeak-ng); librispeech: download/link it
+  1 manifests  Lhotse recordings/supervisions manifests   -> data/manifests/
+  2 fbank      80-dim kaldifeat fbank, lilcom-compressed   -> data/fbank/
+  3 bpe        sentencepiece unigram model                 -> data/lang_bpe_N/
+  4 pretrain   w2v-BERT pre-training (contrastive + MLM)   -> exp/pretrain/
+  5 finetune   pruned RNN-T fine-tuning                    -> exp/finetune/
+  6 decode     greedy and modified beam search, WER        -> exp/finetune/<method>/
+  7 export     ONNX export, checked with sherpa-onnx       -> exp/finetune/*.onnx
+  8 compare    ablation: scratch vs w2v-BERT vs contrastive-only vs MLM-only -> exp/compare/
+
+Options:
+  --stage N --stop-stage M   stages to run (default 0 and 7)
+  --corpus NAME              mini (default) | librispeech
+  --nj N                     parallel jobs for data preparation (default 2)
+  --exp-dir DIR --data-dir DIR --download-dir DIR
+  --force true               re-run stages already done (default: skip them)
+  --dry-run true             print the commands without running them
+  --seed N                   random seed (corpus synthesis, training)
+  --librispeech-dir PATH     use an existing LibriSpeech copy (linked, not downloaded)
+  --pretrain-preset NAME     tiny|mini|base|xl|xxl; and --pretrain-epochs, --pretrain-max-duration,
+                             --pretrain-lr, --finetune-epochs, --finetune-max-duration, --finetune-lr,
+                             --bpe-vocab-size, --decode-epoch, --decode-avg, --decoding-methods
+  Defaults per corpus: egs/librispeech/conf/<corpus>.sh.
+Each stage logs to <exp-dir>/log/stage-N-NAME.log; a finished stage leaves stage-N-NAME.done.
+HELP
+)
+
+. utils/parse_options.sh
+. utils/stage_lib.sh
+
+if ! [[ "$stage" =~ ^[0-9]+$ && "$stop_stage" =~ ^[0-9]+$ ]]; then
+  echo "run.sh: --stage and --stop-stage must be integers, got '$stage' and '$stop_stage'" >&2; exit 2
+fi
+if [ "$stage" -gt "$stop_stage" ]; then
+  echo "run.sh: --stage ($stage) is greater than --stop-stage ($stop_stage): nothing to run" >&2; exit 2
+fi
+conf=egs/librispeech/conf/$corpus.sh
+if [ ! -f "$conf" ]; then
+  echo "run.sh: unknown --corpus '$corpus' (expected one of: $(ls egs/librispeech/conf | sed 's/\.sh$//' | xargs))" >&2
+  exit 2
+fi
+. "$conf"
+log_dir=$exp_dir/log
+mkdir -p "$log_dir"
+
+if [ "$dry_run" != true ]; then
+  . ./path.sh
+fi
+. egs/librispeech/stages.sh
+
+log "run.sh: corpus=$corpus stages $stage..$stop_stage; logs in $log_dir/"
+SECONDS=0
+for n in $(seq "$stage" "$stop_stage"); do
+  run_recipe_stage "$n"
+done
+log "run.sh: finished stages $stage..$stop_stage in $SECONDS s"
+if [ "$stop_stage" -ge 6 ] && [ "$dry_run" != true ] && [ -f "$exp_dir/RESULTS.md" ]; then
+  cat "$exp_dir/RESULTS.md"
+  log "results: $exp_dir/RESULTS.md"
+fi
