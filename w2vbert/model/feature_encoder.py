@@ -1,0 +1,139 @@
+"""Feature encoder: 80-dim fbank (10 ms frames) -> model-dim vectors at 40 ms (or 20 ms).
+
+Shapes: N batch, T fbank frames, F mel bins, S encoder steps, M model dim, C conv channels.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from w2vbert.model.masking import make_padding_mask
+
+InputNorm = Literal["utterance", "frame", "none"]
+
+
+def _halve(lens: Tensor | int) -> Tensor | int:
+    """Output length of a kernel-3, padding-1, stride-2 convolution: ``ceil(len / 2)``."""
+    if isinstance(lens, int):
+        return (lens + 1) // 2
+    return torch.div(lens + 1, 2, rounding_mode="floor")
+
+
+def output_lengths(seq_lens: Tensor | int, frame_stride: int = 4) -> Tensor | int:
+    """Encoder steps produced from ``seq_lens`` fbank frames.
+
+    ``ceil(T / 2)`` per stride-2 stage: ``ceil(ceil(T / 2) / 2)`` for ``frame_stride=4``,
+    ``ceil(T / 2)`` for ``frame_stride=2``. Any input of >= 1 frame gives >= 1 step, so the
+    minimum input for one output step is 1 frame (see :func:`min_input_frames`).
+
+    Args:
+        seq_lens: (N,) tensor or an int, fbank frames.
+        frame_stride: 4 (40 ms steps) or 2 (20 ms steps).
+    """
+    if frame_stride not in (2, 4):
+        raise ValueError(f"`frame_stride` must be 2 or 4, but is {frame_stride} instead.")
+    lens = _halve(seq_lens)
+    if frame_stride == 4:
+        lens = _halve(lens)
+    return lens
+
+
+def min_input_frames(num_steps: int, frame_stride: int = 4) -> int:
+    """Smallest number of fbank frames that gives at least ``num_steps`` encoder steps."""
+    if num_steps <= 0:
+        return 0
+    return (num_steps - 1) * frame_stride + 1
+
+
+class FbankFeatureEncoder(nn.Module):
+    """Input normalisation, two Conv2d (+ReLU) over (time, mel), Linear to M, LayerNorm, dropout.
+
+    Both convolutions have kernel 3, padding 1, stride 2 over mel bins; in time both have stride
+    2 (``frame_stride=4``, 40 ms steps, the paper) or only the first (``frame_stride=2``, 20 ms).
+    Padded frames are zeroed before each convolution so that a padded batch gives the same
+    outputs as each sequence alone; the output lengths are exact (:func:`output_lengths`).
+
+    Input normalisation (so raw log-mel needs no global CMVN):
+    ``"utterance"``: per-utterance mean/variance per mel bin over the valid frames;
+    ``"frame"``: LayerNorm over the mel bins of each frame; ``"none"``.
+    """
+
+    def __init__(
+        self,
+        *,
+        num_mel_bins: int = 80,
+        model_dim: int,
+        num_channels: int,
+        frame_stride: int = 4,
+        input_norm: InputNorm = "utterance",
+        dropout_p: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if frame_stride not in (2, 4):
+            raise ValueError(f"`frame_stride` must be 2 or 4, but is {frame_stride} instead.")
+        if input_norm not in ("utterance", "frame", "none"):
+            raise ValueError(
+                f"`input_norm` must be 'utterance', 'frame' or 'none', but is {input_norm!r} instead."
+            )
+        self.num_mel_bins = num_mel_bins
+        self.frame_stride = frame_stride
+        self.input_norm = input_norm
+        self.frame_norm = nn.LayerNorm(num_mel_bins) if input_norm == "frame" else None
+        self.conv1 = nn.Conv2d(1, num_channels, kernel_size=3, stride=2, padding=1)
+        time_stride2 = 2 if frame_stride == 4 else 1
+        self.conv2 = nn.Conv2d(
+            num_channels, num_channels, kernel_size=3, stride=(time_stride2, 2), padding=1
+        )
+        freq_out = _halve(_halve(num_mel_bins))
+        self.proj = nn.Linear(num_channels * int(freq_out), model_dim)
+        self.layer_norm = nn.LayerNorm(model_dim)
+        self.dropout = nn.Dropout(dropout_p)
+
+    def output_lengths(self, seq_lens: Tensor | int) -> Tensor | int:
+        """Encoder steps for ``seq_lens`` input frames (see :func:`output_lengths`)."""
+        return output_lengths(seq_lens, self.frame_stride)
+
+    def _normalize(self, x: Tensor, valid: Tensor, x_lens: Tensor) -> Tensor:
+        # x: (N, T, F); valid: (N, T, 1) float
+        if self.input_norm == "utterance":
+            count = x_lens.clamp(min=1).to(x.dtype).view(-1, 1, 1)  # (N, 1, 1)
+            mean = (x * valid).sum(dim=1, keepdim=True) / count  # (N, 1, F)
+            centred = (x - mean) * valid
+            var = centred.square().sum(dim=1, keepdim=True) / count
+            return centred * torch.rsqrt(var + 1e-5)
+        if self.frame_norm is not None:
+            return self.frame_norm(x) * valid
+        return x * valid
+
+    def forward(self, x: Tensor, x_lens: Tensor) -> tuple[Tensor, Tensor]:
+        """Encode fbank frames.
+
+        Args:
+            x: (N, T, F) log-mel filterbanks; frames at or beyond ``x_lens`` are ignored.
+            x_lens: (N,) valid frames per sequence.
+
+        Returns:
+            seqs (N, S, M) and seq_lens (N,), S = ``output_lengths(T)``.
+        """
+        if x.dim() != 3 or x.size(2) != self.num_mel_bins:
+            raise ValueError(
+                f"`x` must be (N, T, {self.num_mel_bins}), but has shape {tuple(x.shape)} instead."
+            )
+        num_frames = x.size(1)
+        valid = (~make_padding_mask(x_lens, num_frames)).unsqueeze(2).to(x.dtype)  # (N, T, 1)
+        x = self._normalize(x, valid, x_lens)
+
+        h = torch.relu(self.conv1(x.unsqueeze(1)))  # (N, 1, T, F) -> (N, C, T1, F1)
+        lens1 = _halve(x_lens)
+        valid1 = ~make_padding_mask(lens1, h.size(2))  # (N, T1)
+        h = h * valid1.view(h.size(0), 1, -1, 1).to(h.dtype)
+        h = torch.relu(self.conv2(h))  # (N, C, T1, F1) -> (N, C, S, F2)
+        seq_lens = lens1 if self.frame_stride == 2 else _halve(lens1)
+
+        n, c, s, f = h.shape
+        h = h.permute(0, 2, 1, 3).reshape(n, s, c * f)  # (N, C, S, F2) -> (N, S, C*F2)
+        seqs = self.dropout(self.layer_norm(self.proj(h)))  # (N, S, M)
+        return seqs, seq_lens
