@@ -1,0 +1,1 @@
+"""Data: corpus synthesis, manifests, features, Lhotse datasets, samplers, cut filters."""
