@@ -1,0 +1,263 @@
+"""W2VBertConfig: model and pre-training objective hyper-parameters, and the presets.
+
+Presets (``get_w2vbert_config(name)``): ``tiny`` (unit tests), ``mini`` (CPU runs, ~5.5M
+parameters), ``base`` (~95M), ``xl`` (0.6B: 24 blocks, 12 contrastive + 12 MLM, the paper's
+XL), ``xxl`` (1.0B: 12 + 30). Ablations: :func:`with_objective` (``"contrastive"`` =
+w2v-Conformer, ``"mlm"`` = MLM only, the paper's collapsing ablation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any, Callable, Literal
+
+Objective = Literal["w2vbert", "contrastive", "mlm"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class W2VBertConfig:
+    """Defaults are the paper's XL model (see :func:`xl`)."""
+
+    # Feature encoder
+    num_mel_bins: int = 80
+    """Fbank bins per input frame (10 ms frames)."""
+    frame_stride: int = 4
+    """Input frames per encoder step: 4 (40 ms, the paper) or 2 (20 ms)."""
+    feature_encoder_channels: int = 256
+    """Channels of the two Conv2d layers."""
+    input_norm: Literal["utterance", "frame", "none"] = "utterance"
+    """Input normalisation: per-utterance mean/var per bin, per-frame LayerNorm, or none."""
+
+    # Conformer
+    model_dim: int = 1024
+    """Width M of the conformer blocks."""
+    num_heads: int = 8
+    """Attention heads (head dim = model_dim / num_heads, even)."""
+    ffn_dim: int = 4096
+    """Inner width of each macaron feed-forward module."""
+    conv_kernel_size: int = 5
+    """Depthwise convolution kernel, in encoder steps (odd)."""
+    num_contrastive_layers: int = 12
+    """Conformer blocks of the contrastive module (context network)."""
+    num_mlm_layers: int = 12
+    """Conformer blocks of the MLM module, on top of the contrastive module."""
+    rotary_base: float = 10000.0
+    """Base of the rotary position embedding frequencies."""
+
+    # Dropout
+    feature_dropout_p: float = 0.1
+    """Dropout on the feature-encoder output."""
+    dropout_p: float = 0.1
+    """Dropout on every residual branch and inside the feed-forward modules."""
+    attn_dropout_p: float = 0.0
+    """Dropout on attention weights."""
+
+    # Masking
+    mask_p: float = 0.065
+    """Probability that an encoder step starts a masked span."""
+    mask_span_len: int = 10
+    """Masked span length, in encoder steps."""
+    min_num_mask_spans: int = 1
+    """Minimum masked spans per utterance."""
+
+    # Quantizer
+    num_codebooks: int = 1
+    """Codebooks (groups) G of the Gumbel quantizer."""
+    num_codebook_entries: int = 1024
+    """Entries V per codebook."""
+    codebook_dim: int = 1024
+    """Codevector dim C (concatenation over codebooks; multiple of num_codebooks)."""
+    gumbel_max_temp: float = 2.0
+    """Gumbel-softmax temperature at step 0."""
+    gumbel_min_temp: float = 0.5
+    """Lowest Gumbel-softmax temperature."""
+    gumbel_temp_decay: float = 0.999995
+    """Temperature factor per optimiser step."""
+
+    # Objective
+    num_distractors: int = 100
+    """Distractors K per masked step, from other masked steps of the same utterance."""
+    logit_temp: float = 0.1
+    """Temperature dividing the cosine similarities of the contrastive loss."""
+    contrastive_weight: float = 1.0
+    """Weight beta of the InfoNCE loss L_w (0 = MLM only)."""
+    diversity_weight: float = 0.1
+    """Weight of the codebook diversity loss L_d (the paper's beta * alpha)."""
+    mlm_weight: float = 1.0
+    """Weight gamma of the MLM loss L_m (0 = contrastive only, w2v-Conformer)."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` listing every problem of the configuration."""
+        p: list[str] = []
+        positive = (
+            "num_mel_bins", "feature_encoder_channels", "model_dim", "num_heads", "ffn_dim",
+            "mask_span_len", "num_codebooks", "num_codebook_entries", "codebook_dim",
+            "num_distractors",
+        )  # fmt: skip
+        for name in positive:
+            if getattr(self, name) < 1:
+                p.append(f"`{name}` must be >= 1, but is {getattr(self, name)} instead.")
+        for name in ("num_contrastive_layers", "num_mlm_layers", "min_num_mask_spans"):
+            if getattr(self, name) < 0:
+                p.append(f"`{name}` must be >= 0, but is {getattr(self, name)} instead.")
+        for name in ("feature_dropout_p", "dropout_p", "attn_dropout_p", "mask_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                p.append(f"`{name}` must be in [0, 1], but is {getattr(self, name)} instead.")
+        for name in ("contrastive_weight", "diversity_weight", "mlm_weight"):
+            if getattr(self, name) < 0.0:
+                p.append(f"`{name}` must be >= 0, but is {getattr(self, name)} instead.")
+        if self.frame_stride not in (2, 4):
+            p.append(f"`frame_stride` must be 2 or 4, but is {self.frame_stride} instead.")
+        if self.input_norm not in ("utterance", "frame", "none"):
+            p.append(
+                f"`input_norm` must be 'utterance', 'frame' or 'none', but is "
+                f"{self.input_norm!r} instead."
+            )
+        if self.num_heads >= 1 and (
+            self.model_dim % self.num_heads != 0 or (self.model_dim // self.num_heads) % 2 != 0
+        ):
+            p.append(
+                f"`model_dim` must be a multiple of `num_heads` ({self.num_heads}) with an even "
+                f"head dim, but is {self.model_dim} instead."
+            )
+        if self.conv_kernel_size < 1 or self.conv_kernel_size % 2 == 0:
+            p.append(f"`conv_kernel_size` must be odd, but is {self.conv_kernel_size} instead.")
+        if self.num_codebooks >= 1 and self.codebook_dim % self.num_codebooks != 0:
+            p.append(
+                f"`codebook_dim` must be a multiple of `num_codebooks` ({self.num_codebooks}), "
+                f"but is {self.codebook_dim} instead."
+            )
+        if not 0.0 < self.gumbel_min_temp <= self.gumbel_max_temp:
+            p.append(
+                f"`gumbel_min_temp` must be in (0, gumbel_max_temp={self.gumbel_max_temp}], "
+                f"but is {self.gumbel_min_temp} instead."
+            )
+        if not 0.0 < self.gumbel_temp_decay <= 1.0:
+            p.append(f"`gumbel_temp_decay` must be in (0, 1], but is {self.gumbel_temp_decay} instead.")
+        if self.logit_temp <= 0.0:
+            p.append(f"`logit_temp` must be > 0, but is {self.logit_temp} instead.")
+        if self.num_contrastive_layers + self.num_mlm_layers < 1:
+            p.append("`num_contrastive_layers + num_mlm_layers` must be >= 1, but is 0 instead.")
+        if self.contrastive_weight == 0.0 and self.mlm_weight == 0.0:
+            p.append("`contrastive_weight` and `mlm_weight` must not both be 0, but are.")
+        if self.mlm_weight == 0.0 and self.num_mlm_layers > 0:
+            p.append(
+                f"`num_mlm_layers` must be 0 when `mlm_weight` is 0 (its blocks would get no "
+                f"gradient; use with_objective(config, 'contrastive')), but is "
+                f"{self.num_mlm_layers} instead."
+            )
+        if p:
+            raise ValueError("Invalid W2VBertConfig: " + " ".join(p))
+
+    def loss_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``w2vbert_loss`` taken from this configuration."""
+        names = ("contrastive_weight", "mlm_weight", "diversity_weight", "num_distractors",
+                 "logit_temp")  # fmt: skip
+        return {name: getattr(self, name) for name in names}
+
+
+def xl() -> W2VBertConfig:
+    """The paper's XL (0.6B): 24 blocks of dim 1024, 8 heads, 12 contrastive + 12 MLM."""
+    return W2VBertConfig()
+
+
+def xxl() -> W2VBertConfig:
+    """The paper's XXL (1.0B): 12 contrastive + 30 MLM blocks, otherwise XL."""
+    return replace(xl(), num_mlm_layers=30)
+
+
+def base() -> W2VBertConfig:
+    """~95M parameters: dim 512, 8 heads, 7 contrastive + 8 MLM blocks."""
+    return replace(
+        xl(),
+        feature_encoder_channels=128,
+        model_dim=512,
+        ffn_dim=2048,
+        conv_kernel_size=15,
+        num_contrastive_layers=7,
+        num_mlm_layers=8,
+        codebook_dim=512,
+    )
+
+
+def mini() -> W2VBertConfig:
+    """A few million parameters for CPU runs: dim 192, 4 heads, 3 + 3 blocks, 1 x 320 codes."""
+    return replace(
+        xl(),
+        feature_encoder_channels=32,
+        model_dim=192,
+        num_heads=4,
+        ffn_dim=768,
+        conv_kernel_size=15,
+        num_contrastive_layers=3,
+        num_mlm_layers=3,
+        num_codebook_entries=320,
+        codebook_dim=192,
+    )
+
+
+def tiny() -> W2VBertConfig:
+    """For unit tests: dim 32, 1 + 1 blocks, 1 x 16 codes, no dropout."""
+    return replace(
+        xl(),
+        feature_encoder_channels=4,
+        model_dim=32,
+        num_heads=2,
+        ffn_dim=64,
+        conv_kernel_size=3,
+        num_contrastive_layers=1,
+        num_mlm_layers=1,
+        feature_dropout_p=0.0,
+        dropout_p=0.0,
+        num_codebook_entries=16,
+        codebook_dim=16,
+        num_distractors=20,
+    )
+
+
+_PRESETS: dict[str, Callable[[], W2VBertConfig]] = {
+    "tiny": tiny,
+    "mini": mini,
+    "base": base,
+    "xl": xl,
+    "xxl": xxl,
+}
+
+
+def preset_names() -> list[str]:
+    """Names accepted by :func:`get_w2vbert_config`."""
+    return list(_PRESETS)
+
+
+def get_w2vbert_config(name: str) -> W2VBertConfig:
+    """The preset called ``name`` (one of :func:`preset_names`)."""
+    try:
+        return _PRESETS[name]()
+    except KeyError:
+        raise ValueError(
+            f"`name` must be one of {preset_names()}, but is {name!r} instead."
+        ) from None
+
+
+def with_objective(config: W2VBertConfig, objective: Objective) -> W2VBertConfig:
+    """The configuration for one pre-training objective, same total number of blocks.
+
+    ``"w2vbert"``: ``config`` unchanged. ``"contrastive"``: all blocks contrastive, no MLM
+    (w2v-Conformer). ``"mlm"``: all blocks MLM, no contrastive loss, diversity loss kept
+    (the paper's ablation where the codebook collapses).
+    """
+    total = config.num_contrastive_layers + config.num_mlm_layers
+    if objective == "w2vbert":
+        return config
+    if objective == "contrastive":
+        return replace(config, num_contrastive_layers=total, num_mlm_layers=0, mlm_weight=0.0)
+    if objective == "mlm":
+        return replace(config, num_contrastive_layers=0, num_mlm_layers=total, contrastive_weight=0.0)
+    raise ValueError(
+        f"`objective` must be 'w2vbert', 'contrastive' or 'mlm', but is {objective!r} instead."
+    )
+
+
+def config_field_names() -> list[str]:
+    """All field names of :class:`W2VBertConfig` (for CLIs that expose them)."""
+    return [f.name for f in fields(W2VBertConfig)]
