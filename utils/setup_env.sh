@@ -108,7 +108,9 @@ else
   }
   "$py" -c 'import kaldifeat' 2>/dev/null || build_one kaldifeat 1.24 KALDIFEAT_CMAKE_ARGS KALDIFEAT_WITH_CUDA
   "$py" -c 'import fast_rnnt' 2>/dev/null || build_one fast_rnnt 1.3 FT_CMAKE_ARGS FT_WITH_CUDA
-  pip_ --no-deps -e "$repo"
+  say "installing the recipe's package (editable)"
+  "$py" -m pip install --disable-pip-version-check -q --no-deps -e "$repo" > "$venv/.w2vbert-editable.log" 2>&1 \
+    || { cat "$venv/.w2vbert-editable.log" >&2; exit 1; }
   echo "$reqs_sum" > "$stamp"
 fi
 
