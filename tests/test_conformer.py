@@ -21,7 +21,9 @@ def deterministic_rng():
     torch.manual_seed(1234)
 
 
-def _encoder(num_layers: int = 2, dim: int = 32, heads: int = 4, kernel: int = 5) -> ConformerEncoder:
+def _encoder(
+    num_layers: int = 2, dim: int = 32, heads: int = 4, kernel: int = 5
+) -> ConformerEncoder:
     blocks = [
         ConformerBlock(model_dim=dim, num_heads=heads, ffn_dim=2 * dim, conv_kernel_size=kernel)
         for _ in range(num_layers)
@@ -36,9 +38,7 @@ def test_feature_encoder_output_lengths_match_the_actual_outputs(frame_stride):
         seqs, seq_lens = enc(torch.randn(1, num_frames, 80), torch.tensor([num_frames]))
         assert seqs.shape == (1, math.ceil(num_frames / frame_stride), 24)
         assert seq_lens.item() == seqs.size(1) == output_lengths(num_frames, frame_stride)
-    assert torch.equal(
-        output_lengths(torch.tensor([1000, 999, 1]), 4), torch.tensor([250, 250, 1])
-    )
+    assert torch.equal(output_lengths(torch.tensor([1000, 999, 1]), 4), torch.tensor([250, 250, 1]))
     assert output_lengths(1000, 2) == 500
 
 

@@ -12,9 +12,7 @@ def _gen(seed: int = 0) -> torch.Generator:
 
 def test_make_padding_mask_is_true_exactly_at_and_beyond_the_length():
     mask = make_padding_mask(torch.tensor([3, 0, 5]), 5)
-    expected = torch.tensor(
-        [[0, 0, 0, 1, 1], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], dtype=torch.bool
-    )
+    expected = torch.tensor([[0, 0, 0, 1, 1], [1, 1, 1, 1, 1], [0, 0, 0, 0, 0]], dtype=torch.bool)
     assert torch.equal(mask, expected)
     assert make_padding_mask(torch.tensor([2, 4])).shape == (2, 4)
 

@@ -14,7 +14,9 @@ def deterministic_rng():
 
 
 def _quantizer(groups: int = 2, entries: int = 8, dim: int = 6) -> GumbelVectorQuantizer:
-    return GumbelVectorQuantizer(input_dim=12, num_codebooks=groups, num_entries=entries, codebook_dim=dim)
+    return GumbelVectorQuantizer(
+        input_dim=12, num_codebooks=groups, num_entries=entries, codebook_dim=dim
+    )
 
 
 def _codebook_lookup(q: GumbelVectorQuantizer, ids: torch.Tensor) -> torch.Tensor:
@@ -94,5 +96,7 @@ def test_uniform_soft_codes_have_the_maximum_perplexity():
 
 
 def test_quantizer_rejects_codebook_dim_not_divisible_by_groups():
-    with pytest.raises(ValueError, match=r"`codebook_dim` \(7\) must be a multiple of `num_codebooks` \(2\)"):
+    with pytest.raises(
+        ValueError, match=r"`codebook_dim` \(7\) must be a multiple of `num_codebooks` \(2\)"
+    ):
         GumbelVectorQuantizer(input_dim=4, num_codebooks=2, num_entries=4, codebook_dim=7)

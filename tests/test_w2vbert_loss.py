@@ -12,7 +12,9 @@ def _gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _output(num_masked: list[int], dim: int = 6, groups: int = 1, entries: int = 4) -> W2VBertOutput:
+def _output(
+    num_masked: list[int], dim: int = 6, groups: int = 1, entries: int = 4
+) -> W2VBertOutput:
     """A model output with random tensors; few entries so that equal codes occur."""
     g = _gen(11)
     total = sum(num_masked)
@@ -96,7 +98,9 @@ def test_contrastive_loss_equals_a_hand_written_per_step_infonce():
 
 def test_mlm_and_diversity_losses_match_their_definitions_and_weights_combine():
     out = _output([4, 5], groups=2, entries=4, dim=6)
-    loss = w2vbert_loss(out, contrastive_weight=0.5, mlm_weight=2.0, diversity_weight=0.3, generator=_gen())
+    loss = w2vbert_loss(
+        out, contrastive_weight=0.5, mlm_weight=2.0, diversity_weight=0.3, generator=_gen()
+    )
     logits = out.mlm_logits.reshape(-1, 4)
     labels = out.target_ids.reshape(-1)
     expected_mlm = sum(-torch.log_softmax(logits[i], 0)[labels[i]] for i in range(18)) / 18

@@ -51,7 +51,12 @@ def test_preset_parameter_counts_are_in_the_expected_range(name, capsys):
 
 def test_xl_and_xxl_have_the_paper_block_layout():
     xl, xxl = get_w2vbert_config("xl"), get_w2vbert_config("xxl")
-    assert (xl.model_dim, xl.num_heads, xl.num_contrastive_layers, xl.num_mlm_layers) == (1024, 8, 12, 12)
+    assert (xl.model_dim, xl.num_heads, xl.num_contrastive_layers, xl.num_mlm_layers) == (
+        1024,
+        8,
+        12,
+        12,
+    )
     assert (xxl.num_contrastive_layers, xxl.num_mlm_layers) == (12, 30)
     assert (xl.num_codebooks, xl.num_codebook_entries) == (1, 1024)
 
@@ -72,7 +77,9 @@ def test_pretraining_output_shapes():
     assert out.code_probs.shape == (g, v)
     assert (out.num_masked >= 1).all()
     encoder_out, encoder_lens = model.encoder(x, x_lens)
-    assert encoder_out.shape == (3, 30, config.model_dim) and torch.equal(encoder_lens, out.seq_lens)
+    assert encoder_out.shape == (3, 30, config.model_dim) and torch.equal(
+        encoder_lens, out.seq_lens
+    )
 
 
 def test_mlm_loss_gradient_reaches_the_contrastive_module_and_feature_encoder_not_the_quantizer():
@@ -132,7 +139,9 @@ def test_encoder_padded_batch_equals_each_item_alone_in_eval_mode():
 def test_encoder_state_dict_keys_equal_the_encoder_subkeys_of_the_model():
     config = _tiny()
     model_keys = {
-        k[len("encoder.") :] for k in create_w2vbert_model(config).state_dict() if k.startswith("encoder.")
+        k[len("encoder.") :]
+        for k in create_w2vbert_model(config).state_dict()
+        if k.startswith("encoder.")
     }
     assert model_keys == set(create_w2vbert_encoder(config).state_dict())
 

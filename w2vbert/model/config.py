@@ -48,9 +48,11 @@ class W2VBertConfig:
     feature_dropout_p: float = 0.1
     """Dropout on the feature-encoder output."""
     dropout_p: float = 0.1
-    """Dropout on every residual branch and inside the feed-forward modules."""
+    """Dropout on the output of every residual branch."""
     attn_dropout_p: float = 0.0
     """Dropout on attention weights."""
+    ffn_inner_dropout_p: float = 0.0
+    """Dropout after the activation inside the feed-forward modules (costly on CPU)."""
 
     # Masking
     mask_p: float = 0.065
@@ -100,7 +102,13 @@ class W2VBertConfig:
         for name in ("num_contrastive_layers", "num_mlm_layers", "min_num_mask_spans"):
             if getattr(self, name) < 0:
                 p.append(f"`{name}` must be >= 0, but is {getattr(self, name)} instead.")
-        for name in ("feature_dropout_p", "dropout_p", "attn_dropout_p", "mask_p"):
+        for name in (
+            "feature_dropout_p",
+            "dropout_p",
+            "attn_dropout_p",
+            "ffn_inner_dropout_p",
+            "mask_p",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 p.append(f"`{name}` must be in [0, 1], but is {getattr(self, name)} instead.")
         for name in ("contrastive_weight", "diversity_weight", "mlm_weight"):
@@ -133,7 +141,9 @@ class W2VBertConfig:
                 f"but is {self.gumbel_min_temp} instead."
             )
         if not 0.0 < self.gumbel_temp_decay <= 1.0:
-            p.append(f"`gumbel_temp_decay` must be in (0, 1], but is {self.gumbel_temp_decay} instead.")
+            p.append(
+                f"`gumbel_temp_decay` must be in (0, 1], but is {self.gumbel_temp_decay} instead."
+            )
         if self.logit_temp <= 0.0:
             p.append(f"`logit_temp` must be > 0, but is {self.logit_temp} instead.")
         if self.num_contrastive_layers + self.num_mlm_layers < 1:
@@ -252,7 +262,9 @@ def with_objective(config: W2VBertConfig, objective: Objective) -> W2VBertConfig
     if objective == "contrastive":
         return replace(config, num_contrastive_layers=total, num_mlm_layers=0, mlm_weight=0.0)
     if objective == "mlm":
-        return replace(config, num_contrastive_layers=0, num_mlm_layers=total, contrastive_weight=0.0)
+        return replace(
+            config, num_contrastive_layers=0, num_mlm_layers=total, contrastive_weight=0.0
+        )
     raise ValueError(
         f"`objective` must be 'w2vbert', 'contrastive' or 'mlm', but is {objective!r} instead."
     )

@@ -25,7 +25,9 @@ def rotary_tables(
     Returns:
         cos, sin: each (S, D/2).
     """
-    inv_freq = base ** (-torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
+    inv_freq = base ** (
+        -torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim
+    )
     angles = torch.arange(num_steps, device=device, dtype=torch.float32).unsqueeze(1) * inv_freq
     return angles.cos().to(dtype), angles.sin().to(dtype)
 
@@ -41,26 +43,32 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 
 
 class FeedForward(nn.Module):
-    """LayerNorm -> Linear(M, F) -> SiLU -> dropout -> Linear(F, M) -> dropout."""
+    """LayerNorm -> Linear(M, F) -> SiLU -> inner dropout -> Linear(F, M) -> dropout."""
 
-    def __init__(self, model_dim: int, ffn_dim: int, dropout_p: float) -> None:
+    def __init__(
+        self, model_dim: int, ffn_dim: int, dropout_p: float, inner_dropout_p: float
+    ) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(model_dim)
         self.inner = nn.Linear(model_dim, ffn_dim)
         self.outer = nn.Linear(ffn_dim, model_dim)
         self.dropout_p = dropout_p
+        self.inner_dropout_p = inner_dropout_p
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, S, M) -> (N, S, M)."""
         h = F.silu(self.inner(self.norm(x)))
-        h = F.dropout(h, self.dropout_p, self.training)
+        if self.inner_dropout_p > 0.0:  # on the wide (N, S, F) tensor: costly on CPU
+            h = F.dropout(h, self.inner_dropout_p, self.training)
         return F.dropout(self.outer(h), self.dropout_p, self.training)
 
 
 class RotarySelfAttention(nn.Module):
     """LayerNorm -> fused QKV projection -> rotary on Q, K -> SDPA -> output projection."""
 
-    def __init__(self, model_dim: int, num_heads: int, attn_dropout_p: float, dropout_p: float) -> None:
+    def __init__(
+        self, model_dim: int, num_heads: int, attn_dropout_p: float, dropout_p: float
+    ) -> None:
         super().__init__()
         if model_dim % num_heads != 0 or (model_dim // num_heads) % 2 != 0:
             raise ValueError(
@@ -137,12 +145,13 @@ class ConformerBlock(nn.Module):
         conv_kernel_size: int,
         dropout_p: float = 0.0,
         attn_dropout_p: float = 0.0,
+        ffn_inner_dropout_p: float = 0.0,
     ) -> None:
         super().__init__()
-        self.ffn1 = FeedForward(model_dim, ffn_dim, dropout_p)
+        self.ffn1 = FeedForward(model_dim, ffn_dim, dropout_p, ffn_inner_dropout_p)
         self.attn = RotarySelfAttention(model_dim, num_heads, attn_dropout_p, dropout_p)
         self.conv = ConvModule(model_dim, conv_kernel_size, dropout_p)
-        self.ffn2 = FeedForward(model_dim, ffn_dim, dropout_p)
+        self.ffn2 = FeedForward(model_dim, ffn_dim, dropout_p, ffn_inner_dropout_p)
         self.final_norm = nn.LayerNorm(model_dim)
 
     def forward(
@@ -159,7 +168,9 @@ class ConformerBlock(nn.Module):
 class ConformerEncoder(nn.Module):
     """A stack of :class:`ConformerBlock` sharing one rotary table; 0 blocks = identity."""
 
-    def __init__(self, blocks: list[ConformerBlock], *, head_dim: int, rotary_base: float = 10000.0) -> None:
+    def __init__(
+        self, blocks: list[ConformerBlock], *, head_dim: int, rotary_base: float = 10000.0
+    ) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.head_dim = head_dim

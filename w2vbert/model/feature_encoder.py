@@ -76,7 +76,8 @@ class FbankFeatureEncoder(nn.Module):
             raise ValueError(f"`frame_stride` must be 2 or 4, but is {frame_stride} instead.")
         if input_norm not in ("utterance", "frame", "none"):
             raise ValueError(
-                f"`input_norm` must be 'utterance', 'frame' or 'none', but is {input_norm!r} instead."
+                "`input_norm` must be 'utterance', 'frame' or 'none', "
+                f"but is {input_norm!r} instead."
             )
         self.num_mel_bins = num_mel_bins
         self.frame_stride = frame_stride

@@ -153,4 +153,3 @@ def _perplexity(probs: Tensor) -> Tensor:
     """Sum over codebooks of exp(entropy): (G, V) -> ()."""
     entropy = -(probs * torch.log(probs + 1e-7)).sum(dim=-1)  # (G,)
     return entropy.exp().sum()
-

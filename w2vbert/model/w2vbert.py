@@ -158,7 +158,9 @@ class W2VBertModel(nn.Module):
         q = self.quantizer(feats[mask])  # unmasked features at masked steps: (B, M)
 
         padding_mask = _padding_mask_or_none(seq_lens, num_steps)
-        noise = torch.randn(feats.shape, generator=generator, device=feats.device, dtype=feats.dtype)
+        noise = torch.randn(
+            feats.shape, generator=generator, device=feats.device, dtype=feats.dtype
+        )
         noise = noise * _feature_std(feats.detach(), padding_mask)
         masked = torch.where(mask.unsqueeze(2), noise, feats)  # random vectors at masked steps
 
@@ -209,6 +211,7 @@ def _conformer(config: W2VBertConfig, num_layers: int) -> ConformerEncoder:
             conv_kernel_size=config.conv_kernel_size,
             dropout_p=config.dropout_p,
             attn_dropout_p=config.attn_dropout_p,
+            ffn_inner_dropout_p=config.ffn_inner_dropout_p,
         )
         for _ in range(num_layers)
     ]
