@@ -1,0 +1,154 @@
+"""Lhotse datasets: a CutSet mini-batch (from a sampler) -> a dict of padded tensors.
+
+Batches (N cuts, sorted by decreasing duration, T = longest feature length, F = 80):
+
+- :class:`PretrainDataset`: ``features`` (N, T, F) float, ``feature_lens`` (N,) int64,
+  ``durations`` (N,) float seconds, ``cut_ids`` list[str]. Supervisions are not needed.
+- :class:`AsrDataset`: the same plus ``texts`` list[str] and ``tokens`` list[list[int]]
+  (BPE ids from a sentencepiece model), with optional SpecAugment on ``features`` in training.
+
+Features are read from the cuts (precomputed, ``PrecomputedFeatures``) or computed on the fly
+(``OnTheFlyFeatures`` with the recipe's fbank extractor, see :func:`create_input_strategy`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from lhotse import CutSet
+from lhotse.dataset import OnTheFlyFeatures, PrecomputedFeatures, SpecAugment
+
+logger = logging.getLogger(__name__)
+
+InputStrategy = Callable[[CutSet], tuple[torch.Tensor, torch.Tensor]]
+
+
+def default_fbank_extractor() -> Any:
+    """The recipe's 80-dim fbank extractor (``w2vbert.data.fbank.fbank_extractor`` when present).
+
+    Fallback: Lhotse ``KaldifeatFbank`` with icefall's options (dither 0, snip_edges False,
+    low_freq 20, high_freq -400).
+    """
+    try:
+        from w2vbert.data.fbank import fbank_extractor  # type: ignore[attr-defined]
+
+        return fbank_extractor()
+    except (ImportError, AttributeError):
+        from lhotse.features.kaldifeat import (
+            KaldifeatFbank,
+            KaldifeatFbankConfig,
+            KaldifeatFrameOptions,
+            KaldifeatMelOptions,
+        )
+
+        frame = KaldifeatFrameOptions(dither=0.0, snip_edges=False)
+        mel = KaldifeatMelOptions(num_bins=80, low_freq=20.0, high_freq=-400.0)
+        return KaldifeatFbank(KaldifeatFbankConfig(frame_opts=frame, mel_opts=mel))
+
+
+def create_input_strategy(on_the_fly_feats: bool) -> InputStrategy:
+    """``OnTheFlyFeatures(fbank)`` when ``on_the_fly_feats``, else ``PrecomputedFeatures()``."""
+    if on_the_fly_feats:
+        return OnTheFlyFeatures(default_fbank_extractor())
+    return PrecomputedFeatures()
+
+
+def _features(cuts: CutSet, input_strategy: InputStrategy) -> dict[str, Any]:
+    out = input_strategy(cuts)
+    features, feature_lens = out[0], out[1]
+    return {
+        "features": features.float(),
+        "feature_lens": feature_lens.to(torch.int64),
+        "durations": torch.tensor([c.duration for c in cuts], dtype=torch.float32),
+        "cut_ids": [c.id for c in cuts],
+    }
+
+
+class PretrainDataset(torch.utils.data.Dataset):
+    """Unlabelled speech for pre-training: a CutSet -> ``features``, ``feature_lens``, ``cut_ids``."""
+
+    def __init__(self, input_strategy: InputStrategy | None = None) -> None:
+        self.input_strategy = input_strategy if input_strategy is not None else PrecomputedFeatures()
+
+    def __getitem__(self, cuts: CutSet) -> dict[str, Any]:
+        return _features(cuts.sort_by_duration(ascending=False), self.input_strategy)
+
+
+class BpeTokenizer:
+    """Sentencepiece model loaded lazily (so datasets stay picklable for DataLoader workers)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"BPE model {self.path} does not exist (run stage 3, train_bpe).")
+        self._sp: Any = None
+
+    @property
+    def sp(self) -> Any:
+        if self._sp is None:
+            import sentencepiece as spm
+
+            self._sp = spm.SentencePieceProcessor(model_file=str(self.path))
+        return self._sp
+
+    def __call__(self, text: str) -> list[int]:
+        return list(self.sp.encode(text, out_type=int))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "_sp": None}
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.sp.get_piece_size())
+
+
+def cut_text(cut: Any) -> str:
+    """The transcript of a cut: its supervisions' texts joined by spaces."""
+    texts = [s.text for s in cut.supervisions if s.text]
+    if not texts:
+        raise ValueError(f"Cut {cut.id}: expected a supervision with text, but it has none.")
+    return " ".join(texts)
+
+
+class AsrDataset(torch.utils.data.Dataset):
+    """Labelled speech: ``PretrainDataset``'s batch plus ``texts`` and ``tokens``; SpecAugment if given."""
+
+    def __init__(
+        self,
+        tokenize: Callable[[str], list[int]],
+        input_strategy: InputStrategy | None = None,
+        spec_augment: SpecAugment | None = None,
+    ) -> None:
+        self.tokenize = tokenize
+        self.input_strategy = input_strategy if input_strategy is not None else PrecomputedFeatures()
+        self.spec_augment = spec_augment
+
+    def __getitem__(self, cuts: CutSet) -> dict[str, Any]:
+        cuts = cuts.sort_by_duration(ascending=False)
+        batch = _features(cuts, self.input_strategy)
+        if self.spec_augment is not None:
+            lens = batch["feature_lens"]
+            # warp only inside each utterance: (N, 3) rows of (index, start frame, num frames)
+            segments = torch.stack([torch.arange(len(lens)), torch.zeros_like(lens), lens], dim=1).to(torch.int32)
+            batch["features"] = self.spec_augment(batch["features"], segments)
+        batch["texts"] = [cut_text(c) for c in cuts]
+        batch["tokens"] = [self.tokenize(t) for t in batch["texts"]]
+        return batch
+
+
+def create_spec_augment(enabled: bool) -> SpecAugment | None:
+    """Lhotse SpecAugment with icefall's LibriSpeech settings (2 mel masks of <= 27, time masks <= 15 %)."""
+    if not enabled:
+        return None
+    return SpecAugment(
+        time_warp_factor=80,
+        num_feature_masks=2,
+        features_mask_size=27,
+        num_frame_masks=10,
+        frames_mask_size=100,
+        max_frames_mask_fraction=0.15,
+        p=0.9,
+    )

@@ -1,0 +1,99 @@
+"""Cut filters: drop cuts the model cannot use, and count why.
+
+- shorter than ``min_duration`` or longer than ``max_duration`` seconds;
+- fewer encoder steps than ``min_steps`` (the encoder needs some frames; masking needs a span);
+- (with a tokenizer) more BPE tokens than encoder steps: the RNN-T loss cannot align them.
+
+The filter is applied lazily (``cuts.filter(f)``); :meth:`CutFilter.report` summarises the counts seen so far.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any, Callable
+
+from lhotse.utils import compute_num_frames
+
+logger = logging.getLogger(__name__)
+
+
+def num_feature_frames(cut: Any, frame_shift: float = 0.01) -> int:
+    """Fbank frames of ``cut``: from its features if present, else from its duration (10 ms hop)."""
+    if cut.has_features and cut.num_frames is not None:
+        return int(cut.num_frames)
+    return compute_num_frames(cut.duration, frame_shift, cut.sampling_rate)
+
+
+class CutFilter:
+    """A predicate over cuts that counts the dropped ones by reason."""
+
+    def __init__(
+        self,
+        *,
+        frames_to_steps: Callable[[int], int],
+        min_steps: int = 1,
+        min_duration: float = 0.0,
+        max_duration: float = float("inf"),
+        tokenize: Callable[[str], list[int]] | None = None,
+        text_of: Callable[[Any], str] | None = None,
+    ) -> None:
+        """
+        Args:
+            frames_to_steps: fbank frames -> encoder steps (e.g. the feature encoder's output_lengths).
+            min_steps: fewest encoder steps a kept cut must have.
+            min_duration, max_duration: duration bounds in seconds.
+            tokenize, text_of: when given, drop cuts with more tokens than encoder steps.
+        """
+        self.frames_to_steps = frames_to_steps
+        self.min_steps, self.min_duration, self.max_duration = min_steps, min_duration, max_duration
+        self.tokenize, self.text_of = tokenize, text_of
+        self.kept = 0
+        self.kept_seconds = 0.0
+        self.dropped: Counter[str] = Counter()
+
+    def reason(self, cut: Any) -> str | None:
+        """Why ``cut`` is dropped, or None when it is kept."""
+        if cut.duration < self.min_duration:
+            return "too short"
+        if cut.duration > self.max_duration:
+            return "too long"
+        steps = int(self.frames_to_steps(num_feature_frames(cut)))
+        if steps < self.min_steps:
+            return "too few encoder steps"
+        if self.tokenize is not None:
+            text = self.text_of(cut) if self.text_of is not None else cut.supervisions[0].text
+            if len(self.tokenize(text)) > steps:
+                return "more tokens than encoder steps"
+        return None
+
+    def __call__(self, cut: Any) -> bool:
+        why = self.reason(cut)
+        if why is None:
+            self.kept += 1
+            self.kept_seconds += cut.duration
+            return True
+        self.dropped[why] += 1
+        logger.debug(f"Dropping cut {cut.id} ({cut.duration:.2f} s): {why}")
+        return False
+
+    def report(self) -> str:
+        total = self.kept + sum(self.dropped.values())
+        parts = ", ".join(f"{n} {why}" for why, n in sorted(self.dropped.items())) or "none"
+        return (
+            f"kept {self.kept}/{total} cuts ({self.kept_seconds / 3600:.2f} h); dropped: {parts}"
+        )
+
+
+def scan(cuts: Any, cut_filter: CutFilter, name: str) -> tuple[int, float]:
+    """Run ``cut_filter`` over every cut once, log the counts; returns (kept cuts, kept seconds)."""
+    kept, seconds = 0, 0.0
+    for cut in cuts:
+        if cut_filter(cut):
+            kept += 1
+            seconds += cut.duration
+    logger.info(f"{name}: {cut_filter.report()}")
+    if kept == 0:
+        raise ValueError(f"{name}: no cut is left after filtering ({cut_filter.report()}).")
+    cut_filter.kept, cut_filter.kept_seconds, cut_filter.dropped = 0, 0.0, Counter()
+    return kept, seconds

@@ -1,0 +1,133 @@
+"""Data-loading settings, the bucketing sampler (sharded by DDP rank) and the DataLoader.
+
+With ``num_workers=0`` (the default) batches are made in the training process, so the sampler's
+position and every RNG used for augmentation are exactly restorable from a checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from lhotse import CutSet
+from lhotse.dataset import DynamicBucketingSampler
+from lhotse.dataset.sampling.base import CutSampler
+
+from w2vbert.training.dataclass_args import add_dataclass_arguments, dataclass_from_args
+
+logger = logging.getLogger(__name__)
+
+
+def _f(default: Any, help: str, **metadata: Any) -> Any:
+    return field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Where the cuts are and how they are batched."""
+
+    train_cuts: Path | None = _f(None, "Training CutSet (any Lhotse cuts manifest, e.g. data/fbank/*_cuts_*.jsonl.gz).")
+    valid_cuts: Path | None = _f(None, "Validation CutSet (optional).")
+    max_duration: float = _f(200.0, "Seconds of audio per batch (per rank).")
+    num_buckets: int = _f(30, "Duration buckets of the DynamicBucketingSampler.")
+    shuffle: bool = _f(True, "Shuffle training cuts (seeded by --seed and the epoch).")
+    drop_last: bool = _f(True, "Drop the last incomplete batches (equal batch counts on every rank).")
+    num_workers: int = _f(0, "DataLoader worker processes (0: exact resume; >0: faster, RNG not restorable).")
+    on_the_fly_feats: bool = _f(False, "Compute fbank from audio on the fly instead of reading stored features.")
+    min_cut_duration: float = _f(0.0, "Drop cuts shorter than this many seconds.")
+    max_cut_duration: float = _f(30.0, "Drop cuts longer than this many seconds.")
+    scan_cuts: bool = _f(True, "Read the training cuts once at start to log filter counts and the epoch's hours.")
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.max_duration <= 0:
+            problems.append(f"`max_duration` must be > 0, but is {self.max_duration} instead.")
+        if self.num_buckets < 1:
+            problems.append(f"`num_buckets` must be >= 1, but is {self.num_buckets} instead.")
+        if self.num_workers < 0:
+            problems.append(f"`num_workers` must be >= 0, but is {self.num_workers} instead.")
+        if self.min_cut_duration > self.max_cut_duration:
+            problems.append(f"`min_cut_duration` ({self.min_cut_duration}) exceeds `max_cut_duration` ({self.max_cut_duration}).")
+        if problems:
+            raise ValueError("Invalid DataConfig:\n  " + "\n  ".join(problems))
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser, **defaults: Any) -> None:
+        add_dataclass_arguments(parser.add_argument_group("data"), cls, defaults)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **overrides: Any) -> "DataConfig":
+        return dataclass_from_args(cls, args, **overrides)
+
+
+def load_cuts(path: Path | str | None, what: str) -> CutSet:
+    """Open a Lhotse CutSet lazily; a missing file gives an error naming the flag."""
+    if path is None:
+        raise ValueError(f"{what} is required, but was not given.")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist.")
+    return CutSet.from_file(path)
+
+
+def create_sampler(
+    cuts: CutSet,
+    config: DataConfig,
+    *,
+    train: bool,
+    world_size: int = 1,
+    rank: int = 0,
+    seed: int = 0,
+) -> DynamicBucketingSampler:
+    """A DynamicBucketingSampler over ``cuts``; each rank gets its own share of every step's batches."""
+    return DynamicBucketingSampler(
+        cuts,
+        max_duration=config.max_duration,
+        num_buckets=config.num_buckets,
+        shuffle=config.shuffle and train,
+        drop_last=config.drop_last and train,
+        world_size=world_size,
+        rank=rank,
+        seed=seed,
+        buffer_size=max(4 * config.num_buckets * 100, 2000),
+    )
+
+
+def create_dataloader(
+    dataset: torch.utils.data.Dataset, sampler: Any, num_workers: int = 0, seed: int = 0
+) -> torch.utils.data.DataLoader:
+    """A DataLoader yielding ``dataset[batch_of_cuts]`` for each sampler batch (batch_size=None).
+
+    It gets its own seeded generator, so creating an iterator never draws from torch's global RNG.
+    """
+    return torch.utils.data.DataLoader(
+        dataset,
+        sampler=sampler,
+        batch_size=None,
+        num_workers=num_workers,
+        persistent_workers=False,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def sampler_state_dict(sampler: Any, num_consumed: int) -> dict[str, Any]:
+    """The sampler's state as if exactly ``num_consumed`` batches of the epoch had been drawn.
+
+    With DataLoader workers the sampler runs ahead of training (prefetching); Lhotse restores a
+    position by re-drawing ``total_batches`` of the current epoch, so that count is set to the
+    batches actually trained. Other samplers: their own ``state_dict()``.
+    """
+    state = sampler.state_dict()
+    if not isinstance(sampler, CutSampler):
+        return state
+    state = copy.deepcopy(state)
+    diag = state["diagnostics"]
+    epoch_stats = diag["stats_per_epoch"][diag["current_epoch"]]
+    epoch_stats["kept_batches"] = num_consumed
+    epoch_stats["discarded_batches"] = 0
+    return state

@@ -1,0 +1,86 @@
+"""TrainingConfig: every knob of the shared training loop, and its command-line flags (icefall names)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from w2vbert.training.dataclass_args import add_dataclass_arguments, dataclass_from_args
+
+
+def _f(default: Any, help: str, **metadata: Any) -> Any:
+    return field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingConfig:
+    """The training loop's settings. Steps count batches (icefall's ``batch_idx_train``)."""
+
+    exp_dir: Path = _f(Path("exp"), "Experiment directory: checkpoints, log/, tensorboard/.")
+    num_epochs: int = _f(10, "Number of epochs to train (the last epoch number).")
+    start_epoch: int = _f(
+        1, "Resume from epoch-(start_epoch-1).pt when > 1 (default: newest checkpoint, if any)."
+    )
+    start_batch: int = _f(0, "Resume from checkpoint-<start_batch>.pt when > 0 (overrides --start-epoch).")
+    resume: bool = _f(True, "Resume automatically from the newest complete checkpoint in --exp-dir.")
+    max_steps: int = _f(0, "Stop after this many batches in total (0: no limit; for smoke tests).")
+    optimizer: str = _f("adam", "Optimizer.", choices=("adam", "adamw"))
+    base_lr: float = _f(2e-3, "Peak learning rate of the Transformer (Noam) schedule.")
+    warmup_steps: int = _f(25000, "Optimizer steps of linear warm-up; then lr decays as 1/sqrt(step).")
+    adam_beta1: float = _f(0.9, "Adam beta1.")
+    adam_beta2: float = _f(0.98, "Adam beta2.")
+    adam_eps: float = _f(1e-9, "Adam epsilon.")
+    weight_decay: float = _f(0.0, "Weight decay (decoupled for adamw, L2 for adam).")
+    grad_clip: float = _f(5.0, "Clip the global gradient 2-norm to this value (<= 0: no clipping).")
+    accum_grad: int = _f(1, "Batches whose gradients are summed per optimizer step.")
+    use_fp16: bool = _f(False, "fp16 autocast with a GradScaler (GPU only).")
+    use_bf16: bool = _f(False, "bf16 autocast (GPU; on CPU only if also --bf16-on-cpu).")
+    bf16_on_cpu: bool = _f(False, "Allow --use-bf16 on CPU.")
+    save_every_n: int = _f(4000, "Write checkpoint-<batch>.pt every this many batches (0: never).")
+    keep_last_k: int = _f(30, "Keep only the newest k checkpoint-<batch>.pt files (0: keep all).")
+    average_period: int = _f(200, "Update the averaged model every this many batches.")
+    log_interval: int = _f(50, "Log training metrics every this many batches.")
+    valid_interval: int = _f(3000, "Validate every this many batches (and at each epoch end; 0: epoch end only).")
+    tensorboard: bool = _f(True, "Write TensorBoard scalars to <exp-dir>/tensorboard.")
+    seed: int = _f(42, "Random seed (python, numpy, torch, sampler).")
+    world_size: int = _f(1, "Number of DDP processes (spawned here, or read from torchrun's env).")
+    master_port: int = _f(12354, "TCP port of the DDP rendezvous when --world-size > 1 spawns processes.")
+    max_bad_steps: int = _f(20, "Stop after this many consecutive steps with a NaN/inf loss or gradient.")
+    device: str = _f("auto", "Device: auto (cuda if available), cpu or cuda.", choices=("auto", "cpu", "cuda"))
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` listing every invalid setting."""
+        problems = []
+        for name in ("num_epochs", "start_epoch", "accum_grad", "average_period", "log_interval", "world_size"):
+            if getattr(self, name) < 1:
+                problems.append(f"`{name}` must be >= 1, but is {getattr(self, name)} instead.")
+        for name in ("start_batch", "max_steps", "save_every_n", "keep_last_k", "valid_interval", "warmup_steps"):
+            if getattr(self, name) < 0:
+                problems.append(f"`{name}` must be >= 0, but is {getattr(self, name)} instead.")
+        if self.max_bad_steps < 1:
+            problems.append(f"`max_bad_steps` must be >= 1, but is {self.max_bad_steps} instead.")
+        if self.base_lr <= 0:
+            problems.append(f"`base_lr` must be > 0, but is {self.base_lr} instead.")
+        if self.use_fp16 and self.use_bf16:
+            problems.append("`use_fp16` and `use_bf16` are exclusive, but both are set.")
+        if self.accum_grad >= 1 and self.save_every_n % self.accum_grad != 0:
+            problems.append(
+                f"`save_every_n` must be a multiple of `accum_grad` ({self.accum_grad}), "
+                f"but is {self.save_every_n} instead."
+            )
+        if problems:
+            raise ValueError("Invalid TrainingConfig:\n  " + "\n  ".join(problems))
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser, **defaults: Any) -> None:
+        """Add the training flags; ``defaults`` (field=value) change defaults per entry point."""
+        add_dataclass_arguments(parser.add_argument_group("training"), cls, defaults)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **overrides: Any) -> "TrainingConfig":
+        return dataclass_from_args(cls, args, **overrides)

@@ -1,0 +1,104 @@
+"""Command-line flags generated from a frozen config dataclass, so each flag is defined once.
+
+A field ``max_bad_steps: int = field(default=20, metadata={"help": "..."})`` becomes
+``--max-bad-steps`` (``int``); a ``bool`` field ``tensorboard`` becomes ``--tensorboard/--no-tensorboard``.
+``metadata["flag"] = False`` keeps a field off the command line; ``metadata["choices"]`` restricts values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """``(type, optional)`` for ``X``, ``X | None`` and ``Optional[X]``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) != 1:
+            raise TypeError(f"Config field type must be X or X | None, but is {tp} instead.")
+        return args[0], True
+    return tp, False
+
+
+def _optional(conv: Any) -> Any:
+    def parse(text: str) -> Any:
+        return None if text.lower() in ("none", "") else conv(text)
+
+    parse.__name__ = getattr(conv, "__name__", "value")
+    return parse
+
+
+def add_dataclass_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    defaults: dict[str, Any] | None = None,
+) -> None:
+    """Add one flag per field of the dataclass ``cls``; ``defaults`` override the fields' defaults."""
+    defaults = defaults or {}
+    unknown = set(defaults) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"`defaults` must name fields of {cls.__name__}, but has {sorted(unknown)}.")
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.metadata.get("flag", True):
+            continue
+        if f.name in defaults:
+            default = defaults[f.name]
+        elif f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = None
+        tp, optional = _base_type(hints[f.name])
+        kwargs: dict[str, Any] = {"default": default, "help": f.metadata.get("help", "")}
+        if default is not None and tp is not bool:
+            kwargs["help"] += f" (default: {default})"
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            conv = {int: int, float: float, str: str, Path: Path}.get(tp)
+            if conv is None:
+                raise TypeError(f"Config field {cls.__name__}.{f.name} has unsupported type {tp}.")
+            kwargs["type"] = _optional(conv) if optional else conv
+            if "choices" in f.metadata:
+                kwargs["choices"] = f.metadata["choices"]
+        parser.add_argument(_flag(f.name), dest=f.name, **kwargs)
+
+
+def dataclass_from_args(cls: type[T], args: argparse.Namespace, **overrides: Any) -> T:
+    """Build ``cls`` from the parsed flags of :func:`add_dataclass_arguments` (plus ``overrides``)."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in overrides:
+            values[f.name] = overrides[f.name]
+        elif hasattr(args, f.name):
+            values[f.name] = getattr(args, f.name)
+    return cls(**values)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-friendly dict of a (possibly nested) config dataclass; paths become strings."""
+
+    def conv(v: Any) -> Any:
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        return v
+
+    return conv(dataclasses.asdict(config))

@@ -1,0 +1,105 @@
+"""Distributed data parallel set-up: torchrun or self-spawned processes, gloo on CPU, nccl on GPU.
+
+Two ways to run on W processes, both give the same environment (RANK, LOCAL_RANK, WORLD_SIZE):
+
+- ``torchrun --nproc-per-node W -m w2vbert.pretrain ... --world-size W`` (multi-node capable);
+- ``python -m w2vbert.pretrain ... --world-size W``: :func:`launch` spawns W local processes (icefall style).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def _spawned_worker(local_rank: int, fn: Callable[..., Any], args: tuple, world_size: int, port: int) -> None:
+    os.environ.update(
+        RANK=str(local_rank),
+        LOCAL_RANK=str(local_rank),
+        WORLD_SIZE=str(world_size),
+        MASTER_ADDR=os.environ.get("MASTER_ADDR", "127.0.0.1"),
+        MASTER_PORT=str(port),
+    )
+    fn(*args)
+
+
+def launch(fn: Callable[..., Any], args: tuple, world_size: int, master_port: int = 12354) -> None:
+    """Run ``fn(*args)`` on ``world_size`` processes (spawned here unless torchrun already did)."""
+    if "WORLD_SIZE" in os.environ:
+        env_ws = int(os.environ["WORLD_SIZE"])
+        if env_ws != world_size:
+            raise ValueError(
+                f"--world-size must equal torchrun's WORLD_SIZE ({env_ws}), but is {world_size} instead."
+            )
+        fn(*args)
+    elif world_size > 1:
+        mp.spawn(_spawned_worker, args=(fn, args, world_size, master_port), nprocs=world_size, join=True)
+    else:
+        fn(*args)
+
+
+def setup_distributed(device_kind: str = "cpu") -> DistInfo:
+    """Join the process group described by the environment (no-op for a single process).
+
+    ``device_kind`` picks the backend: ``"cuda"`` -> nccl (and sets the local CUDA device), else gloo.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return DistInfo()
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", os.environ["RANK"]))
+    backend = "nccl" if device_kind == "cuda" else "gloo"
+    if device_kind == "cuda":
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+    logger.info(f"Joined process group: rank {rank}/{world_size}, backend {backend}")
+    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def cleanup_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.distributed:
+        dist.barrier()
+
+
+def all_true(flag: bool, info: DistInfo, device: torch.device | str = "cpu") -> bool:
+    """True iff ``flag`` is true on every rank."""
+    if not info.distributed:
+        return flag
+    t = torch.tensor([0 if flag else 1], dtype=torch.int32, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return int(t.item()) == 0
+
+
+def any_true(flag: bool, info: DistInfo, device: torch.device | str = "cpu") -> bool:
+    """True iff ``flag`` is true on at least one rank."""
+    return not all_true(not flag, info, device)
