@@ -97,7 +97,9 @@ class MiniCorpusConfig:
                 f"{self.min_sentences_per_file} and {self.max_sentences_per_file}"
             )
         if not 1 <= self.min_words <= self.max_words:
-            errors.append(f"need 1 <= min_words <= max_words, got {self.min_words}, {self.max_words}")
+            errors.append(
+                f"need 1 <= min_words <= max_words, got {self.min_words}, {self.max_words}"
+            )
         parts = [self.train_part, self.dev_part, self.test_part, self.unlabelled_part]
         if len(set(parts)) != 4 or any(not p or "/" in p or "flac" in p for p in parts):
             errors.append(f"part names must be 4 distinct plain names without 'flac', got {parts}")
@@ -262,9 +264,16 @@ def plan_corpus(config: MiniCorpusConfig, sentences: Sequence[str]) -> list[File
                 gaps = tuple(round(rng.uniform(0.2, 0.8), 3) for _ in group[1:])
                 jobs.append(
                     FileJob(
-                        rel, spk, chapter, tuple(group), gaps, round(rng.uniform(0.05, 0.25), 3),
-                        round(rng.uniform(0.3, 0.9), 3), noise_level, rng.randrange(2**31),
-                    )  # fmt: skip
+                        rel,
+                        spk,
+                        chapter,
+                        tuple(group),
+                        gaps,
+                        round(rng.uniform(0.05, 0.25), 3),
+                        round(rng.uniform(0.3, 0.9), 3),
+                        noise_level,
+                        rng.randrange(2**31),
+                    )
                 )
     return jobs
 
@@ -300,9 +309,7 @@ def synthesize_file(job: FileJob, root: str, sampling_rate: int = 16000) -> File
     path = Path(root) / job.rel_path
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, pcm, sampling_rate, format="FLAC", subtype="PCM_16")
-    speech = tuple(
-        (round(s / sampling_rate, 3), round(e / sampling_rate, 3)) for s, e in spans
-    )
+    speech = tuple((round(s / sampling_rate, 3), round(e / sampling_rate, 3)) for s, e in spans)
     return FileResult(job.rel_path, len(pcm), speech)
 
 
@@ -415,7 +422,11 @@ def make_mini_corpus(
     for part, p in info["parts"].items():
         logger.info(
             "%s: %.3f h, %d files, %d utterances, %d speakers, %d voices",
-            part, p["hours"], p["num_files"], p["num_utterances"], p["num_speakers"],
+            part,
+            p["hours"],
+            p["num_files"],
+            p["num_utterances"],
+            p["num_speakers"],
             p["num_voices"],
-        )  # fmt: skip
+        )
     return info

@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Stage 1: Lhotse manifests of LibriSpeech- and Libri-Light-layout parts.
+
+  local/prepare_manifests.py --corpus-dir download/mini --output-dir data/manifests --prefix mini
+  local/prepare_manifests.py --corpus-dir download/LibriSpeech --output-dir data/manifests \\
+      --prefix librispeech --parts train-clean-100 dev-clean test-clean --nj 4
+
+Writes <output-dir>/<prefix>_{recordings,supervisions}_<part>.jsonl.gz, validated. Each part's
+layout is detected: <spk>/<chapter>/*.trans.txt (LibriSpeech, parsed by
+lhotse.recipes.prepare_librispeech) or <spk>/<book>/<name>.flac + <name>.json (Libri-Light,
+parsed by Lhotse's Libri-Light reader). Without --parts, every sub-directory of --corpus-dir with
+one of these layouts is a part. Parts whose manifests exist are skipped unless --force.
+
+Bad input stops the stage with an error listing every offending file: a transcript line without
+audio, audio without a transcript line, an empty or non-ASCII transcript, a blank line or
+repeated id in a .trans.txt, unreadable/corrupt/empty audio, Libri-Light audio without a valid
+JSON. Audio that is not 16 kHz is logged and resampled in stage 2; multi-channel audio is logged
+and downmixed to mono (mean of the channels) in stage 2.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # usable without path.sh
+
+from w2vbert.data.cli import run_main, setup_cli_logging  # noqa: E402
+from w2vbert.data.manifests import prepare_manifests  # noqa: E402
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--corpus-dir", type=Path, required=True, help="directory holding the parts")
+    p.add_argument("--output-dir", type=Path, default=Path("data/manifests"))
+    p.add_argument("--prefix", required=True, help="manifest name prefix, e.g. mini or librispeech")
+    p.add_argument(
+        "--parts", nargs="+", help="parts (sub-directories) to prepare; default: all found"
+    )
+    p.add_argument("--nj", type=int, default=1, help="threads for Lhotse's parsing")
+    p.add_argument("--force", action="store_true", help="rewrite manifests that exist")
+    p.add_argument("--log-file", type=Path, help="default: <output-dir>/log/prepare_manifests.log")
+    return p
+
+
+def main() -> None:
+    args = get_parser().parse_args()
+    setup_cli_logging(args.log_file or args.output_dir / "log" / "prepare_manifests.log")
+    prepare_manifests(
+        args.corpus_dir,
+        args.output_dir,
+        args.prefix,
+        args.parts,
+        num_jobs=args.nj,
+        force=args.force,
+    )
+
+
+if __name__ == "__main__":
+    run_main(main)

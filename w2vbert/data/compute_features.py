@@ -1,0 +1,219 @@
+"""Stage 2: cuts with stored fbank features, from Lhotse recordings/supervisions manifests.
+
+For each part: ``{prefix}_recordings_{part}.jsonl.gz`` + ``{prefix}_supervisions_{part}.jsonl.gz``
+-> cuts (one per supervision: a LibriSpeech utterance or a Libri-Light voice-activity segment)
+-> downmix / resample to 16 kHz mono where needed (logged) -> length filter (logged counts)
+-> optional speed perturbation 0.9/1.1 -> kaldifeat fbank (:mod:`w2vbert.data.fbank`) stored with
+``LilcomChunkyWriter`` in ``{prefix}_feats_{part}/`` -> ``{prefix}_cuts_{part}.jsonl.gz``.
+The pre-training cuts file ``{prefix}_cuts_pretrain.jsonl.gz`` is the union of the chosen parts
+(speed-perturbed copies left out).
+
+The cuts file is written last, under a temporary name renamed on success, so a killed run never
+leaves a finished-looking part; a stale feature directory without its cuts file is removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections import Counter
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from lhotse import CutSet, LilcomChunkyWriter, load_manifest_lazy
+from lhotse.cut import MultiCut
+
+from w2vbert.data.atomic import atomic_output
+from w2vbert.data.fbank import SAMPLING_RATE, fbank_extractor, num_encoder_frames, num_fbank_frames
+
+logger = logging.getLogger(__name__)
+
+PRETRAIN_NAME = "pretrain"
+SPEED_FACTORS = (0.9, 1.1)
+
+
+class FeatureError(ValueError):
+    """Manifests or audio unusable for feature extraction; the message names the cut/file."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LengthFilter:
+    """Which cuts are kept for training."""
+
+    min_duration: float = 0.3
+    """Shortest kept cut, seconds."""
+    max_duration: float = 30.0
+    """Longest kept cut, seconds."""
+
+    def reject_reason(self, duration: float) -> str | None:
+        """Why a cut of ``duration`` seconds is dropped, or None if it is kept.
+
+        Besides the duration bounds, a cut must give at least one encoder step after the 4x
+        conv front end (:func:`w2vbert.data.fbank.num_encoder_frames`).
+        """
+        if num_encoder_frames(num_fbank_frames(duration)) < 1:
+            return "no encoder frame"
+        if duration < self.min_duration:
+            return f"shorter than {self.min_duration} s"
+        if duration > self.max_duration:
+            return f"longer than {self.max_duration} s"
+        return None
+
+
+def load_part_cuts(manifest_dir: Path, prefix: str, part: str) -> CutSet:
+    """Cuts of one part, one per supervision, 16 kHz mono (resampled / downmixed, logged)."""
+    rec_path = Path(manifest_dir) / f"{prefix}_recordings_{part}.jsonl.gz"
+    sup_path = Path(manifest_dir) / f"{prefix}_supervisions_{part}.jsonl.gz"
+    for path in (rec_path, sup_path):
+        if not path.is_file():
+            raise FeatureError(f"Part {part}: manifest {path} does not exist (run stage 1 first)")
+    recordings = load_manifest_lazy(rec_path).to_eager()
+    supervisions = load_manifest_lazy(sup_path).to_eager()
+    missing = [
+        f"recording {r.id}: audio file {s.source} does not exist"
+        for r in recordings
+        for s in r.sources
+        if s.type == "file" and not Path(s.source).is_file()
+    ]
+    if missing:
+        more = f" (and {len(missing) - 10} more)" if len(missing) > 10 else ""
+        raise FeatureError(f"Part {part} ({rec_path}): " + "; ".join(missing[:10]) + more)
+
+    cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
+    counts: Counter[str] = Counter()
+    fixed = []
+    for cut in cuts:
+        if isinstance(cut, MultiCut):
+            cut = cut.to_mono(mono_downmix=True)
+            counts["downmixed"] += 1
+        if cut.sampling_rate != SAMPLING_RATE:
+            counts[f"resampled from {cut.sampling_rate} Hz"] += 1
+            cut = cut.resample(SAMPLING_RATE)
+        fixed.append(cut)
+    for what, n in sorted(counts.items()):
+        logger.warning("Part %s: %d cut(s) %s to 16 kHz mono", part, n, what)
+    return CutSet.from_cuts(fixed).trim_to_supervisions(keep_overlapping=False)
+
+
+def filter_cuts(cuts: CutSet, length_filter: LengthFilter, part: str) -> CutSet:
+    """Drops cuts rejected by ``length_filter``; logs the count per reason."""
+    kept, dropped = [], Counter()
+    for cut in cuts:
+        reason = length_filter.reject_reason(cut.duration)
+        if reason is None:
+            kept.append(cut)
+        else:
+            dropped[reason] += 1
+            logger.debug(
+                "Part %s: dropping cut %s (%.3f s): %s", part, cut.id, cut.duration, reason
+            )
+    total = len(kept) + sum(dropped.values())
+    summary = ", ".join(f"{n} {why}" for why, n in sorted(dropped.items())) or "none"
+    logger.info("Part %s: kept %d of %d cuts; dropped: %s", part, len(kept), total, summary)
+    if not kept:
+        raise FeatureError(f"Part {part}: no cut is left after the length filter ({summary})")
+    return CutSet.from_cuts(kept)
+
+
+def _compute(
+    cuts: CutSet, feats_dir: Path, num_jobs: int, part: str, executor: Executor | None
+) -> CutSet:
+    """Extracts and stores features; raises naming the cuts whose audio failed to load
+    (Lhotse drops those silently)."""
+    extractor = fbank_extractor()
+    storage = feats_dir if num_jobs > 1 else feats_dir / "feats-0"
+    feats_dir.mkdir(parents=True, exist_ok=True)
+    with_feats = cuts.compute_and_store_features(
+        extractor=extractor,
+        storage_path=storage,
+        num_jobs=num_jobs,
+        storage_type=LilcomChunkyWriter,
+        executor=executor if num_jobs > 1 else None,
+        progress_bar=False,
+    ).to_eager()
+    done = {c.id for c in with_feats}
+    lost = [c for c in cuts if c.id not in done]
+    if lost:
+        details = []
+        for cut in lost[:5]:
+            try:
+                cut.load_audio()
+                details.append(f"cut {cut.id}: no features")
+            except Exception as e:  # the loading error names the file
+                details.append(f"cut {cut.id}: {str(e).splitlines()[0]}")
+        raise FeatureError(
+            f"Part {part}: audio of {len(lost)} cut(s) could not be read: " + "; ".join(details)
+        )
+    return with_feats.sort_by_recording_id()
+
+
+def compute_fbank_part(
+    manifest_dir: Path,
+    output_dir: Path,
+    prefix: str,
+    part: str,
+    *,
+    length_filter: LengthFilter | None,
+    speed_perturb: bool = False,
+    num_jobs: int = 1,
+    executor: Executor | None = None,
+    force: bool = False,
+) -> Path:
+    """Writes ``{prefix}_cuts_{part}.jsonl.gz`` and ``{prefix}_feats_{part}/``; returns the cuts path.
+
+    ``length_filter`` None keeps every cut that gives at least one encoder frame (for dev/test).
+    ``executor``: a process pool (spawn context) to reuse across parts when ``num_jobs > 1``;
+    without it Lhotse starts one per call.
+    """
+    output_dir = Path(output_dir)
+    cuts_path = output_dir / f"{prefix}_cuts_{part}.jsonl.gz"
+    feats_dir = output_dir / f"{prefix}_feats_{part}"
+    if cuts_path.is_file() and not force:
+        logger.info("Part %s: %s exists, skipping", part, cuts_path)
+        return cuts_path
+    if feats_dir.exists():
+        logger.info(
+            "Part %s: removing features of an unfinished or forced run: %s", part, feats_dir
+        )
+        shutil.rmtree(feats_dir)
+    cuts = load_part_cuts(manifest_dir, prefix, part)
+    if speed_perturb:
+        cuts = cuts + sum((cuts.perturb_speed(f) for f in SPEED_FACTORS), CutSet())
+        logger.info("Part %s: speed perturbation %s added", part, " ".join(map(str, SPEED_FACTORS)))
+    cuts = filter_cuts(
+        cuts, length_filter or LengthFilter(min_duration=0.0, max_duration=float("inf")), part
+    )
+    with_feats = _compute(cuts, feats_dir, num_jobs, part, executor)
+    with atomic_output(cuts_path) as tmp:
+        with_feats.to_file(tmp)
+    hours = sum(c.duration for c in with_feats) / 3600.0
+    logger.info(
+        "Part %s: %d cuts, %.3f h of features -> %s", part, len(with_feats), hours, cuts_path
+    )
+    return cuts_path
+
+
+def is_speed_perturbed(cut_id: str) -> bool:
+    """True for the ids Lhotse gives speed-perturbed copies (``<id>_sp0.9``, ``<id>_sp1.1``)."""
+    return any(cut_id.endswith(f"_sp{f}") for f in SPEED_FACTORS)
+
+
+def write_pretrain_cuts(output_dir: Path, prefix: str, parts: Sequence[str]) -> Path:
+    """``{prefix}_cuts_pretrain.jsonl.gz``: the cuts of ``parts`` (speed-perturbed copies left out)."""
+    output_dir = Path(output_dir)
+    out = output_dir / f"{prefix}_cuts_{PRETRAIN_NAME}.jsonl.gz"
+    cuts = []
+    for part in parts:
+        path = output_dir / f"{prefix}_cuts_{part}.jsonl.gz"
+        if not path.is_file():
+            raise FeatureError(f"Pre-training part {part}: cuts file {path} does not exist")
+        cuts.extend(c for c in load_manifest_lazy(path) if not is_speed_perturbed(c.id))
+    with atomic_output(out) as tmp:
+        CutSet.from_cuts(cuts).to_file(tmp)
+    hours = sum(c.duration for c in cuts) / 3600.0
+    logger.info(
+        "Pre-training cuts: %d (%.3f h) from %s -> %s", len(cuts), hours, " ".join(parts), out
+    )
+    return out
