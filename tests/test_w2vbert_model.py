@@ -179,3 +179,10 @@ def test_config_validate_lists_every_problem_at_once():
         assert field in message
     with pytest.raises(ValueError, match="`name` must be one of"):
         get_w2vbert_config("huge")
+
+
+def test_every_parameter_of_the_default_model_gets_a_gradient():
+    model = create_w2vbert_model(_tiny())
+    w2vbert_loss(model(*_batch())).aggregate.backward()
+    unused = [name for name, p in model.named_parameters() if p.grad is None]
+    assert unused == []
