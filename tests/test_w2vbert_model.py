@@ -61,8 +61,9 @@ def test_xl_and_xxl_have_the_paper_block_layout():
     assert (xl.num_codebooks, xl.num_codebook_entries) == (1, 1024)
 
 
-def test_pretraining_output_shapes():
-    config = _tiny()
+@pytest.mark.parametrize("name", ["tiny", "mini"])
+def test_pretraining_output_shapes(name):
+    config = get_w2vbert_config(name)
     model = create_w2vbert_model(config)
     x, x_lens = _batch()
     out = model(x, x_lens)
