@@ -68,7 +68,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Transducer, Expo
 
 
 @pytest.fixture(scope="module")
-def utterances(exported: tuple, tmp_path_factory: pytest.TempPathFactory) -> list[Utterance]:
+def cuts_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Cuts of the FLAC files, with recordings and the (made-up) text "A B"."""
     from lhotse import CutSet, Recording, SupervisionSegment
 
     directory = tmp_path_factory.mktemp("audio")
@@ -83,7 +84,12 @@ def utterances(exported: tuple, tmp_path_factory: pytest.TempPathFactory) -> lis
         cuts.append(cut)
     manifest = directory / "cuts.jsonl.gz"
     CutSet.from_cuts(cuts).to_file(manifest)
-    return load_utterances(manifest)
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def utterances(cuts_manifest: Path) -> list[Utterance]:
+    return load_utterances(cuts_manifest)
 
 
 def _pytorch_greedy_ids(model: Transducer, samples: np.ndarray) -> list[int]:
@@ -212,3 +218,57 @@ def test_check_compares_sherpa_fp32_int8_and_stage6_recogs(exported: tuple, utte
     write_check_report(result, directory / "c.json", directory / "c.md", "check")
     assert json.loads((directory / "c.json").read_text())["num_utterances"] == len(utterances)
     assert "fp32_greedy_differences_vs_stage6 (1)" in (directory / "c.md").read_text()
+
+
+def test_cli_exports_epoch_checkpoint_and_writes_the_check(
+    cuts_manifest: Path, utterances: list[Utterance], tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from lhotse import CutSet
+
+    from w2vbert.export_onnx import main
+
+    model = _tiny_transducer()
+    lang = tmp_path / "lang_bpe_12"
+    lang.mkdir()
+    (lang / "tokens.txt").write_text("".join(f"{s} {i}\n" for i, s in enumerate(SYMBOLS)), encoding="utf-8")
+    params = {
+        "kind": "finetune", "model_config": dataclasses.asdict(get_w2vbert_config("tiny")),
+        "vocab_size": VOCAB_SIZE, "blank_id": 0, "context_size": 2, "decoder_dim": 16, "joiner_dim": JOINER_DIM,
+        "decoder_type": "stateless", "joiner_activation": "tanh", "ctc": False, "bpe_model": str(lang / "bpe.model"),
+    }
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    torch.save({"model": model.state_dict(), "params": params}, exp / "epoch-1.pt")
+    # Stage 6's greedy recogs for this model, from PyTorch.
+    id_to_symbol = read_tokens(lang / "tokens.txt")
+    decode_dir = exp / "greedy_search"
+    decode_dir.mkdir()
+    write_recogs(decode_dir / "recogs-test-mini-epoch-1-avg-1.txt", [
+        (u.id, list(u.ref), token_ids_to_words(_pytorch_greedy_ids(model, u.samples), id_to_symbol))
+        for u in utterances[:2]
+    ])
+    cuts = tmp_path / "cuts.jsonl.gz"
+    CutSet.from_file(cuts_manifest).subset(first=2).to_file(cuts)
+    import logging
+
+    handlers = list(logging.getLogger().handlers)
+    try:
+        main(["--exp-dir", str(exp), "--epoch", "1", "--avg", "1", "--no-use-averaged-model", "--int8",
+              "--check-cuts", str(cuts), "--decode-dir", str(decode_dir), "--strict"])
+    finally:  # the CLI configured logging: give the root logger back
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            if handler not in handlers:
+                handler.close()
+        for handler in handlers:
+            root.addHandler(handler)
+    assert any((exp / "log").glob("log-export-*"))
+    names = {p.name for p in exp.iterdir()}
+    assert {"encoder-epoch-1-avg-1.onnx", "decoder-epoch-1-avg-1.int8.onnx", "tokens.txt",
+            "export-check-epoch-1-avg-1.md", "export-check-epoch-1-avg-1.json"} <= names
+    result = json.loads((exp / "export-check-epoch-1-avg-1.json").read_text())
+    assert result["checks"]["fp32_greedy_identical_to_stage6"] is True
+    assert result["num_utterances"] == 2 and result["passed"] is True

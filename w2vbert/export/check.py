@@ -53,17 +53,6 @@ def read_recogs(path: Path | str) -> dict[str, tuple[list[str], list[str]]]:
     return {k: (refs[k], hyps[k]) for k in refs}
 
 
-def find_recogs(decode_dir: Path | str, suffix: str) -> Path:
-    """The one ``recogs-*<suffix>*.txt`` in ``decode_dir`` (stage 6's output for this model)."""
-    candidates = sorted(Path(decode_dir).glob(f"recogs-*{suffix}*.txt"))
-    if len(candidates) != 1:
-        raise FileNotFoundError(
-            f"Expected exactly one recogs-*{suffix}*.txt in {decode_dir}, but found "
-            f"{[c.name for c in candidates]}; pass the file itself."
-        )
-    return candidates[0]
-
-
 def word_error_rate(refs: dict[str, Sequence[str]], hyps: dict[str, Sequence[str]]) -> float:
     """WER in percent over the ids of ``refs`` (kaldialign edit distance)."""
     missing = sorted(set(refs) - set(hyps))

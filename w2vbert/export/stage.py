@@ -1,0 +1,130 @@
+"""Stage 7 as one function: load the fine-tuned (averaged) model, export it, check it with sherpa-onnx.
+
+Outputs in ``out_dir`` (default: the exp dir): ``{encoder,decoder,joiner}-<suffix>[.int8].onnx``,
+``tokens.txt``, and with a test set ``export-check-<suffix>.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import field
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from w2vbert.export.check import CheckConfig, run_check, write_check_report
+from w2vbert.export.decode_runs import METHODS, load_utterances
+from w2vbert.export.onnx_export import export_transducer
+from w2vbert.training.dataclass_args import add_dataclass_arguments, dataclass_from_args
+
+logger = logging.getLogger(__name__)
+
+
+def _f(default: Any, help: str, **metadata: Any) -> Any:
+    return field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportOptions:
+    """Flags of ``python -m w2vbert.export_onnx``."""
+
+    exp_dir: Path = _f(Path("exp/finetune"), "Fine-tuning experiment directory (epoch-N.pt files).")
+    epoch: int = _f(30, "Export the model of epoch-<epoch>.pt (averaged with --avg).")
+    avg: int = _f(1, "Number of epochs to average (icefall semantics).")
+    use_averaged_model: bool = _f(True, "Average between epoch-(E-A).pt and epoch-E.pt from model_avg.")
+    checkpoint: Path | None = _f(None, "Export this checkpoint file instead of --epoch/--avg.")
+    tokens: Path | None = _f(None, "tokens.txt (default: beside the bpe.model saved in the checkpoint).")
+    out_dir: Path | None = _f(None, "Where the ONNX files go (default: --exp-dir).")
+    int8: bool = _f(False, "Also write int8 dynamically quantised models (*.int8.onnx).")
+    check_cuts: Path | None = _f(None, "Cuts (with recordings and text) to decode with sherpa-onnx.")
+    check_manifest: Path | None = _f(None, "Or a recordings manifest (references then come from --decode-dir).")
+    decode_dir: Path | None = _f(None, "Stage 6's greedy_search dir, to compare with its recogs-* file.")
+    test_set: str | None = _f(None, "Test-set name in stage 6's file names (needed if --decode-dir has several).")
+    num_threads: int = _f(1, "Threads for sherpa-onnx and PyTorch in the check.")
+    batch_size: int = _f(8, "Utterances decoded together in the check.")
+    beam: int = _f(4, "modified_beam_search beam (sherpa-onnx max_active_paths).")
+    max_utterances: int = _f(0, "Check at most this many utterances (0: all).")
+    strict: bool = _f(False, "Exit with an error if a check fails (fp32 greedy differs, int8 WER +0.5).")
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        add_dataclass_arguments(parser, cls)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "ExportOptions":
+        return dataclass_from_args(cls, args)
+
+
+def _load_model(options: ExportOptions):  # -> (Transducer, params, suffix)
+    from w2vbert.training.averaging import averaged_model_from_epochs, averaging_suffix
+    from w2vbert.training.checkpoint import load_checkpoint
+    from w2vbert.training.finetuning import build_transducer_from_params
+
+    if options.checkpoint is not None:
+        ckpt = load_checkpoint(options.checkpoint)
+        state, params, suffix = ckpt["model"], ckpt["params"], Path(options.checkpoint).stem
+    else:
+        state, params = averaged_model_from_epochs(
+            options.exp_dir, options.epoch, options.avg, options.use_averaged_model
+        )
+        suffix = averaging_suffix(options.epoch, options.avg, options.use_averaged_model)
+    model = build_transducer_from_params(params)
+    model.load_state_dict(state)
+    return model.eval(), params, suffix
+
+
+def _stage6_recogs(options: ExportOptions, suffix: str) -> dict[str, Path]:
+    """Stage 6's recogs files for this model: greedy (required) and modified beam search (if there)."""
+    if options.decode_dir is None:
+        return {}
+    greedy_dir = Path(options.decode_dir)
+    name = options.test_set or "*"
+    candidates = sorted(greedy_dir.glob(f"recogs-{name}-{suffix}.txt"))
+    if len(candidates) != 1:
+        raise FileNotFoundError(
+            f"Expected one recogs-{name}-{suffix}.txt in {greedy_dir}, but found {[c.name for c in candidates]}; "
+            "run stage 6 for this model, or name the set with --test-set."
+        )
+    found = {"greedy_search": candidates[0]}
+    set_name = candidates[0].name[len("recogs-") : -len(f"-{suffix}.txt")]
+    beam = greedy_dir.parent / "modified_beam_search" / f"recogs-{set_name}-{suffix}-beam-size-{options.beam}.txt"
+    if beam.is_file():
+        found["modified_beam_search"] = beam
+    logger.info(f"Comparing with stage 6: {', '.join(str(p) for p in found.values())}")
+    return found
+
+
+def run_export(options: ExportOptions) -> dict[str, Any]:
+    """Exports (and checks, with a test set); returns ``{"suffix", "files", "check"}``."""
+    if options.check_cuts is not None and options.check_manifest is not None:
+        raise ValueError("Give --check-cuts or --check-manifest, not both.")
+    model, params, suffix = _load_model(options)
+    tokens = options.tokens or Path(params["bpe_model"]).parent / "tokens.txt"
+    out_dir = Path(options.out_dir or options.exp_dir)
+    comment = f"w2v-BERT pruned RNN-T, {suffix}, from {options.checkpoint or options.exp_dir}"
+    fp32, int8 = export_transducer(model, out_dir, suffix, tokens, int8=options.int8, comment=comment)
+    out: dict[str, Any] = {"suffix": suffix, "files": [str(p) for f in (fp32, int8) if f for p in
+                                                       (f.encoder, f.decoder, f.joiner)] + [str(fp32.tokens)]}
+    manifest = options.check_cuts or options.check_manifest
+    if manifest is None:
+        logger.info("No --check-cuts/--check-manifest: skipping the sherpa-onnx check.")
+        return out
+    utts = load_utterances(manifest, options.max_utterances)
+    recogs = _stage6_recogs(options, suffix)
+    config = CheckConfig(num_threads=options.num_threads, batch_size=options.batch_size, beam=options.beam,
+                         methods=METHODS)
+    result = run_check(model, fp32, int8, utts, config=config, recogs=recogs)
+    result |= {"suffix": suffix, "manifest": str(manifest), "stage6_recogs": {k: str(v) for k, v in recogs.items()}}
+    json_path, md_path = out_dir / f"export-check-{suffix}.json", out_dir / f"export-check-{suffix}.md"
+    write_check_report(result, json_path, md_path, f"sherpa-onnx check of {suffix} on {Path(manifest).name}")
+    logger.info(f"Check written to {md_path}: " + ", ".join(f"{k}={v}" for k, v in result["checks"].items()))
+    for diff in result.get("fp32_greedy_differences_vs_pytorch", []):
+        logger.warning(f"fp32 greedy differs from PyTorch on {diff['id']}: {diff['reference']!r} -> {diff['other']!r}")
+    if not result["passed"]:
+        message = f"The sherpa-onnx check did not pass (see {md_path})."
+        if options.strict:
+            raise RuntimeError(message)
+        logger.warning(message)
+    out["check"] = result
+    return out
