@@ -47,8 +47,8 @@ class DataConfig:
         problems = []
         if self.max_duration <= 0:
             problems.append(f"`max_duration` must be > 0, but is {self.max_duration} instead.")
-        if self.num_buckets < 1:
-            problems.append(f"`num_buckets` must be >= 1, but is {self.num_buckets} instead.")
+        if self.num_buckets < 2:
+            problems.append(f"`num_buckets` must be >= 2, but is {self.num_buckets} instead.")
         if self.num_workers < 0:
             problems.append(f"`num_workers` must be >= 0, but is {self.num_workers} instead.")
         if self.min_cut_duration > self.max_cut_duration:

@@ -102,3 +102,40 @@ def config_to_dict(config: Any) -> dict[str, Any]:
         return v
 
     return conv(dataclasses.asdict(config))
+
+
+def add_override_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    skip: tuple[str, ...] = (),
+) -> None:
+    """One flag per field of ``cls`` with default None ("keep the preset's value").
+
+    Used for model configs whose defaults come from a preset; :func:`overrides_from_args` collects
+    the flags that were given. ``Literal`` fields get ``choices``; bools are ``--x/--no-x``.
+    """
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        tp, _ = _base_type(hints[f.name])
+        kwargs: dict[str, Any] = {"default": None, "help": f"override the preset's {f.name}"}
+        if typing.get_origin(tp) is typing.Literal:
+            kwargs.update(type=str, choices=list(typing.get_args(tp)))
+        elif tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif tp in (int, float, str):
+            kwargs.update(type=tp, metavar=tp.__name__.upper())
+        else:
+            continue  # not settable from the command line
+        parser.add_argument(_flag(f.name), dest=f"override_{f.name}", **kwargs)
+
+
+def overrides_from_args(cls: type, args: argparse.Namespace) -> dict[str, Any]:
+    """``{field: value}`` for the override flags of ``cls`` that were given."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        value = getattr(args, f"override_{f.name}", None)
+        if value is not None:
+            out[f.name] = value
+    return out

@@ -32,11 +32,13 @@ def setup_logging(
     fmt = logging.Formatter(LOG_FORMAT.format(rank=rank, world_size=world_size))
     root = logging.getLogger()
     for h in list(root.handlers):
-        root.removeHandler(h)
-        h.close()
+        if getattr(h, "_w2vbert", False):  # ours from an earlier call; others are left alone
+            root.removeHandler(h)
+            h.close()
     root.setLevel(level)
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(fmt)
+    console._w2vbert = True  # type: ignore[attr-defined]
     root.addHandler(console)
     if log_dir is None:
         return None
@@ -46,6 +48,7 @@ def setup_logging(
     path = log_dir / (f"{prefix}-{stamp}" + (f"-{rank}" if world_size > 1 else ""))
     fh = logging.FileHandler(path)
     fh.setFormatter(fmt)
+    fh._w2vbert = True  # type: ignore[attr-defined]
     root.addHandler(fh)
     return path
 
@@ -76,6 +79,16 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def write_run_info(exp_dir: Path | str, config: dict[str, Any], name: str = "config.json") -> Path:
     """Write the resolved config, argv, git sha and package versions to ``<exp_dir>/<name>``.
 
@@ -84,8 +97,8 @@ def write_run_info(exp_dir: Path | str, config: dict[str, Any], name: str = "con
     path = Path(exp_dir) / name
     if path.is_file():
         try:
-            old = json.loads(path.read_text()).get("config", {})
-            changed = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+            old, new = _flatten(json.loads(path.read_text()).get("config", {})), _flatten(config)
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             if changed:
                 logger.warning(f"Config differs from the previous run's {path} in: {changed}")
         except (OSError, json.JSONDecodeError):

@@ -1,0 +1,83 @@
+"""python -m w2vbert.pretrain end to end on a tiny in-test corpus (tiny preset, a few steps)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import tiny_corpus  # noqa: E402
+
+from w2vbert import pretrain  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    return tiny_corpus.make_cuts(root, "train", 6), tiny_corpus.make_cuts(root, "dev", 2, seed=1)
+
+
+def _argv(corpus, exp_dir: Path, *extra: str) -> list[str]:
+    train, dev = corpus
+    return ["--train-cuts", str(train), "--valid-cuts", str(dev), "--model-preset", "tiny",
+            "--exp-dir", str(exp_dir), "--max-duration", "4", "--num-buckets", "2", "--warmup-steps", "5",
+            "--save-every-n", "2", "--log-interval", "1", "--device", "cpu", *extra]
+
+
+def test_help_lists_icefall_and_objective_flags(capsys):
+    with pytest.raises(SystemExit) as e:
+        pretrain.main(["--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    for flag in ("--world-size", "--num-epochs", "--start-epoch", "--start-batch", "--exp-dir", "--max-duration",
+                 "--base-lr", "--use-fp16", "--use-bf16", "--save-every-n", "--keep-last-k", "--average-period",
+                 "--no-tensorboard", "--model-preset", "--mlm-weight", "--contrastive-weight", "--diversity-weight",
+                 "--mlm-only", "--frame-stride", "--train-cuts", "--valid-cuts"):
+        assert flag in out
+
+
+def test_pretrain_runs_writes_outputs_and_resumes_exactly(corpus, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    pretrain.main(_argv(corpus, straight, "--num-epochs", "2"))
+    # the same job stopped after 1 batch (mid-epoch), then re-run: resumes from checkpoint-1.pt
+    pretrain.main(_argv(corpus, resumed, "--num-epochs", "2", "--max-steps", "1"))
+    assert (resumed / "checkpoint-1.pt").is_file() and not (resumed / "epoch-1.pt").exists()
+    pretrain.main(_argv(corpus, resumed, "--num-epochs", "2"))
+
+    a = torch.load(straight / "epoch-2.pt", weights_only=False)
+    b = torch.load(resumed / "epoch-2.pt", weights_only=False)
+    assert a["batch_idx_train"] == b["batch_idx_train"] >= 3
+    for key in ("model", "model_avg"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
+    assert a["params"]["kind"] == "pretrain" and a["params"]["model_config"]["model_dim"] == 32
+
+    assert list((straight / "log").glob("log-train-*")) and list((straight / "tensorboard").iterdir())
+    info = json.loads((straight / "config.json").read_text())
+    assert info["git_sha"] and "torch" in info["versions"] and info["config"]["model"]["model_dim"] == 32
+    rows = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
+    train_row = next(r for r in rows if r["split"] == "train")
+    for key in ("contrastive", "mlm", "diversity", "contrastive_acc", "mlm_acc", "code_perplexity",
+                "code_usage", "temperature", "lr", "grad_norm"):
+        assert key in train_row
+    assert any(r["split"] == "valid" for r in rows)
+
+
+def test_mlm_only_ablation_drops_the_contrastive_loss(corpus, tmp_path):
+    pretrain.main(_argv(corpus, tmp_path, "--num-epochs", "1", "--max-steps", "1", "--mlm-only", "--no-tensorboard"))
+    ckpt = torch.load(tmp_path / "checkpoint-1.pt", weights_only=False)
+    cfg = ckpt["params"]["model_config"]
+    assert cfg["contrastive_weight"] == 0.0 and cfg["num_contrastive_layers"] == 0
+    assert not any(k.startswith("final_proj") for k in ckpt["model"])
+
+
+def test_missing_train_cuts_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        pretrain.main(["--model-preset", "tiny"])
+    assert e.value.code == 2 and "--train-cuts is required" in capsys.readouterr().err

@@ -1,0 +1,47 @@
+"""Stage 6: decode Lhotse test sets with a fine-tuned transducer; WER (kaldialign) and RTF.
+
+    python -m w2vbert.decode --exp-dir exp/finetune --epoch 30 --avg 9 --use-averaged-model \\
+        --decoding-method modified_beam_search --beam-size 4 \\
+        --cuts test-clean=data/fbank/librispeech_cuts_test-clean.jsonl.gz test-other=...
+
+Writes <exp-dir>/<method>/{recogs,errs,wer-summary}-<set>-<suffix>.txt and results-<set>-<suffix>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from w2vbert.decoding.decode_sets import DecodeConfig, decode_sets
+from w2vbert.training.logging_utils import setup_logging
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m w2vbert.decode",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    DecodeConfig.add_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = DecodeConfig.from_args(args)
+    except ValueError as e:
+        parser.error(str(e))
+    setup_logging(config.exp_dir / config.decoding_method / "log", "log-decode")
+    try:
+        summary = decode_sets(config)
+    except (ValueError, FileNotFoundError) as e:
+        logging.getLogger(__name__).error(str(e))
+        raise SystemExit(1) from e
+    for name, info in summary.items():
+        print(f"{name}\t{info['method']}\t{info['suffix']}\tWER {info['wer']:.2f}%\tRTF {info['rtf']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""Stage 5: pruned RNN-T fine-tuning of a (pre-trained) w2v-BERT encoder on labelled Lhotse cuts.
+
+    python -m w2vbert.finetune --init-from exp/pretrain/epoch-10.pt \\
+        --bpe-model data/lang_bpe_500/bpe.model \\
+        --train-cuts data/fbank/librispeech_cuts_train-clean-100.jsonl.gz \\
+        --valid-cuts data/fbank/librispeech_cuts_dev-clean.jsonl.gz --exp-dir exp/finetune
+
+``--init-from none --model-preset mini`` trains the same model from scratch (the baseline).
+Re-running the same command resumes from the newest complete checkpoint in --exp-dir.
+Checkpoints carry what decoding and export need (vocab_size, context_size, dims, model config).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from w2vbert.data.sampling import DataConfig
+from w2vbert.training.config import TrainingConfig
+from w2vbert.training.ddp import launch
+from w2vbert.training.finetuning import FinetuneOptions, encoder_overrides, run_finetuning
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m w2vbert.finetune",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    TrainingConfig.add_arguments(
+        parser, exp_dir=Path("exp/finetune"), base_lr=1e-3, warmup_steps=5000, num_epochs=30
+    )
+    DataConfig.add_arguments(parser)
+    FinetuneOptions.add_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    train = TrainingConfig.from_args(args)
+    data = DataConfig.from_args(args)
+    if data.train_cuts is None:
+        parser.error("--train-cuts is required")
+    options = FinetuneOptions.from_args(args)
+    if options.init_from.lower() == "none" and options.model_preset is None:
+        parser.error("--init-from none (training from scratch) needs --model-preset")
+    if options.init_from.lower() != "none" and not Path(options.init_from).is_file():
+        parser.error(f"--init-from {options.init_from} does not exist")
+    overrides = encoder_overrides(args)
+    launch(run_finetuning, (options, overrides, data, train), train.world_size, train.master_port)
+
+
+if __name__ == "__main__":
+    main()

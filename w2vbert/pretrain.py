@@ -1,0 +1,48 @@
+"""Stage 4: w2v-BERT pre-training on unlabelled Lhotse cuts.
+
+    python -m w2vbert.pretrain --train-cuts data/fbank/librispeech_cuts_train-clean-100.jsonl.gz \\
+        --valid-cuts data/fbank/librispeech_cuts_dev-clean.jsonl.gz --model-preset mini \\
+        --exp-dir exp/pretrain --num-epochs 10 --max-duration 200 [--world-size 2]
+
+Re-running the same command resumes from the newest complete checkpoint in --exp-dir.
+Writes --exp-dir/{epoch-N.pt, checkpoint-<batch>.pt, log/log-train-*, tensorboard/, metrics.jsonl,
+config.json}. Model flags (``--model-dim``, ``--mlm-weight``, ``--frame-stride``, ...) override the preset.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from w2vbert.data.sampling import DataConfig
+from w2vbert.training.config import TrainingConfig
+from w2vbert.training.ddp import launch
+from w2vbert.training.pretraining import PretrainOptions, overrides, resolve_model_config, run_pretraining
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m w2vbert.pretrain",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    TrainingConfig.add_arguments(parser, exp_dir=Path("exp/pretrain"), base_lr=2e-3, warmup_steps=25000)
+    DataConfig.add_arguments(parser)
+    PretrainOptions.add_arguments(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    train = TrainingConfig.from_args(args)
+    data = DataConfig.from_args(args)
+    if data.train_cuts is None:
+        parser.error("--train-cuts is required")
+    options = PretrainOptions.from_args(args)
+    model_config = resolve_model_config(options, overrides(args))
+    launch(run_pretraining, (options, model_config, data, train), train.world_size, train.master_port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""The pre-training task (stage 4): w2v-BERT model + loss on unlabelled cuts, run by the shared loop."""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from w2vbert.data.datasets import PretrainDataset, create_input_strategy
+from w2vbert.data.filters import CutFilter
+from w2vbert.data.sampling import DataConfig
+from w2vbert.model.config import W2VBertConfig, get_w2vbert_config, preset_names, with_objective
+from w2vbert.model.feature_encoder import output_lengths
+from w2vbert.model.w2vbert import create_w2vbert_model
+from w2vbert.objectives.w2vbert_loss import w2vbert_loss
+from w2vbert.training.config import TrainingConfig
+from w2vbert.training.dataclass_args import (
+    add_dataclass_arguments,
+    add_override_arguments,
+    config_to_dict,
+    dataclass_from_args,
+    overrides_from_args,
+)
+from w2vbert.training.runner import TaskSpec, run_training
+
+logger = logging.getLogger(__name__)
+
+LOSS_PARTS = ("contrastive", "mlm", "diversity")
+LOGGED = ("contrastive_acc", "mlm_acc", "code_perplexity", "prob_perplexity", "code_usage", "temperature")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PretrainOptions:
+    """Pre-training task settings besides the model config, the training loop and the data."""
+
+    model_preset: str = field(default="mini", metadata={"help": "Model preset.", "choices": tuple(preset_names())})
+    objective: str = field(
+        default="w2vbert",
+        metadata={"help": "w2vbert (contrastive + MLM), contrastive (w2v-Conformer) or mlm (MLM only, "
+                          "the paper's collapsing ablation).", "choices": ("w2vbert", "contrastive", "mlm")},
+    )
+    mlm_only: bool = field(default=False, metadata={"help": "Shorthand for --objective mlm."})
+    code_usage_warn: float = field(
+        default=0.05, metadata={"help": "Warn when the mean code usage over 100 batches falls below this."}
+    )
+    min_encoder_steps: int = field(default=4, metadata={"help": "Drop cuts giving fewer encoder steps."})
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        add_dataclass_arguments(parser.add_argument_group("pre-training"), cls)
+        add_override_arguments(parser.add_argument_group("model (override the preset)"), W2VBertConfig)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "PretrainOptions":
+        return dataclass_from_args(cls, args)
+
+
+def resolve_model_config(options: PretrainOptions, overrides: dict[str, Any]) -> W2VBertConfig:
+    """Preset -> objective ablation -> explicit overrides (e.g. ``--mlm-weight 0``), validated."""
+    config = get_w2vbert_config(options.model_preset)
+    objective = "mlm" if options.mlm_only else options.objective
+    config = with_objective(config, objective)  # type: ignore[arg-type]
+    config = dataclasses.replace(config, **overrides)
+    config.validate()
+    return config
+
+
+class CodeUsageMonitor:
+    """Warns (at most every ``window`` batches) when the mean code usage drops below ``threshold``."""
+
+    def __init__(self, threshold: float, window: int = 100) -> None:
+        self.threshold, self.window = threshold, window
+        self.values: collections.deque[float] = collections.deque(maxlen=window)
+        self.last_warning = -window
+
+    def update(self, usage: float, step: int) -> None:
+        self.values.append(usage)
+        if len(self.values) < self.window or step - self.last_warning < self.window:
+            return
+        mean = sum(self.values) / len(self.values)
+        if mean < self.threshold:
+            self.last_warning = step
+            logger.warning(
+                f"Codebook collapse? Mean code usage over the last {self.window} batches is {mean:.3f} "
+                f"(< {self.threshold}) at batch {step}: the quantizer uses few codes."
+            )
+
+
+def make_pretrain_loss(config: W2VBertConfig, accum_grad: int, monitor: CodeUsageMonitor | None):
+    """``compute_loss(model, batch, step)`` for the shared loop (loss = mean over masked steps)."""
+    loss_kwargs = config.loss_kwargs()
+
+    def compute_loss(model: nn.Module, batch: dict, step: int):
+        inner = model.module if hasattr(model, "module") else model
+        inner.set_num_updates(step // accum_grad)  # Gumbel temperature from the optimizer step
+        out = model(batch["features"], batch["feature_lens"])
+        loss = w2vbert_loss(out, **loss_kwargs)
+        metrics = {"loss": float(loss.aggregate.detach())}
+        metrics.update({k: float(getattr(loss, k).detach()) for k in LOSS_PARTS})
+        metrics.update({k: float(getattr(loss, k)) for k in LOGGED})
+        if monitor is not None and inner.training:
+            monitor.update(metrics["code_usage"], step)
+        return loss.aggregate, metrics, max(int(loss.num_masked), 1)
+
+    return compute_loss
+
+
+def build_pretrain_task(
+    options: PretrainOptions, model_config: W2VBertConfig, data: DataConfig, train: TrainingConfig,
+    device: torch.device,
+) -> TaskSpec:
+    model = create_w2vbert_model(model_config).to(device)
+    min_steps = options.min_encoder_steps
+
+    def make_filter() -> CutFilter:
+        return CutFilter(
+            frames_to_steps=lambda t: int(output_lengths(t, model_config.frame_stride)),
+            min_steps=min_steps, min_duration=data.min_cut_duration, max_duration=data.max_cut_duration,
+        )
+
+    strategy = create_input_strategy(data.on_the_fly_feats)
+    return TaskSpec(
+        kind="pretrain",
+        model=model,
+        compute_loss=make_pretrain_loss(model_config, train.accum_grad, CodeUsageMonitor(options.code_usage_warn)),
+        param_groups=[{"params": [p for p in model.parameters() if p.requires_grad]}],
+        train_dataset=PretrainDataset(strategy),
+        valid_dataset=PretrainDataset(strategy),
+        make_cut_filter=make_filter,
+        params={"kind": "pretrain", "model_config": dataclasses.asdict(model_config),
+                "pretrain_options": config_to_dict(options)},
+        # without the contrastive loss the quantizer's codebooks get no gradient
+        find_unused_parameters=model_config.contrastive_weight == 0.0,
+    )
+
+
+def run_pretraining(
+    options: PretrainOptions, model_config: W2VBertConfig, data: DataConfig, train: TrainingConfig
+) -> None:
+    """One process of stage 4 (see :func:`w2vbert.training.runner.run_training`)."""
+    run_training(
+        lambda device: build_pretrain_task(options, model_config, data, train, device),
+        train, data, extra_config={"pretrain": config_to_dict(options), "model": dataclasses.asdict(model_config)},
+    )
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return overrides_from_args(W2VBertConfig, args)
