@@ -36,7 +36,9 @@ ENCODER_ATOL = 1e-4  # fp32 onnxruntime vs PyTorch, encoder_out (values ~1)
 def _tiny_transducer() -> Transducer:
     torch.manual_seed(7)
     encoder = create_w2vbert_encoder(get_w2vbert_config("tiny"))
-    model = create_transducer(encoder, encoder.output_dim, VOCAB_SIZE, decoder_dim=16, joiner_dim=JOINER_DIM)
+    model = create_transducer(
+        encoder, encoder.output_dim, VOCAB_SIZE, decoder_dim=16, joiner_dim=JOINER_DIM
+    )
     with torch.no_grad():
         # A random joiner emits some tokens; <unk> never (sherpa-onnx treats <unk> as blank).
         model.joiner.output_linear.bias[2] = -100.0
@@ -49,7 +51,9 @@ def _write_audio(directory: Path) -> list[Path]:
     paths = []
     for i, (seconds, freq) in enumerate([(1.0, 220.0), (2.3, 440.0), (3.0, 330.0), (1.7, 880.0)]):
         t = np.arange(int(seconds * 16000)) / 16000
-        samples = 0.3 * np.sin(2 * np.pi * freq * t * (1 + 0.2 * t)) + 0.05 * rng.standard_normal(t.size)
+        samples = 0.3 * np.sin(2 * np.pi * freq * t * (1 + 0.2 * t)) + 0.05 * rng.standard_normal(
+            t.size
+        )
         path = directory / f"utt{i}.flac"
         sf.write(path, samples.astype(np.float32), 16000)
         paths.append(path)
@@ -57,7 +61,9 @@ def _write_audio(directory: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Transducer, ExportedFiles, ExportedFiles, Path]:
+def exported(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Transducer, ExportedFiles, ExportedFiles, Path]:
     directory = tmp_path_factory.mktemp("export")
     tokens = directory / "tokens-in.txt"
     tokens.write_text("".join(f"{s} {i}\n" for i, s in enumerate(SYMBOLS)), encoding="utf-8")
@@ -78,8 +84,13 @@ def cuts_manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
         recording = Recording.from_file(path)
         cut = recording.to_cut()
         cut.supervisions = [
-            SupervisionSegment(id=recording.id, recording_id=recording.id, start=0, duration=recording.duration,
-                               text="A B")
+            SupervisionSegment(
+                id=recording.id,
+                recording_id=recording.id,
+                start=0,
+                duration=recording.duration,
+                text="A B",
+            )
         ]
         cuts.append(cut)
     manifest = directory / "cuts.jsonl.gz"
@@ -155,13 +166,17 @@ def test_joiner_onnx_matches_pytorch_on_projected_inputs(exported: tuple) -> Non
     model, fp32, _, _ = exported
     gen = torch.Generator().manual_seed(5)
     enc, dec = torch.randn(4, JOINER_DIM, generator=gen), torch.randn(4, JOINER_DIM, generator=gen)
-    (logit,) = ort.InferenceSession(str(fp32.joiner)).run(None, {"encoder_out": enc.numpy(), "decoder_out": dec.numpy()})
+    (logit,) = ort.InferenceSession(str(fp32.joiner)).run(
+        None, {"encoder_out": enc.numpy(), "decoder_out": dec.numpy()}
+    )
     with torch.no_grad():
         ref = model.joiner(enc, dec, project_input=False)
     np.testing.assert_allclose(logit, ref.numpy(), atol=1e-5, rtol=0)
 
 
-def test_sherpa_onnx_greedy_gives_exactly_the_pytorch_tokens(exported: tuple, utterances: list[Utterance]) -> None:
+def test_sherpa_onnx_greedy_gives_exactly_the_pytorch_tokens(
+    exported: tuple, utterances: list[Utterance]
+) -> None:
     model, fp32, _, _ = exported
     recognizer = create_recognizer(fp32, "greedy_search")
     id_to_symbol = read_tokens(fp32.tokens)
@@ -173,14 +188,18 @@ def test_sherpa_onnx_greedy_gives_exactly_the_pytorch_tokens(exported: tuple, ut
         ids = _pytorch_greedy_ids(model, utt.samples)
         num_tokens += len(ids)
         # sherpa-onnx shows "▁" as a space in its token strings.
-        assert list(stream.result.tokens) == [id_to_symbol[i].replace("▁", " ") for i in ids], utt.id
+        assert list(stream.result.tokens) == [
+            id_to_symbol[i].replace("▁", " ") for i in ids
+        ], utt.id
         assert stream.result.text.split() == token_ids_to_words(ids, id_to_symbol)
     assert num_tokens >= 10, "the random model must emit tokens for the comparison to mean anything"
 
 
 def test_lstm_decoder_is_refused_with_a_clear_error(tmp_path: Path) -> None:
     encoder = create_w2vbert_encoder(get_w2vbert_config("tiny"))
-    model = create_transducer(encoder, encoder.output_dim, VOCAB_SIZE, decoder_dim=16, decoder_type="lstm")
+    model = create_transducer(
+        encoder, encoder.output_dim, VOCAB_SIZE, decoder_dim=16, decoder_type="lstm"
+    )
     tokens = tmp_path / "tokens.txt"
     tokens.write_text("".join(f"{s} {i}\n" for i, s in enumerate(SYMBOLS)), encoding="utf-8")
     with pytest.raises(TypeError, match="stateless decoder"):
@@ -194,7 +213,9 @@ def test_export_refuses_tokens_file_of_the_wrong_size(tmp_path: Path) -> None:
         export_transducer(_tiny_transducer(), tmp_path / "exp", "x", tokens)
 
 
-def test_check_compares_sherpa_fp32_int8_and_stage6_recogs(exported: tuple, utterances: list[Utterance]) -> None:
+def test_check_compares_sherpa_fp32_int8_and_stage6_recogs(
+    exported: tuple, utterances: list[Utterance]
+) -> None:
     model, fp32, int8, directory = exported
     id_to_symbol = read_tokens(fp32.tokens)
     # A stage-6 recogs file: PyTorch greedy, one hypothesis spoiled on purpose.
@@ -206,15 +227,25 @@ def test_check_compares_sherpa_fp32_int8_and_stage6_recogs(exported: tuple, utte
     write_recogs(recogs, results)
     assert read_recogs(recogs)[utterances[1].id] == (list(utterances[1].ref), results[1][2])
 
-    result = run_check(model, fp32, int8, utterances, config=CheckConfig(batch_size=3),
-                       recogs={"greedy_search": recogs})
+    result = run_check(
+        model,
+        fp32,
+        int8,
+        utterances,
+        config=CheckConfig(batch_size=3),
+        recogs={"greedy_search": recogs},
+    )
     assert result["checks"]["fp32_greedy_identical_to_pytorch"] is True
     assert result["checks"]["fp32_greedy_identical_to_stage6"] is False
     assert [d["id"] for d in result["fp32_greedy_differences_vs_stage6"]] == [utterances[0].id]
     rows = {row["run"]: row for row in result["runs"]}
     assert rows["sherpa-onnx-fp32/greedy_search"]["identical_to_pytorch"] == len(utterances)
     assert rows["sherpa-onnx-int8/greedy_search"]["rtf"] > 0
-    assert set(rows) >= {"pytorch/modified_beam_search", "sherpa-onnx-fp32/modified_beam_search", "stage6/greedy_search"}
+    assert set(rows) >= {
+        "pytorch/modified_beam_search",
+        "sherpa-onnx-fp32/modified_beam_search",
+        "stage6/greedy_search",
+    }
     write_check_report(result, directory / "c.json", directory / "c.md", "check")
     assert json.loads((directory / "c.json").read_text())["num_utterances"] == len(utterances)
     assert "fp32_greedy_differences_vs_stage6 (1)" in (directory / "c.md").read_text()
@@ -232,11 +263,21 @@ def test_cli_exports_epoch_checkpoint_and_writes_the_check(
     model = _tiny_transducer()
     lang = tmp_path / "lang_bpe_12"
     lang.mkdir()
-    (lang / "tokens.txt").write_text("".join(f"{s} {i}\n" for i, s in enumerate(SYMBOLS)), encoding="utf-8")
+    (lang / "tokens.txt").write_text(
+        "".join(f"{s} {i}\n" for i, s in enumerate(SYMBOLS)), encoding="utf-8"
+    )
     params = {
-        "kind": "finetune", "model_config": dataclasses.asdict(get_w2vbert_config("tiny")),
-        "vocab_size": VOCAB_SIZE, "blank_id": 0, "context_size": 2, "decoder_dim": 16, "joiner_dim": JOINER_DIM,
-        "decoder_type": "stateless", "joiner_activation": "tanh", "ctc": False, "bpe_model": str(lang / "bpe.model"),
+        "kind": "finetune",
+        "model_config": dataclasses.asdict(get_w2vbert_config("tiny")),
+        "vocab_size": VOCAB_SIZE,
+        "blank_id": 0,
+        "context_size": 2,
+        "decoder_dim": 16,
+        "joiner_dim": JOINER_DIM,
+        "decoder_type": "stateless",
+        "joiner_activation": "tanh",
+        "ctc": False,
+        "bpe_model": str(lang / "bpe.model"),
     }
     exp = tmp_path / "exp"
     exp.mkdir()
@@ -245,18 +286,40 @@ def test_cli_exports_epoch_checkpoint_and_writes_the_check(
     id_to_symbol = read_tokens(lang / "tokens.txt")
     decode_dir = exp / "greedy_search"
     decode_dir.mkdir()
-    write_recogs(decode_dir / "recogs-test-mini-epoch-1-avg-1.txt", [
-        (u.id, list(u.ref), token_ids_to_words(_pytorch_greedy_ids(model, u.samples), id_to_symbol))
-        for u in utterances[:2]
-    ])
+    write_recogs(
+        decode_dir / "recogs-test-mini-epoch-1-avg-1.txt",
+        [
+            (
+                u.id,
+                list(u.ref),
+                token_ids_to_words(_pytorch_greedy_ids(model, u.samples), id_to_symbol),
+            )
+            for u in utterances[:2]
+        ],
+    )
     cuts = tmp_path / "cuts.jsonl.gz"
     CutSet.from_file(cuts_manifest).subset(first=2).to_file(cuts)
     import logging
 
     handlers = list(logging.getLogger().handlers)
     try:
-        main(["--exp-dir", str(exp), "--epoch", "1", "--avg", "1", "--no-use-averaged-model", "--int8",
-              "--check-cuts", str(cuts), "--decode-dir", str(decode_dir), "--strict"])
+        main(
+            [
+                "--exp-dir",
+                str(exp),
+                "--epoch",
+                "1",
+                "--avg",
+                "1",
+                "--no-use-averaged-model",
+                "--int8",
+                "--check-cuts",
+                str(cuts),
+                "--decode-dir",
+                str(decode_dir),
+                "--strict",
+            ]
+        )
     finally:  # the CLI configured logging: give the root logger back
         root = logging.getLogger()
         for handler in list(root.handlers):
@@ -267,8 +330,13 @@ def test_cli_exports_epoch_checkpoint_and_writes_the_check(
             root.addHandler(handler)
     assert any((exp / "log").glob("log-export-*"))
     names = {p.name for p in exp.iterdir()}
-    assert {"encoder-epoch-1-avg-1.onnx", "decoder-epoch-1-avg-1.int8.onnx", "tokens.txt",
-            "export-check-epoch-1-avg-1.md", "export-check-epoch-1-avg-1.json"} <= names
+    assert {
+        "encoder-epoch-1-avg-1.onnx",
+        "decoder-epoch-1-avg-1.int8.onnx",
+        "tokens.txt",
+        "export-check-epoch-1-avg-1.md",
+        "export-check-epoch-1-avg-1.json",
+    } <= names
     result = json.loads((exp / "export-check-epoch-1-avg-1.json").read_text())
     assert result["checks"]["fp32_greedy_identical_to_stage6"] is True
     assert result["num_utterances"] == 2 and result["passed"] is True

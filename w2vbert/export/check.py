@@ -46,10 +46,14 @@ def read_recogs(path: Path | str) -> dict[str, tuple[list[str], list[str]]]:
                 continue
             head, sep, value = line.rstrip("\n").partition(":\t")
             if not sep or not value.startswith(("ref=", "hyp=")):
-                raise ValueError(f"{path}:{num}: expected '<id>:\\tref=[...]' or '<id>:\\thyp=[...]', got {line!r}.")
+                raise ValueError(
+                    f"{path}:{num}: expected '<id>:\\tref=[...]' or '<id>:\\thyp=[...]', got {line!r}."
+                )
             (refs if value.startswith("ref=") else hyps)[head] = list(ast.literal_eval(value[4:]))
     if set(refs) != set(hyps):
-        raise ValueError(f"{path}: ids with a ref but no hyp or vice versa: {sorted(set(refs) ^ set(hyps))[:10]}.")
+        raise ValueError(
+            f"{path}: ids with a ref but no hyp or vice versa: {sorted(set(refs) ^ set(hyps))[:10]}."
+        )
     return {k: (refs[k], hyps[k]) for k in refs}
 
 
@@ -63,7 +67,9 @@ def word_error_rate(refs: dict[str, Sequence[str]], hyps: dict[str, Sequence[str
     return 100.0 * errors / num_words if num_words else (0.0 if errors == 0 else float("inf"))
 
 
-def differences(reference: dict[str, list[str]], other: dict[str, list[str]]) -> list[dict[str, Any]]:
+def differences(
+    reference: dict[str, list[str]], other: dict[str, list[str]]
+) -> list[dict[str, Any]]:
     """Utterances whose word sequences differ: ``[{"id", "reference", "other"}]``, by id."""
     return [
         {"id": k, "reference": " ".join(reference[k]), "other": " ".join(other.get(k, []))}
@@ -120,7 +126,13 @@ def run_check(
         for method in config.methods:
             key = f"pytorch/{method}"
             runs[key] = pytorch_decode(
-                model, utts, method, id_to_symbol, beam=config.beam, batch_size=config.batch_size, name=key
+                model,
+                utts,
+                method,
+                id_to_symbol,
+                beam=config.beam,
+                batch_size=config.batch_size,
+                name=key,
             )
             for precision, files in (("fp32", fp32), ("int8", int8)):
                 if files is None:
@@ -146,7 +158,8 @@ def run_check(
             "run": key,
             "rtf": run.rtf,
             "wer": word_error_rate(refs, run.hyps) if has_refs else None,
-            "identical_to_pytorch": len(ids) - len(differences(runs[f"pytorch/{method}"].hyps, run.hyps)),
+            "identical_to_pytorch": len(ids)
+            - len(differences(runs[f"pytorch/{method}"].hyps, run.hyps)),
         }
         if method in stage6:
             row["identical_to_stage6"] = len(ids) - len(
@@ -156,8 +169,13 @@ def run_check(
     for method, recog in stage6.items():
         hyps = {k: v[1] for k, v in recog.items() if k in ids}
         table.append(
-            {"run": f"stage6/{method}", "rtf": None, "wer": word_error_rate(refs, hyps) if has_refs else None,
-             "identical_to_pytorch": len(ids) - len(differences(runs[f"pytorch/{method}"].hyps, hyps))}
+            {
+                "run": f"stage6/{method}",
+                "rtf": None,
+                "wer": word_error_rate(refs, hyps) if has_refs else None,
+                "identical_to_pytorch": len(ids)
+                - len(differences(runs[f"pytorch/{method}"].hyps, hyps)),
+            }
         )
 
     result: dict[str, Any] = {
@@ -181,9 +199,9 @@ def run_check(
             checks["fp32_greedy_identical_to_stage6"] = not diffs6
             result["fp32_greedy_differences_vs_stage6"] = diffs6
         if int8 is not None and has_refs:
-            increase = word_error_rate(refs, runs["sherpa-onnx-int8/greedy_search"].hyps) - word_error_rate(
-                refs, reference
-            )
+            increase = word_error_rate(
+                refs, runs["sherpa-onnx-int8/greedy_search"].hyps
+            ) - word_error_rate(refs, reference)
             checks["int8_greedy_wer_increase"] = increase
             checks["int8_greedy_wer_within_0.5"] = increase <= INT8_MAX_WER_INCREASE
     result["checks"] = checks
@@ -192,8 +210,12 @@ def run_check(
 
 
 def _file_info(files: ExportedFiles) -> dict[str, Any]:
-    return {"encoder": files.encoder.name, "decoder": files.decoder.name, "joiner": files.joiner.name,
-            "bytes": files.sizes()}
+    return {
+        "encoder": files.encoder.name,
+        "decoder": files.decoder.name,
+        "joiner": files.joiner.name,
+        "bytes": files.sizes(),
+    }
 
 
 def write_check_report(result: dict[str, Any], json_path: Path, md_path: Path, title: str) -> None:
@@ -213,15 +235,24 @@ def write_check_report(result: dict[str, Any], json_path: Path, md_path: Path, t
         lines.append(
             f"| {precision} | {b['encoder']:,} | {b['decoder']:,} | {b['joiner']:,} | {b['total'] / 1e6:.2f} |"
         )
-    lines += ["", "| run | WER % | RTF | identical to PyTorch | identical to stage 6 |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| run | WER % | RTF | identical to PyTorch | identical to stage 6 |",
+        "|---|---|---|---|---|",
+    ]
     n = result["num_utterances"]
     for row in result["runs"]:
         wer = "-" if row["wer"] is None else f"{row['wer']:.2f}"
         rtf = "-" if row["rtf"] is None else f"{row['rtf']:.4f}"
         same6 = f"{row['identical_to_stage6']}/{n}" if "identical_to_stage6" in row else "-"
-        lines.append(f"| {row['run']} | {wer} | {rtf} | {row['identical_to_pytorch']}/{n} | {same6} |")
-    lines += ["", "Checks: " + ", ".join(f"{k} = {v}" for k, v in result["checks"].items()),
-              f"Passed: {result['passed']}"]
+        lines.append(
+            f"| {row['run']} | {wer} | {rtf} | {row['identical_to_pytorch']}/{n} | {same6} |"
+        )
+    lines += [
+        "",
+        "Checks: " + ", ".join(f"{k} = {v}" for k, v in result["checks"].items()),
+        f"Passed: {result['passed']}",
+    ]
     for key in ("fp32_greedy_differences_vs_pytorch", "fp32_greedy_differences_vs_stage6"):
         diffs = result.get(key) or []
         if diffs:

@@ -65,7 +65,9 @@ def read_tokens(path: Path | str) -> dict[int, str]:
             if not parts:
                 continue
             if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-                raise ValueError(f"{path}:{num}: expected '<symbol> <id>', but got {line.strip()!r}.")
+                raise ValueError(
+                    f"{path}:{num}: expected '<symbol> <id>', but got {line.strip()!r}."
+                )
             table[int(parts[1])] = parts[0]
     return table
 
@@ -91,7 +93,9 @@ def load_utterances(manifest: Path | str, max_utterances: int = 0) -> list[Utter
         if max_utterances and len(utts) >= max_utterances:
             break
         if isinstance(item, Cut) and not item.has_recording:
-            raise ValueError(f"Cut {item.id} in {manifest}: expected a recording (audio), but it has none.")
+            raise ValueError(
+                f"Cut {item.id} in {manifest}: expected a recording (audio), but it has none."
+            )
         if item.sampling_rate != SAMPLING_RATE:
             item = item.resample(SAMPLING_RATE)
         samples = np.asarray(item.load_audio(), dtype=np.float32)  # (C, L)
@@ -145,7 +149,9 @@ def sherpa_decode(
     name: str = "",
 ) -> DecodeRun:
     """Decodes ``utts`` with sherpa-onnx from the samples; the timing covers fbank + decoding."""
-    recognizer = create_recognizer(files, method, num_threads=num_threads, max_active_paths=max_active_paths)
+    recognizer = create_recognizer(
+        files, method, num_threads=num_threads, max_active_paths=max_active_paths
+    )
     run = DecodeRun(name=name or f"sherpa-onnx {method}")
     for batch in _batches(utts, batch_size):
         start = time.perf_counter()
@@ -166,7 +172,9 @@ def compute_fbank(samples: np.ndarray) -> torch.Tensor:
     """(L,) float32 samples at 16 kHz -> (T, 80) recipe fbank (kaldifeat, w2vbert.data.fbank)."""
     from w2vbert.data.fbank import fbank_extractor
 
-    return torch.from_numpy(np.asarray(fbank_extractor().extract(samples, SAMPLING_RATE), dtype=np.float32))
+    return torch.from_numpy(
+        np.asarray(fbank_extractor().extract(samples, SAMPLING_RATE), dtype=np.float32)
+    )
 
 
 @torch.no_grad()
@@ -194,7 +202,9 @@ def pytorch_decode(
         start = time.perf_counter()
         feats = [compute_fbank(u.samples) for u in batch]
         x_lens = torch.tensor([f.size(0) for f in feats], dtype=torch.int64)
-        x = torch.nn.utils.rnn.pad_sequence(feats, batch_first=True, padding_value=-23.025850929940457)
+        x = torch.nn.utils.rnn.pad_sequence(
+            feats, batch_first=True, padding_value=-23.025850929940457
+        )
         encoder_out, encoder_out_lens = model.encoder(x, x_lens)  # (N, S, M), (N,)
         if method == "greedy_search":
             hyps = greedy_search_batch(model, encoder_out, encoder_out_lens)

@@ -53,7 +53,9 @@ class ExportedFiles:
 
     def sizes(self) -> dict[str, int]:
         """Bytes per file: ``{"encoder": ..., "decoder": ..., "joiner": ..., "total": ...}``."""
-        sizes = {name: getattr(self, name).stat().st_size for name in ("encoder", "decoder", "joiner")}
+        sizes = {
+            name: getattr(self, name).stat().st_size for name in ("encoder", "decoder", "joiner")
+        }
         sizes["total"] = sum(sizes.values())
         return sizes
 
@@ -103,7 +105,9 @@ def _export(
         )
 
 
-def export_encoder(model: Transducer, path: Path, *, num_mel_bins: int = 80, comment: str = "") -> None:
+def export_encoder(
+    model: Transducer, path: Path, *, num_mel_bins: int = 80, comment: str = ""
+) -> None:
     """Exports ``encoder`` + ``joiner.encoder_proj`` to ``path`` (dynamic batch and time)."""
     module = OnnxEncoder(model.encoder, model.joiner.encoder_proj).eval()
     # Two utterances of different lengths, so that the padding path is what gets traced.
@@ -115,7 +119,12 @@ def export_encoder(model: Transducer, path: Path, *, num_mel_bins: int = 80, com
         path,
         ["x", "x_lens"],
         ["encoder_out", "encoder_out_lens"],
-        {"x": {0: "N", 1: "T"}, "x_lens": {0: "N"}, "encoder_out": {0: "N", 1: "S"}, "encoder_out_lens": {0: "N"}},
+        {
+            "x": {0: "N", 1: "T"},
+            "x_lens": {0: "N"},
+            "encoder_out": {0: "N", 1: "S"},
+            "encoder_out_lens": {0: "N"},
+        },
     )
     frame_stride = getattr(getattr(model.encoder, "feature_encoder", None), "frame_stride", 4)
     add_metadata(
@@ -225,7 +234,9 @@ def export_transducer(
         export_encoder(model, fp32.encoder, comment=comment)
         export_decoder(model, fp32.decoder)
         export_joiner(model, fp32.joiner)
-    logger.info(f"Exported {fp32.encoder.name}, {fp32.decoder.name}, {fp32.joiner.name}: {fp32.sizes()} bytes")
+    logger.info(
+        f"Exported {fp32.encoder.name}, {fp32.decoder.name}, {fp32.joiner.name}: {fp32.sizes()} bytes"
+    )
     if not int8:
         return fp32, None
     q = ExportedFiles(

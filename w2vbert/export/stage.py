@@ -32,20 +32,34 @@ class ExportOptions:
     exp_dir: Path = _f(Path("exp/finetune"), "Fine-tuning experiment directory (epoch-N.pt files).")
     epoch: int = _f(30, "Export the model of epoch-<epoch>.pt (averaged with --avg).")
     avg: int = _f(1, "Number of epochs to average (icefall semantics).")
-    use_averaged_model: bool = _f(True, "Average between epoch-(E-A).pt and epoch-E.pt from model_avg.")
+    use_averaged_model: bool = _f(
+        True, "Average between epoch-(E-A).pt and epoch-E.pt from model_avg."
+    )
     checkpoint: Path | None = _f(None, "Export this checkpoint file instead of --epoch/--avg.")
-    tokens: Path | None = _f(None, "tokens.txt (default: beside the bpe.model saved in the checkpoint).")
+    tokens: Path | None = _f(
+        None, "tokens.txt (default: beside the bpe.model saved in the checkpoint)."
+    )
     out_dir: Path | None = _f(None, "Where the ONNX files go (default: --exp-dir).")
     int8: bool = _f(False, "Also write int8 dynamically quantised models (*.int8.onnx).")
-    check_cuts: Path | None = _f(None, "Cuts (with recordings and text) to decode with sherpa-onnx.")
-    check_manifest: Path | None = _f(None, "Or a recordings manifest (references then come from --decode-dir).")
-    decode_dir: Path | None = _f(None, "Stage 6's greedy_search dir, to compare with its recogs-* file.")
-    test_set: str | None = _f(None, "Test-set name in stage 6's file names (needed if --decode-dir has several).")
+    check_cuts: Path | None = _f(
+        None, "Cuts (with recordings and text) to decode with sherpa-onnx."
+    )
+    check_manifest: Path | None = _f(
+        None, "Or a recordings manifest (references then come from --decode-dir)."
+    )
+    decode_dir: Path | None = _f(
+        None, "Stage 6's greedy_search dir, to compare with its recogs-* file."
+    )
+    test_set: str | None = _f(
+        None, "Test-set name in stage 6's file names (needed if --decode-dir has several)."
+    )
     num_threads: int = _f(1, "Threads for sherpa-onnx and PyTorch in the check.")
     batch_size: int = _f(8, "Utterances decoded together in the check.")
     beam: int = _f(4, "modified_beam_search beam (sherpa-onnx max_active_paths).")
     max_utterances: int = _f(0, "Check at most this many utterances (0: all).")
-    strict: bool = _f(False, "Exit with an error if a check fails (fp32 greedy differs, int8 WER +0.5).")
+    strict: bool = _f(
+        False, "Exit with an error if a check fails (fp32 greedy differs, int8 WER +0.5)."
+    )
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -88,7 +102,11 @@ def _stage6_recogs(options: ExportOptions, suffix: str) -> dict[str, Path]:
         )
     found = {"greedy_search": candidates[0]}
     set_name = candidates[0].name[len("recogs-") : -len(f"-{suffix}.txt")]
-    beam = greedy_dir.parent / "modified_beam_search" / f"recogs-{set_name}-{suffix}-beam-size-{options.beam}.txt"
+    beam = (
+        greedy_dir.parent
+        / "modified_beam_search"
+        / f"recogs-{set_name}-{suffix}-beam-size-{options.beam}.txt"
+    )
     if beam.is_file():
         found["modified_beam_search"] = beam
     logger.info(f"Comparing with stage 6: {', '.join(str(p) for p in found.values())}")
@@ -103,24 +121,46 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
     tokens = options.tokens or Path(params["bpe_model"]).parent / "tokens.txt"
     out_dir = Path(options.out_dir or options.exp_dir)
     comment = f"w2v-BERT pruned RNN-T, {suffix}, from {options.checkpoint or options.exp_dir}"
-    fp32, int8 = export_transducer(model, out_dir, suffix, tokens, int8=options.int8, comment=comment)
-    out: dict[str, Any] = {"suffix": suffix, "files": [str(p) for f in (fp32, int8) if f for p in
-                                                       (f.encoder, f.decoder, f.joiner)] + [str(fp32.tokens)]}
+    fp32, int8 = export_transducer(
+        model, out_dir, suffix, tokens, int8=options.int8, comment=comment
+    )
+    out: dict[str, Any] = {
+        "suffix": suffix,
+        "files": [str(p) for f in (fp32, int8) if f for p in (f.encoder, f.decoder, f.joiner)]
+        + [str(fp32.tokens)],
+    }
     manifest = options.check_cuts or options.check_manifest
     if manifest is None:
         logger.info("No --check-cuts/--check-manifest: skipping the sherpa-onnx check.")
         return out
     utts = load_utterances(manifest, options.max_utterances)
     recogs = _stage6_recogs(options, suffix)
-    config = CheckConfig(num_threads=options.num_threads, batch_size=options.batch_size, beam=options.beam,
-                         methods=METHODS)
+    config = CheckConfig(
+        num_threads=options.num_threads,
+        batch_size=options.batch_size,
+        beam=options.beam,
+        methods=METHODS,
+    )
     result = run_check(model, fp32, int8, utts, config=config, recogs=recogs)
-    result |= {"suffix": suffix, "manifest": str(manifest), "stage6_recogs": {k: str(v) for k, v in recogs.items()}}
-    json_path, md_path = out_dir / f"export-check-{suffix}.json", out_dir / f"export-check-{suffix}.md"
-    write_check_report(result, json_path, md_path, f"sherpa-onnx check of {suffix} on {Path(manifest).name}")
-    logger.info(f"Check written to {md_path}: " + ", ".join(f"{k}={v}" for k, v in result["checks"].items()))
+    result |= {
+        "suffix": suffix,
+        "manifest": str(manifest),
+        "stage6_recogs": {k: str(v) for k, v in recogs.items()},
+    }
+    json_path, md_path = (
+        out_dir / f"export-check-{suffix}.json",
+        out_dir / f"export-check-{suffix}.md",
+    )
+    write_check_report(
+        result, json_path, md_path, f"sherpa-onnx check of {suffix} on {Path(manifest).name}"
+    )
+    logger.info(
+        f"Check written to {md_path}: " + ", ".join(f"{k}={v}" for k, v in result["checks"].items())
+    )
     for diff in result.get("fp32_greedy_differences_vs_pytorch", []):
-        logger.warning(f"fp32 greedy differs from PyTorch on {diff['id']}: {diff['reference']!r} -> {diff['other']!r}")
+        logger.warning(
+            f"fp32 greedy differs from PyTorch on {diff['id']}: {diff['reference']!r} -> {diff['other']!r}"
+        )
     if not result["passed"]:
         message = f"The sherpa-onnx check did not pass (see {md_path})."
         if options.strict:
