@@ -1,0 +1,109 @@
+"""Helpers shared by every benchmark script (stdlib + torch only: peer venvs import it too).
+
+A benchmark script measures one configuration in its own process and ends by printing one
+line ``BENCH_RESULT {json}`` that :mod:`bench.run_all` parses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from typing import Callable
+
+RESULT_TAG = "BENCH_RESULT "
+
+
+def set_threads(num_threads: int) -> None:
+    """Pins torch's intra-op threads (and one inter-op thread) before any work."""
+    import torch
+
+    torch.set_num_threads(num_threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set (only allowed once, before parallel work)
+        pass
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, MiB (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    """Current resident set size of this process, MiB (from /proc/self/statm)."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def time_steps(step: Callable[[], object], *, warmup: int, steps: int) -> list[float]:
+    """Runs ``step`` ``warmup + steps`` times; returns the wall times (s) of the last ``steps``."""
+    times = []
+    for i in range(warmup + steps):
+        t0 = time.perf_counter()
+        step()
+        dt = time.perf_counter() - t0
+        if i >= warmup:
+            times.append(dt)
+        print(f"  step {i + 1}/{warmup + steps}: {dt:.3f} s{' (warm-up)' if i < warmup else ''}",
+              file=sys.stderr, flush=True)
+    return times
+
+
+def _register_cpu_sdpa_flops() -> None:
+    """Teaches FlopCounterMode the CPU flash-attention kernels (it only knows the CUDA ones).
+
+    Same dense count as torch's for the CUDA kernels: forward 4*N*H*S*S'*D (QK^T and AV),
+    backward 2.5x that (it recomputes the scores); masked-out scores are computed all the same.
+    """
+    import torch
+    from torch.utils import flop_counter as fc
+
+    aten = torch.ops.aten
+    fwd = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    bwd = getattr(aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
+    if fwd is not None and fwd not in fc.flop_registry and fwd.default not in fc.flop_registry:
+
+        @fc.register_flop_formula(fwd)
+        def _fwd(query, key, value, *args, out_shape=None, **kwargs) -> int:
+            return fc.sdpa_flop_count(query, key, value)
+
+    if bwd is not None and bwd not in fc.flop_registry and bwd.default not in fc.flop_registry:
+
+        @fc.register_flop_formula(bwd)
+        def _bwd(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+            return fc.sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call of ``fn`` (matmuls, convolutions, attention) by FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    _register_cpu_sdpa_flops()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def step_summary(times: list[float], audio_s: float) -> dict:
+    """Median step time and throughput of a list of step times."""
+    sec = statistics.median(times)
+    return {
+        "sec_per_step": round(sec, 4),
+        "audio_sec_per_sec": round(audio_s / sec, 3),
+        "step_times": [round(t, 4) for t in times],
+    }
+
+
+def emit(result: dict) -> None:
+    """Prints the result line the orchestrator reads."""
+    import torch
+
+    result.setdefault("torch", torch.__version__)
+    result.setdefault("num_threads", torch.get_num_threads())
+    print(RESULT_TAG + json.dumps(result), flush=True)

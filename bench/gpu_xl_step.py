@@ -1,0 +1,163 @@
+#!/usr/bin/env python
+"""GPU benchmark: the ``xl`` (0.6B) w2v-BERT pre-training step in bf16 autocast on one GPU.
+
+    python3 bench/gpu_xl_step.py [--batches 8,16,32] [--seconds 15] [--steps 10]
+
+For each batch size (utterances of ``--seconds`` each; 8 x 15 s = ``--max-duration 120``):
+forward + backward + fused AdamW, ``--warmup`` untimed steps, then the median of ``--steps``
+CUDA-synchronised steps. Reports audio-s/s, peak GPU memory (``max_memory_allocated``) and MFU:
+FLOPs of one forward + backward by ``FlopCounterMode`` (matmuls, convolutions, SDPA) per second
+over the GPU's dense bf16 peak (H100 SXM / H200: 989 TFLOP/s, NVIDIA's spec sheets; other GPUs:
+``--peak-tflops``). Writes ``bench/gpu_xl_step.json`` (and ``$OUT/gpu_xl_step.json`` when
+``$OUT`` is set). Without CUDA it prints a message and exits 0. Runs in well under 5 minutes.
+Needs only torch: imports nothing but ``w2vbert.model`` and ``w2vbert.objectives``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+DENSE_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0}  # SXM, dense (no sparsity)
+
+
+def peak_tflops(device_name: str, override: float | None) -> float | None:
+    if override is not None:
+        return override
+    for key, value in DENSE_BF16_TFLOPS.items():
+        if key in device_name:
+            return value
+    return None
+
+
+def run_config(batch: int, a, torch, device) -> dict:
+    from _harness import count_flops
+    from w2vbert.model.config import get_w2vbert_config
+    from w2vbert.model.w2vbert import create_w2vbert_model
+    from w2vbert.objectives.w2vbert_loss import w2vbert_loss
+
+    cfg = get_w2vbert_config(a.preset)
+    if a.frame_stride is not None:
+        cfg = dataclasses.replace(cfg, frame_stride=a.frame_stride)
+    torch.manual_seed(0)
+    model = create_w2vbert_model(cfg).to(device).train()
+    params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    frames = int(round(a.seconds * 100))
+    x = torch.randn(batch, frames, cfg.num_mel_bins, device=device)
+    x_lens = torch.full((batch,), frames, dtype=torch.int64, device=device)
+    step_model = torch.compile(model) if a.compile else model
+    loss_kwargs = cfg.loss_kwargs()
+
+    def forward_backward():
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            out = step_model(x, x_lens)
+            loss = w2vbert_loss(out, **loss_kwargs)
+        loss.aggregate.backward()
+        return loss
+
+    def step() -> float:
+        loss = forward_backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return float(loss.aggregate.detach())
+
+    cuda = device.type == "cuda"
+    sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(a.warmup):
+        step()
+    sync()
+    times = []
+    for _ in range(a.steps):
+        t0 = time.perf_counter()
+        last_loss = step()  # float() synchronises
+        sync()
+        times.append(time.perf_counter() - t0)
+    peak_mem = torch.cuda.max_memory_allocated(device) if cuda else None
+    flops = count_flops(forward_backward)
+    opt.zero_grad(set_to_none=True)
+    sec = statistics.median(times)
+    del model, opt, x
+    if cuda:
+        torch.cuda.empty_cache()
+    return {"batch": batch, "seconds": a.seconds, "max_duration": batch * a.seconds,
+            "params": params, "frame_stride": cfg.frame_stride, "sec_per_step": round(sec, 4),
+            "step_times": [round(t, 4) for t in times],
+            "audio_sec_per_sec": round(batch * a.seconds / sec, 1),
+            "peak_gpu_mem_gb": None if peak_mem is None else round(peak_mem / 2**30, 2), "flops_per_step": flops,
+            "tflops_per_s": round(flops / sec / 1e12, 1), "final_loss": round(last_loss, 3)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="xl")
+    p.add_argument("--batches", default="8,16,32", help="batch sizes to time, comma-separated")
+    p.add_argument("--seconds", type=float, default=15.0, help="audio seconds per utterance")
+    p.add_argument("--frame-stride", type=int, default=None, choices=[2, 4])
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start)")
+    p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the GPU")
+    p.add_argument("--out", type=Path, default=HERE / "gpu_xl_step.json")
+    p.add_argument("--cpu-dry-run", action="store_true",
+                   help="run the code path on the CPU (use with --preset tiny; for testing)")
+    a = p.parse_args()
+
+    import torch
+
+    if a.cpu_dry_run:
+        device = torch.device("cpu")
+    elif not torch.cuda.is_available():
+        print(f"gpu_xl_step: no CUDA device (torch {torch.__version__}); this benchmark needs a "
+              "GPU (H100/H200). Nothing measured.")
+        return 0
+    else:
+        device = torch.device("cuda")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (dry run)"
+    peak = peak_tflops(name, a.peak_tflops)
+    result = {"device": name, "torch": torch.__version__, "preset": a.preset,
+              "date": time.strftime("%Y-%m-%d %H:%M"), "peak_tflops": peak,
+              "compile": a.compile, "configs": []}
+    t_start = time.perf_counter()
+    for batch in (int(b) for b in a.batches.split(",") if b.strip()):
+        try:
+            r = run_config(batch, a, torch, device)
+        except torch.cuda.OutOfMemoryError as e:
+            r = {"batch": batch, "error": f"out of memory: {str(e).splitlines()[0]}"}
+            torch.cuda.empty_cache()
+        if "error" not in r and peak:
+            r["mfu"] = round(r["tflops_per_s"] / peak, 4)
+        result["configs"].append(r)
+        print(json.dumps(r), flush=True)
+    ok = [r for r in result["configs"] if "error" not in r]
+    if ok:  # headline: the first (smallest) batch, as the issue's "realistic max-duration"
+        result.update({k: ok[0].get(k) for k in ("batch", "seconds", "sec_per_step",
+                                                 "audio_sec_per_sec", "peak_gpu_mem_gb", "mfu")})
+    result["wall_s"] = round(time.perf_counter() - t_start, 1)
+    text = json.dumps(result, indent=1) + "\n"
+    a.out.write_text(text)
+    if os.environ.get("OUT"):
+        Path(os.environ["OUT"], "gpu_xl_step.json").write_text(text)
+    print(f"gpu_xl_step: {name}: " + "; ".join(
+        f"batch {r['batch']}: " + (r["error"] if "error" in r else
+                                   f"{r['audio_sec_per_sec']:.0f} audio-s/s, {r['peak_gpu_mem_gb']} GB, "
+                                   f"MFU {r.get('mfu')}") for r in result["configs"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
