@@ -14,6 +14,7 @@ import argparse
 import os
 import random
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -87,10 +88,12 @@ class ToyModel(nn.Module):
         return self.net(x * keep.unsqueeze(-1)).squeeze(-1) * (1.0 + 0.01 * self.temperature)
 
 
-def make_compute_loss(kill_at_step: int = -1):
+def make_compute_loss(kill_at_step: int = -1, step_sleep: float = 0.0):
     def compute_loss(model: nn.Module, batch: dict, step: int):
         if step == kill_at_step:
             os._exit(17)  # a kill: no clean-up, no flush
+        if step_sleep > 0:
+            time.sleep(step_sleep)
         inner = model.module if hasattr(model, "module") else model
         inner.set_num_updates(step)
         pred = model(batch["features"])
@@ -103,7 +106,7 @@ def make_compute_loss(kill_at_step: int = -1):
 
 
 def build_trainer(config: TrainingConfig, info: DistInfo = DistInfo(), kill_at_step: int = -1,
-                  nan_cuts: frozenset[str] = frozenset(), num_cuts: int = 48) -> Trainer:
+                  nan_cuts: frozenset[str] = frozenset(), num_cuts: int = 48, step_sleep: float = 0.0) -> Trainer:
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     np.random.seed(config.seed)
@@ -116,7 +119,7 @@ def build_trainer(config: TrainingConfig, info: DistInfo = DistInfo(), kill_at_s
     optimizer = create_optimizer(model.parameters(), config)
     return Trainer(
         model=model,
-        compute_loss=make_compute_loss(kill_at_step),
+        compute_loss=make_compute_loss(kill_at_step, step_sleep),
         optimizer=optimizer,
         scheduler=create_scheduler(optimizer, config),
         train_dl=create_dataloader(ToyDataset(nan_cuts), sampler, seed=config.seed),
@@ -141,7 +144,7 @@ def _run(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     config = toy_config(args.exp_dir, num_epochs=args.num_epochs, world_size=args.world_size,
                         accum_grad=args.accum_grad, save_every_n=args.save_every_n)
-    trainer = build_trainer(config, info, kill_at_step=args.kill_at_step)
+    trainer = build_trainer(config, info, kill_at_step=args.kill_at_step, step_sleep=args.step_sleep)
     if args.kill_while_saving > 0:
         def hook(path: Path) -> None:
             if path.name == f"checkpoint-{args.kill_while_saving}.pt":
@@ -164,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--save-every-n", type=int, default=4)
     p.add_argument("--kill-at-step", type=int, default=-1, help="os._exit when this step starts")
     p.add_argument("--kill-while-saving", type=int, default=0, help="os._exit between temp write and rename")
+    p.add_argument("--step-sleep", type=float, default=0.0, help="seconds to sleep per step (widens kill windows)")
     args = p.parse_args(argv)
     launch(_run, (args,), args.world_size, master_port=29500 + os.getpid() % 1000)
 

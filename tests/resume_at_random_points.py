@@ -1,0 +1,139 @@
+"""Kill training with SIGKILL at random moments, re-run the same command, compare with an uninterrupted run.
+
+Not collected by pytest (slow; real signals). For each trial: start the job, SIGKILL it after a random
+delay inside its training window, then re-run the identical command until it finishes; the final
+weights (model and averaged model) must equal the uninterrupted run's bit for bit.
+
+    python tests/resume_at_random_points.py --task toy       # toy model, tests/toy_training.py
+    python tests/resume_at_random_points.py --task pretrain  # tiny w2v-BERT via python -m w2vbert.pretrain
+    python tests/resume_at_random_points.py --task finetune  # tiny transducer via python -m w2vbert.finetune
+
+Prints one line per trial (kill time, newest checkpoint left, whether a temp file was caught mid-write)
+and ``k/N bit-identical``; exit status 1 unless all are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+
+
+def _commands(task: str, work: Path) -> tuple[callable, callable]:
+    """``(command(exp_dir) -> argv, final(exp_dir) -> dict)`` for the task."""
+    if task == "toy":
+        def cmd(exp: Path) -> list[str]:
+            return [sys.executable, str(HERE / "toy_training.py"), "--exp-dir", str(exp), "--num-epochs", "4",
+                    "--save-every-n", "2", "--step-sleep", "0.02"]
+
+        def final(exp: Path) -> dict:
+            return torch.load(exp / "final-rank0.pt", weights_only=False)
+
+        return cmd, final
+
+    import tiny_corpus
+
+    train, dev = tiny_corpus.make_cuts(work, "train", 24), tiny_corpus.make_cuts(work, "dev", 2, seed=1)
+    common = ["--train-cuts", str(train), "--valid-cuts", str(dev), "--max-duration", "5", "--num-buckets", "2",
+              "--warmup-steps", "5", "--save-every-n", "1", "--keep-last-k", "3", "--num-epochs", "3",
+              "--device", "cpu", "--log-interval", "5"]
+    if task == "pretrain":
+        def cmd(exp: Path) -> list[str]:
+            return [sys.executable, "-m", "w2vbert.pretrain", "--model-preset", "tiny", "--exp-dir", str(exp),
+                    *common]
+    else:
+        bpe = tiny_corpus.make_bpe(work)
+        pre = work / "pretrain"
+        subprocess.run([sys.executable, "-m", "w2vbert.pretrain", "--model-preset", "tiny", "--exp-dir", str(pre),
+                        *common[:-6], "--num-epochs", "1", "--device", "cpu"], check=True, env=ENV,
+                       capture_output=True, cwd=ROOT)
+
+        def cmd(exp: Path) -> list[str]:
+            return [sys.executable, "-m", "w2vbert.finetune", "--init-from", str(pre / "epoch-1.pt"),
+                    "--bpe-model", str(bpe), "--decoder-dim", "16", "--joiner-dim", "16", "--exp-dir", str(exp),
+                    *common]
+
+    def final(exp: Path) -> dict:
+        return torch.load(exp / "epoch-3.pt", weights_only=False)
+
+    return cmd, final
+
+
+def _identical(a: dict, b: dict) -> bool:
+    if a["batch_idx_train"] != b["batch_idx_train"]:
+        return False
+    return all(
+        a[key].keys() == b[key].keys() and all(torch.equal(a[key][k], b[key][k]) for k in a[key])
+        for key in ("model", "model_avg")
+    )
+
+
+def _timed_reference(cmd: list[str], exp: Path) -> tuple[float, float]:
+    """Run to completion; returns (seconds until the first checkpoint appeared, total seconds)."""
+    start = time.time()
+    proc = subprocess.Popen(cmd, env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = None
+    while proc.poll() is None:
+        if first is None and any(exp.glob("checkpoint-*.pt")):
+            first = time.time() - start
+        time.sleep(0.01)
+    if proc.returncode != 0:
+        raise RuntimeError(f"reference run failed:\n{proc.stderr.read().decode()[-3000:]}")
+    total = time.time() - start
+    return (first or total / 2), total
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", choices=("toy", "pretrain", "finetune"), default="toy")
+    p.add_argument("--trials", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        cmd, final = _commands(args.task, work)
+        ref = work / "ref"
+        first, total = _timed_reference(cmd(ref), ref)
+        reference = final(ref)
+        print(f"reference: {reference['batch_idx_train']} batches, first checkpoint after {first:.1f} s, "
+              f"done after {total:.1f} s")
+        ok = 0
+        for trial in range(args.trials):
+            exp = work / f"trial-{trial}"
+            delay = rng.uniform(0.8 * first, 0.95 * total)
+            proc = subprocess.Popen(cmd(exp), env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            time.sleep(delay)
+            finished_early = proc.poll() is not None
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            left = sorted(p.name for p in exp.glob("*.pt")) if exp.is_dir() else []
+            tmp_files = [p.name for p in exp.glob(".*.tmp*")] if exp.is_dir() else []
+            rerun = subprocess.run(cmd(exp), env=ENV, cwd=ROOT, capture_output=True, text=True)
+            same = rerun.returncode == 0 and _identical(reference, final(exp))
+            ok += same
+            print(f"trial {trial}: SIGKILL after {delay:.2f} s{' (had finished)' if finished_early else ''}; "
+                  f"files left: {left[-3:]}; mid-write temp files: {tmp_files}; "
+                  f"resumed -> {'bit-identical' if same else 'DIFFERENT rc=%d' % rerun.returncode}")
+        print(f"{ok}/{args.trials} bit-identical ({args.task})")
+        sys.exit(0 if ok == args.trials else 1)
+
+
+if __name__ == "__main__":
+    main()
