@@ -17,11 +17,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # usable without path.sh
 
-from w2vbert.data.bpe import (
-    train_bpe,
-    transcripts_from_manifests,
-    transcripts_from_text,
-)  # noqa: E402
 from w2vbert.data.cli import run_main, setup_cli_logging  # noqa: E402
 
 
@@ -48,6 +43,9 @@ def get_parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = get_parser().parse_args()
     setup_cli_logging(args.log_file or args.lang_dir / "log" / "train_bpe.log")
+    # Lhotse and sentencepiece: imported after --help
+    from w2vbert.data.bpe import train_bpe, transcripts_from_manifests, transcripts_from_text
+
     if args.transcripts:
         transcripts = transcripts_from_manifests(args.transcripts)
     else:

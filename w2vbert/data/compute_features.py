@@ -2,7 +2,8 @@
 
 For each part: ``{prefix}_recordings_{part}.jsonl.gz`` + ``{prefix}_supervisions_{part}.jsonl.gz``
 -> cuts (one per supervision: a LibriSpeech utterance or a Libri-Light voice-activity segment)
--> downmix / resample to 16 kHz mono where needed (logged) -> length filter (logged counts)
+-> 16 kHz mono (multi-channel audio downmixed to a mono FLAC copy in the feature directory,
+other sampling rates resampled when loading; both logged) -> length filter (logged counts)
 -> optional speed perturbation 0.9/1.1 -> kaldifeat fbank (:mod:`w2vbert.data.fbank`) stored with
 ``LilcomChunkyWriter`` in ``{prefix}_feats_{part}/`` -> ``{prefix}_cuts_{part}.jsonl.gz``.
 The pre-training cuts file ``{prefix}_cuts_pretrain.jsonl.gz`` is the union of the chosen parts
@@ -14,6 +15,7 @@ leaves a finished-looking part; a stale feature directory without its cuts file 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from collections import Counter
@@ -22,8 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from lhotse import CutSet, LilcomChunkyWriter, load_manifest_lazy
-from lhotse.cut import MultiCut
+import soundfile as sf
+from lhotse import (
+    CutSet,
+    LilcomChunkyWriter,
+    Recording,
+    RecordingSet,
+    SupervisionSet,
+    load_manifest_lazy,
+)
 
 from w2vbert.data.atomic import atomic_output
 from w2vbert.data.fbank import SAMPLING_RATE, fbank_extractor, num_encoder_frames, num_fbank_frames
@@ -62,8 +71,20 @@ class LengthFilter:
         return None
 
 
-def load_part_cuts(manifest_dir: Path, prefix: str, part: str) -> CutSet:
-    """Cuts of one part, one per supervision, 16 kHz mono (resampled / downmixed, logged)."""
+def downmix_recording(recording: Recording, out_dir: Path) -> Recording:
+    """A mono copy of a multi-channel recording: the mean of its channels, written as 16-bit
+    FLAC into ``out_dir`` (Lhotse's own downmix keeps the audio in memory, which a manifest
+    cannot store)."""
+    samples = recording.load_audio()  # (C, L)
+    path = Path(out_dir) / (recording.id.replace("/", "__") + ".flac")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, samples.mean(axis=0), recording.sampling_rate, format="FLAC", subtype="PCM_16")
+    return Recording.from_file(path, recording_id=recording.id)
+
+
+def load_part_cuts(manifest_dir: Path, prefix: str, part: str, mono_dir: Path) -> CutSet:
+    """Cuts of one part, one per supervision, 16 kHz mono: multi-channel recordings are
+    downmixed into ``mono_dir``, other sampling rates resampled on loading (both logged)."""
     rec_path = Path(manifest_dir) / f"{prefix}_recordings_{part}.jsonl.gz"
     sup_path = Path(manifest_dir) / f"{prefix}_supervisions_{part}.jsonl.gz"
     for path in (rec_path, sup_path):
@@ -81,20 +102,26 @@ def load_part_cuts(manifest_dir: Path, prefix: str, part: str) -> CutSet:
         more = f" (and {len(missing) - 10} more)" if len(missing) > 10 else ""
         raise FeatureError(f"Part {part} ({rec_path}): " + "; ".join(missing[:10]) + more)
 
+    multi = [r for r in recordings if r.num_channels > 1]
+    if multi:
+        logger.warning(
+            "Part %s: downmixing %d multi-channel recording(s) to mono copies in %s",
+            part, len(multi), mono_dir,
+        )  # fmt: skip
+        mono = {r.id: downmix_recording(r, mono_dir) for r in multi}
+        recordings = RecordingSet.from_recordings(mono.get(r.id, r) for r in recordings)
+        supervisions = SupervisionSet.from_segments(
+            dataclasses.replace(s, channel=0) if s.recording_id in mono else s for s in supervisions
+        )
     cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
-    counts: Counter[str] = Counter()
-    fixed = []
-    for cut in cuts:
-        if isinstance(cut, MultiCut):
-            cut = cut.to_mono(mono_downmix=True)
-            counts["downmixed"] += 1
-        if cut.sampling_rate != SAMPLING_RATE:
-            counts[f"resampled from {cut.sampling_rate} Hz"] += 1
-            cut = cut.resample(SAMPLING_RATE)
-        fixed.append(cut)
-    for what, n in sorted(counts.items()):
-        logger.warning("Part %s: %d cut(s) %s to 16 kHz mono", part, n, what)
-    return CutSet.from_cuts(fixed).trim_to_supervisions(keep_overlapping=False)
+    rates = Counter(c.sampling_rate for c in cuts if c.sampling_rate != SAMPLING_RATE)
+    if rates:
+        logger.warning(
+            "Part %s: resampling %d cut(s) from %s Hz to %d Hz",
+            part, sum(rates.values()), sorted(rates), SAMPLING_RATE,
+        )  # fmt: skip
+        cuts = cuts.resample(SAMPLING_RATE)
+    return cuts.trim_to_supervisions(keep_overlapping=False)
 
 
 def filter_cuts(cuts: CutSet, length_filter: LengthFilter, part: str) -> CutSet:
@@ -178,7 +205,7 @@ def compute_fbank_part(
             "Part %s: removing features of an unfinished or forced run: %s", part, feats_dir
         )
         shutil.rmtree(feats_dir)
-    cuts = load_part_cuts(manifest_dir, prefix, part)
+    cuts = load_part_cuts(manifest_dir, prefix, part, feats_dir / "mono")
     if speed_perturb:
         cuts = cuts + sum((cuts.perturb_speed(f) for f in SPEED_FACTORS), CutSet())
         logger.info("Part %s: speed perturbation %s added", part, " ".join(map(str, SPEED_FACTORS)))

@@ -167,9 +167,11 @@ class FileResult:
     """(start, end) seconds of each utterance's speech in the file."""
 
 
-def estimate_seconds(text: str, speed: int) -> float:
-    """Planned duration of ``text`` spoken at ``speed`` words per minute."""
-    return len(text.split()) * _SECONDS_PER_WORD_AT_1_WPM / speed + _FIXED_SECONDS_PER_UTTERANCE
+def estimate_seconds(text: str, speed: int, *, labelled: bool) -> float:
+    """Planned seconds of ``text`` spoken at ``speed`` words per minute, plus the mean silence
+    added around it (0.15 s lead of a labelled file, 0.5 s gap in an unlabelled file)."""
+    speech = len(text.split()) * _SECONDS_PER_WORD_AT_1_WPM / speed + _FIXED_SECONDS_PER_UTTERANCE
+    return speech + (0.15 if labelled else 0.5)
 
 
 def _num_speakers(minutes: float, seconds_per_speaker: float) -> int:
@@ -242,8 +244,7 @@ def plan_corpus(config: MiniCorpusConfig, sentences: Sequence[str]) -> list[File
                     )
                 pitch = min(99, max(0, spk.pitch + rng.randint(-6, 6)))
                 speed = spk.speed + rng.randint(-10, 10)
-                # + the mean silence added around each utterance (lead, or gap in unlabelled files)
-                seconds = estimate_seconds(pool[next_pos], speed) + (0.15 if labelled else 0.5)
+                seconds = estimate_seconds(pool[next_pos], speed, labelled=labelled)
                 if utts and planned + seconds / 2 > quota:
                     break  # closest to the quota; the sentence stays for the next speaker
                 utts.append(Utterance(pool[next_pos], pitch, speed))
