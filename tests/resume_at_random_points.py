@@ -37,9 +37,20 @@ ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", "PYTHON
 def _commands(task: str, work: Path) -> tuple[callable, callable]:
     """``(command(exp_dir) -> argv, final(exp_dir) -> dict)`` for the task."""
     if task == "toy":
+
         def cmd(exp: Path) -> list[str]:
-            return [sys.executable, str(HERE / "toy_training.py"), "--exp-dir", str(exp), "--num-epochs", "4",
-                    "--save-every-n", "2", "--step-sleep", "0.02"]
+            return [
+                sys.executable,
+                str(HERE / "toy_training.py"),
+                "--exp-dir",
+                str(exp),
+                "--num-epochs",
+                "4",
+                "--save-every-n",
+                "2",
+                "--step-sleep",
+                "0.02",
+            ]
 
         def final(exp: Path) -> dict:
             return torch.load(exp / "final-rank0.pt", weights_only=False)
@@ -48,25 +59,86 @@ def _commands(task: str, work: Path) -> tuple[callable, callable]:
 
     import tiny_corpus
 
-    train, dev = tiny_corpus.make_cuts(work, "train", 24), tiny_corpus.make_cuts(work, "dev", 2, seed=1)
-    common = ["--train-cuts", str(train), "--valid-cuts", str(dev), "--max-duration", "5", "--num-buckets", "2",
-              "--warmup-steps", "5", "--save-every-n", "1", "--keep-last-k", "3", "--num-epochs", "3",
-              "--device", "cpu", "--log-interval", "5"]
+    train, dev = tiny_corpus.make_cuts(work, "train", 24), tiny_corpus.make_cuts(
+        work, "dev", 2, seed=1
+    )
+    common = [
+        "--train-cuts",
+        str(train),
+        "--valid-cuts",
+        str(dev),
+        "--max-duration",
+        "5",
+        "--num-buckets",
+        "2",
+        "--warmup-steps",
+        "5",
+        "--save-every-n",
+        "1",
+        "--keep-last-k",
+        "3",
+        "--num-epochs",
+        "3",
+        "--device",
+        "cpu",
+        "--log-interval",
+        "5",
+    ]
     if task == "pretrain":
+
         def cmd(exp: Path) -> list[str]:
-            return [sys.executable, "-m", "w2vbert.pretrain", "--model-preset", "tiny", "--exp-dir", str(exp),
-                    *common]
+            return [
+                sys.executable,
+                "-m",
+                "w2vbert.pretrain",
+                "--model-preset",
+                "tiny",
+                "--exp-dir",
+                str(exp),
+                *common,
+            ]
+
     else:
         bpe = tiny_corpus.make_bpe(work)
         pre = work / "pretrain"
-        subprocess.run([sys.executable, "-m", "w2vbert.pretrain", "--model-preset", "tiny", "--exp-dir", str(pre),
-                        *common[:-6], "--num-epochs", "1", "--device", "cpu"], check=True, env=ENV,
-                       capture_output=True, cwd=ROOT)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "w2vbert.pretrain",
+                "--model-preset",
+                "tiny",
+                "--exp-dir",
+                str(pre),
+                *common[:-6],
+                "--num-epochs",
+                "1",
+                "--device",
+                "cpu",
+            ],
+            check=True,
+            env=ENV,
+            capture_output=True,
+            cwd=ROOT,
+        )
 
         def cmd(exp: Path) -> list[str]:
-            return [sys.executable, "-m", "w2vbert.finetune", "--init-from", str(pre / "epoch-1.pt"),
-                    "--bpe-model", str(bpe), "--decoder-dim", "16", "--joiner-dim", "16", "--exp-dir", str(exp),
-                    *common]
+            return [
+                sys.executable,
+                "-m",
+                "w2vbert.finetune",
+                "--init-from",
+                str(pre / "epoch-1.pt"),
+                "--bpe-model",
+                str(bpe),
+                "--decoder-dim",
+                "16",
+                "--joiner-dim",
+                "16",
+                "--exp-dir",
+                str(exp),
+                *common,
+            ]
 
     def final(exp: Path) -> dict:
         return torch.load(exp / "epoch-3.pt", weights_only=False)
@@ -86,7 +158,9 @@ def _identical(a: dict, b: dict) -> bool:
 def _timed_reference(cmd: list[str], exp: Path) -> tuple[float, float]:
     """Run to completion; returns (seconds until the first checkpoint appeared, total seconds)."""
     start = time.time()
-    proc = subprocess.Popen(cmd, env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     first = None
     while proc.poll() is None:
         if first is None and any(exp.glob("checkpoint-*.pt")):
@@ -99,7 +173,9 @@ def _timed_reference(cmd: list[str], exp: Path) -> tuple[float, float]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--task", choices=("toy", "pretrain", "finetune"), default="toy")
     p.add_argument("--trials", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
@@ -111,15 +187,26 @@ def main() -> None:
         ref = work / "ref"
         first, total = _timed_reference(cmd(ref), ref)
         reference = final(ref)
-        print(f"reference: {reference['batch_idx_train']} batches, first checkpoint after {first:.1f} s, "
-              f"done after {total:.1f} s")
+        print(
+            f"reference: {reference['batch_idx_train']} batches, first checkpoint after {first:.1f} s, "
+            f"done after {total:.1f} s"
+        )
         ok = 0
         for trial in range(args.trials):
             exp = work / f"trial-{trial}"
-            delay = rng.uniform(0.8 * first, 0.95 * total)
-            proc = subprocess.Popen(cmd(exp), env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
-            time.sleep(delay)
+            proc = subprocess.Popen(
+                cmd(exp), env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            t0 = time.time()
+            # start-up time varies with the machine's load: time the kill from the first checkpoint
+            while (
+                proc.poll() is None
+                and not any(exp.glob("checkpoint-*.pt"))
+                and time.time() - t0 < 120
+            ):
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, total - first))
+            delay = time.time() - t0
             finished_early = proc.poll() is not None
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -128,9 +215,11 @@ def main() -> None:
             rerun = subprocess.run(cmd(exp), env=ENV, cwd=ROOT, capture_output=True, text=True)
             same = rerun.returncode == 0 and _identical(reference, final(exp))
             ok += same
-            print(f"trial {trial}: SIGKILL after {delay:.2f} s{' (had finished)' if finished_early else ''}; "
-                  f"files left: {left[-3:]}; mid-write temp files: {tmp_files}; "
-                  f"resumed -> {'bit-identical' if same else 'DIFFERENT rc=%d' % rerun.returncode}")
+            print(
+                f"trial {trial}: SIGKILL after {delay:.2f} s{' (had finished)' if finished_early else ''}; "
+                f"files left: {left[-3:]}; mid-write temp files: {tmp_files}; "
+                f"resumed -> {'bit-identical' if same else 'DIFFERENT rc=%d' % rerun.returncode}"
+            )
         print(f"{ok}/{args.trials} bit-identical ({args.task})")
         sys.exit(0 if ok == args.trials else 1)
 

@@ -57,7 +57,9 @@ def test_find_checkpoints_orders_by_batch_number_not_name(tmp_path):
     (tmp_path / "checkpoint-20.pt.rank1").write_bytes(b"x")
     (tmp_path / "epoch-1.pt").write_bytes(b"x")
     assert [p.name for p in ckpt_io.find_checkpoints(tmp_path)] == [
-        "checkpoint-100.pt", "checkpoint-20.pt", "checkpoint-8.pt"
+        "checkpoint-100.pt",
+        "checkpoint-20.pt",
+        "checkpoint-8.pt",
     ]
 
 
@@ -68,17 +70,25 @@ def test_keep_last_k_removes_older_checkpoints_and_their_rank_files(tmp_path):
     (tmp_path / "epoch-1.pt").write_bytes(b"x")
     ckpt_io.remove_old_checkpoints(tmp_path, keep_last_k=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "checkpoint-12.pt", "checkpoint-12.pt.rank1", "checkpoint-16.pt", "checkpoint-16.pt.rank1", "epoch-1.pt"
+        "checkpoint-12.pt",
+        "checkpoint-12.pt.rank1",
+        "checkpoint-16.pt",
+        "checkpoint-16.pt.rank1",
+        "epoch-1.pt",
     ]
 
 
 def test_training_keeps_only_the_last_k_checkpoints(tmp_path):
-    toy_training.build_trainer(toy_training.toy_config(tmp_path, num_epochs=1, save_every_n=2, keep_last_k=2)).train()
+    toy_training.build_trainer(
+        toy_training.toy_config(tmp_path, num_epochs=1, save_every_n=2, keep_last_k=2)
+    ).train()
     assert len(ckpt_io.find_checkpoints(tmp_path)) == 2
 
 
 def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
-    toy_training.build_trainer(toy_training.toy_config(tmp_path, num_epochs=1, save_every_n=4, keep_last_k=0)).train()
+    toy_training.build_trainer(
+        toy_training.toy_config(tmp_path, num_epochs=1, save_every_n=4, keep_last_k=0)
+    ).train()
     newest = ckpt_io.resume_candidates(tmp_path)[0]
     data = newest.read_bytes()
     newest.write_bytes(data[: len(data) // 2])  # truncated, as by a crash of a non-atomic writer
@@ -91,7 +101,9 @@ def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, capl
 
 
 def test_resume_prefers_the_epoch_file_over_a_checkpoint_at_the_same_step(tmp_path):
-    toy_training.build_trainer(toy_training.toy_config(tmp_path, num_epochs=1, save_every_n=1)).train()
+    toy_training.build_trainer(
+        toy_training.toy_config(tmp_path, num_epochs=1, save_every_n=1)
+    ).train()
     assert ckpt_io.resume_candidates(tmp_path)[0].name == "epoch-1.pt"
 
 
@@ -124,8 +136,10 @@ def test_use_averaged_model_gives_the_mean_between_two_epochs(tmp_path):
     # steps 1..10 with model value = step; avg after n steps = (n + 1) / 2
     for epoch, n in ((1, 4), (2, 10)):
         avg = {"w": torch.full((3,), (n + 1) / 2, dtype=torch.float64)}
-        ckpt_io.atomic_torch_save({"model": sd, "model_avg": avg, "batch_idx_train": n, "params": {"kind": "t"}},
-                                  tmp_path / f"epoch-{epoch}.pt")
+        ckpt_io.atomic_torch_save(
+            {"model": sd, "model_avg": avg, "batch_idx_train": n, "params": {"kind": "t"}},
+            tmp_path / f"epoch-{epoch}.pt",
+        )
     state, params = averaged_model_from_epochs(tmp_path, epoch=2, avg=1, use_averaged_model=True)
     assert torch.allclose(state["w"], torch.full((3,), 7.5))  # mean of 5..10
     assert state["w"].dtype == torch.float32 and params["kind"] == "t"
@@ -137,10 +151,24 @@ def test_use_averaged_model_gives_the_mean_between_two_epochs(tmp_path):
 def test_rng_state_round_trip_includes_model_generators():
     gens = {"masker": torch.Generator().manual_seed(3)}
     state = ckpt_io.capture_rng_state(gens)
-    first = (random.random(), np.random.rand(), torch.rand(1), torch.rand(1, generator=gens["masker"]))
+    first = (
+        random.random(),
+        np.random.rand(),
+        torch.rand(1),
+        torch.rand(1, generator=gens["masker"]),
+    )
     ckpt_io.restore_rng_state(state, gens)
-    second = (random.random(), np.random.rand(), torch.rand(1), torch.rand(1, generator=gens["masker"]))
-    assert first[:2] == second[:2] and torch.equal(first[2], second[2]) and torch.equal(first[3], second[3])
+    second = (
+        random.random(),
+        np.random.rand(),
+        torch.rand(1),
+        torch.rand(1, generator=gens["masker"]),
+    )
+    assert (
+        first[:2] == second[:2]
+        and torch.equal(first[2], second[2])
+        and torch.equal(first[3], second[3])
+    )
 
 
 def test_find_generators_finds_generators_inside_submodules():

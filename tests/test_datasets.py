@@ -15,7 +15,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tiny_corpus  # noqa: E402
 import toy_training  # noqa: E402
 
-from w2vbert.data.datasets import AsrDataset, BpeTokenizer, PretrainDataset, create_spec_augment  # noqa: E402
+from w2vbert.data.datasets import (
+    AsrDataset,
+    BpeTokenizer,
+    PretrainDataset,
+    create_spec_augment,
+)  # noqa: E402
 from w2vbert.data.filters import CutFilter, scan  # noqa: E402
 from w2vbert.data.sampling import DataConfig, create_sampler, sampler_state_dict  # noqa: E402
 from w2vbert.model.feature_encoder import output_lengths  # noqa: E402
@@ -26,7 +31,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    return CutSet.from_file(tiny_corpus.make_cuts(root, "c", 4)).to_eager(), tiny_corpus.make_bpe(root)
+    return CutSet.from_file(tiny_corpus.make_cuts(root, "c", 4)).to_eager(), tiny_corpus.make_bpe(
+        root
+    )
 
 
 def test_pretrain_batch_has_padded_features_lengths_and_ids(corpus):
@@ -39,7 +46,9 @@ def test_pretrain_batch_has_padded_features_lengths_and_ids(corpus):
     assert batch["feature_lens"].tolist() == sorted(batch["feature_lens"].tolist(), reverse=True)
     assert sorted(batch["cut_ids"]) == sorted(c.id for c in cuts)
     first = cuts[batch["cut_ids"][0]]
-    assert torch.allclose(batch["features"][0, : batch["feature_lens"][0]], torch.from_numpy(first.load_features()))
+    assert torch.allclose(
+        batch["features"][0, : batch["feature_lens"][0]], torch.from_numpy(first.load_features())
+    )
 
 
 def test_asr_batch_tokenizes_the_transcripts(corpus):
@@ -55,7 +64,9 @@ def test_spec_augment_masks_only_training_features(corpus):
     cuts, bpe = corpus
     torch.manual_seed(0)
     plain = AsrDataset(BpeTokenizer(bpe))[cuts]["features"]
-    augmented = AsrDataset(BpeTokenizer(bpe), spec_augment=create_spec_augment(True))[cuts]["features"]
+    augmented = AsrDataset(BpeTokenizer(bpe), spec_augment=create_spec_augment(True))[cuts][
+        "features"
+    ]
     assert plain.shape == augmented.shape and not torch.equal(plain, augmented)
     assert create_spec_augment(False) is None
 
@@ -67,12 +78,17 @@ def test_filter_drops_short_cuts_and_cuts_with_more_tokens_than_steps(corpus, ca
     assert all(f(c) for c in cuts)
     short = cuts[0].truncate(duration=0.05)  # 5 frames -> 2 steps < tokens of the transcript
     assert f.reason(short) == "more tokens than encoder steps"
-    assert CutFilter(frames_to_steps=lambda t: t // 4, min_steps=30).reason(cuts[0]) == "too few encoder steps"
+    assert (
+        CutFilter(frames_to_steps=lambda t: t // 4, min_steps=30).reason(cuts[0])
+        == "too few encoder steps"
+    )
     f2 = CutFilter(frames_to_steps=lambda t: t // 4, max_duration=1.0)
     with caplog.at_level(logging.INFO):
         kept, seconds = scan(cuts, f2, "test")
     expected = [c for c in cuts if c.duration <= 1.0]
-    assert kept == len(expected) == 2 and seconds == pytest.approx(sum(c.duration for c in expected))
+    assert kept == len(expected) == 2 and seconds == pytest.approx(
+        sum(c.duration for c in expected)
+    )
     assert "test: kept 2/4 cuts" in caplog.text and "2 too long" in caplog.text
 
 

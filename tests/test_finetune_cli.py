@@ -19,55 +19,146 @@ from w2vbert.training.finetuning import FinetuneOptions, build_finetune_task  # 
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
 
-COMMON = ["--max-duration", "4", "--num-buckets", "2", "--warmup-steps", "5", "--log-interval", "1",
-          "--device", "cpu", "--no-tensorboard"]
+COMMON = [
+    "--max-duration",
+    "4",
+    "--num-buckets",
+    "2",
+    "--warmup-steps",
+    "5",
+    "--log-interval",
+    "1",
+    "--device",
+    "cpu",
+    "--no-tensorboard",
+]
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """Corpus, BPE model and a 1-epoch tiny pre-training run."""
     root = tmp_path_factory.mktemp("ft")
-    train, dev = tiny_corpus.make_cuts(root, "train", 6), tiny_corpus.make_cuts(root, "dev", 2, seed=1)
+    train, dev = tiny_corpus.make_cuts(root, "train", 6), tiny_corpus.make_cuts(
+        root, "dev", 2, seed=1
+    )
     bpe = tiny_corpus.make_bpe(root)
     pre = root / "pretrain"
-    pretrain.main(["--train-cuts", str(train), "--model-preset", "tiny", "--exp-dir", str(pre),
-                   "--num-epochs", "1", "--save-every-n", "0", *COMMON])
+    pretrain.main(
+        [
+            "--train-cuts",
+            str(train),
+            "--model-preset",
+            "tiny",
+            "--exp-dir",
+            str(pre),
+            "--num-epochs",
+            "1",
+            "--save-every-n",
+            "0",
+            *COMMON,
+        ]
+    )
     return {"root": root, "train": train, "dev": dev, "bpe": bpe, "pre": pre / "epoch-1.pt"}
 
 
 def _ft_argv(s, exp_dir: Path, *extra: str) -> list[str]:
-    return ["--init-from", str(s["pre"]), "--bpe-model", str(s["bpe"]), "--train-cuts", str(s["train"]),
-            "--valid-cuts", str(s["dev"]), "--exp-dir", str(exp_dir), "--decoder-dim", "16", "--joiner-dim",
-            "16", *COMMON, *extra]
+    return [
+        "--init-from",
+        str(s["pre"]),
+        "--bpe-model",
+        str(s["bpe"]),
+        "--train-cuts",
+        str(s["train"]),
+        "--valid-cuts",
+        str(s["dev"]),
+        "--exp-dir",
+        str(exp_dir),
+        "--decoder-dim",
+        "16",
+        "--joiner-dim",
+        "16",
+        *COMMON,
+        *extra,
+    ]
 
 
 def test_finetune_then_decode_and_average_write_icefall_outputs(setup, tmp_path, capsys):
     exp = tmp_path / "ft"
-    finetune.main(_ft_argv(setup, exp, "--num-epochs", "2", "--save-every-n", "2", "--ctc-loss-scale", "0.1"))
+    finetune.main(
+        _ft_argv(setup, exp, "--num-epochs", "2", "--save-every-n", "2", "--ctc-loss-scale", "0.1")
+    )
     ckpt = torch.load(exp / "epoch-2.pt", weights_only=False)
     p = ckpt["params"]
-    assert p["kind"] == "finetune" and p["vocab_size"] == 20 and p["context_size"] == 2 and p["blank_id"] == 0
+    assert (
+        p["kind"] == "finetune"
+        and p["vocab_size"] == 20
+        and p["context_size"] == 2
+        and p["blank_id"] == 0
+    )
     assert p["decoder_dim"] == 16 and p["joiner_dim"] == 16 and p["model_config"]["model_dim"] == 32
     assert p["bpe_model"] == str(setup["bpe"]) and p["ctc"] is True
 
-    decode.main(["--exp-dir", str(exp), "--epoch", "2", "--avg", "1", "--use-averaged-model",
-                 "--cuts", f"dev={setup['dev']}", "--max-duration", "10", "--device", "cpu"])
-    decode.main(["--exp-dir", str(exp), "--epoch", "2", "--avg", "2", "--no-use-averaged-model",
-                 "--decoding-method", "modified_beam_search", "--beam-size", "2", "--cuts", f"dev={setup['dev']}",
-                 "--device", "cpu"])
+    decode.main(
+        [
+            "--exp-dir",
+            str(exp),
+            "--epoch",
+            "2",
+            "--avg",
+            "1",
+            "--use-averaged-model",
+            "--cuts",
+            f"dev={setup['dev']}",
+            "--max-duration",
+            "10",
+            "--device",
+            "cpu",
+        ]
+    )
+    decode.main(
+        [
+            "--exp-dir",
+            str(exp),
+            "--epoch",
+            "2",
+            "--avg",
+            "2",
+            "--no-use-averaged-model",
+            "--decoding-method",
+            "modified_beam_search",
+            "--beam-size",
+            "2",
+            "--cuts",
+            f"dev={setup['dev']}",
+            "--device",
+            "cpu",
+        ]
+    )
     out = capsys.readouterr().out
     assert "WER" in out and "RTF" in out
     suffix = "epoch-2-avg-1-use-averaged-model"
     for kind in ("recogs", "errs", "wer-summary"):
         assert (exp / "greedy_search" / f"{kind}-dev-{suffix}.txt").is_file()
-        assert (exp / "modified_beam_search" / f"{kind}-dev-epoch-2-avg-2-beam-size-2.txt").is_file()
+        assert (
+            exp / "modified_beam_search" / f"{kind}-dev-epoch-2-avg-2-beam-size-2.txt"
+        ).is_file()
     info = json.loads((exp / "greedy_search" / f"results-dev-{suffix}.json").read_text())
     assert info["num_utterances"] == 2 and info["rtf"] > 0 and info["wer"] >= 0
 
     avg_file = tmp_path / "avg.pt"
     average.main(["--exp-dir", str(exp), "--epoch", "2", "--avg", "1", "--output", str(avg_file)])
-    decode.main(["--exp-dir", str(exp), "--checkpoint", str(avg_file), "--cuts", f"dev={setup['dev']}",
-                 "--device", "cpu"])
+    decode.main(
+        [
+            "--exp-dir",
+            str(exp),
+            "--checkpoint",
+            str(avg_file),
+            "--cuts",
+            f"dev={setup['dev']}",
+            "--device",
+            "cpu",
+        ]
+    )
     assert (exp / "greedy_search" / "wer-summary-dev-avg.txt").is_file()
 
 
@@ -77,42 +168,87 @@ def test_fast_beam_search_without_k2_is_a_clear_error(setup, tmp_path):
     if backend_name() == "k2":
         pytest.skip("k2 is importable here")
     with pytest.raises(SystemExit):
-        decode.main(["--exp-dir", str(tmp_path), "--epoch", "1", "--decoding-method", "fast_beam_search",
-                     "--cuts", f"dev={setup['dev']}"])
+        decode.main(
+            [
+                "--exp-dir",
+                str(tmp_path),
+                "--epoch",
+                "1",
+                "--decoding-method",
+                "fast_beam_search",
+                "--cuts",
+                f"dev={setup['dev']}",
+            ]
+        )
     log = next((tmp_path / "fast_beam_search" / "log").glob("log-decode-*")).read_text()
     assert "fast_beam_search needs k2" in log
 
 
 def test_init_from_loads_the_pretrained_encoder_and_drops_the_heads(setup):
-    options = FinetuneOptions(init_from=str(setup["pre"]), bpe_model=setup["bpe"], decoder_dim=16, joiner_dim=16)
+    options = FinetuneOptions(
+        init_from=str(setup["pre"]), bpe_model=setup["bpe"], decoder_dim=16, joiner_dim=16
+    )
     task = build_finetune_task(options, {}, DataConfig(), torch.device("cpu"))
     pre = torch.load(setup["pre"], weights_only=False)["model"]
     enc = task.model.encoder.state_dict()
     assert enc and all(torch.equal(enc[k], pre["encoder." + k]) for k in enc)
-    assert not any(k.startswith(("quantizer", "final_proj", "mlm_head")) for k in task.model.state_dict())
+    assert not any(
+        k.startswith(("quantizer", "final_proj", "mlm_head")) for k in task.model.state_dict()
+    )
 
 
 def test_init_from_with_another_encoder_config_lists_the_mismatched_keys(setup):
-    options = FinetuneOptions(init_from=str(setup["pre"]), bpe_model=setup["bpe"], model_preset="mini")
-    with pytest.raises(ValueError, match=r"mismatched keys: .*model_dim \(checkpoint 32, requested 192\)"):
+    options = FinetuneOptions(
+        init_from=str(setup["pre"]), bpe_model=setup["bpe"], model_preset="mini"
+    )
+    with pytest.raises(
+        ValueError, match=r"mismatched keys: .*model_dim \(checkpoint 32, requested 192\)"
+    ):
         build_finetune_task(options, {}, DataConfig(), torch.device("cpu"))
 
 
 def test_frozen_encoder_does_not_move_while_new_layers_train(setup, tmp_path):
     exp = tmp_path / "frozen"
-    finetune.main(_ft_argv(setup, exp, "--num-epochs", "1", "--max-steps", "2", "--save-every-n", "2",
-                           "--freeze-encoder-steps", "2", "--no-spec-augment"))
+    finetune.main(
+        _ft_argv(
+            setup,
+            exp,
+            "--num-epochs",
+            "1",
+            "--max-steps",
+            "2",
+            "--save-every-n",
+            "2",
+            "--freeze-encoder-steps",
+            "2",
+            "--no-spec-augment",
+        )
+    )
     after = torch.load(exp / "checkpoint-2.pt", weights_only=False)["model"]
     pre = torch.load(setup["pre"], weights_only=False)["model"]
     enc_keys = [k for k in after if k.startswith("encoder.")]
     assert all(torch.equal(after[k], pre[k]) for k in enc_keys)
-    options = FinetuneOptions(init_from=str(setup["pre"]), bpe_model=setup["bpe"], decoder_dim=16, joiner_dim=16)
+    options = FinetuneOptions(
+        init_from=str(setup["pre"]), bpe_model=setup["bpe"], decoder_dim=16, joiner_dim=16
+    )
     fresh = build_finetune_task(options, {}, DataConfig(), torch.device("cpu")).model.state_dict()
-    assert not torch.equal(after["joiner.output_linear.weight"], fresh["joiner.output_linear.weight"])
+    assert not torch.equal(
+        after["joiner.output_linear.weight"], fresh["joiner.output_linear.weight"]
+    )
 
 
 def test_from_scratch_needs_a_preset(setup, tmp_path, capsys):
     with pytest.raises(SystemExit):
-        finetune.main(["--init-from", "none", "--bpe-model", str(setup["bpe"]), "--train-cuts",
-                       str(setup["train"]), "--exp-dir", str(tmp_path)])
+        finetune.main(
+            [
+                "--init-from",
+                "none",
+                "--bpe-model",
+                str(setup["bpe"]),
+                "--train-cuts",
+                str(setup["train"]),
+                "--exp-dir",
+                str(tmp_path),
+            ]
+        )
     assert "needs --model-preset" in capsys.readouterr().err

@@ -26,9 +26,29 @@ def corpus(tmp_path_factory):
 
 def _argv(corpus, exp_dir: Path, *extra: str) -> list[str]:
     train, dev = corpus
-    return ["--train-cuts", str(train), "--valid-cuts", str(dev), "--model-preset", "tiny",
-            "--exp-dir", str(exp_dir), "--max-duration", "4", "--num-buckets", "2", "--warmup-steps", "5",
-            "--save-every-n", "2", "--log-interval", "1", "--device", "cpu", *extra]
+    return [
+        "--train-cuts",
+        str(train),
+        "--valid-cuts",
+        str(dev),
+        "--model-preset",
+        "tiny",
+        "--exp-dir",
+        str(exp_dir),
+        "--max-duration",
+        "4",
+        "--num-buckets",
+        "2",
+        "--warmup-steps",
+        "5",
+        "--save-every-n",
+        "2",
+        "--log-interval",
+        "1",
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def test_help_lists_icefall_and_objective_flags(capsys):
@@ -36,10 +56,29 @@ def test_help_lists_icefall_and_objective_flags(capsys):
         pretrain.main(["--help"])
     out = capsys.readouterr().out
     assert e.value.code == 0
-    for flag in ("--world-size", "--num-epochs", "--start-epoch", "--start-batch", "--exp-dir", "--max-duration",
-                 "--base-lr", "--use-fp16", "--use-bf16", "--save-every-n", "--keep-last-k", "--average-period",
-                 "--no-tensorboard", "--model-preset", "--mlm-weight", "--contrastive-weight", "--diversity-weight",
-                 "--mlm-only", "--frame-stride", "--train-cuts", "--valid-cuts"):
+    for flag in (
+        "--world-size",
+        "--num-epochs",
+        "--start-epoch",
+        "--start-batch",
+        "--exp-dir",
+        "--max-duration",
+        "--base-lr",
+        "--use-fp16",
+        "--use-bf16",
+        "--save-every-n",
+        "--keep-last-k",
+        "--average-period",
+        "--no-tensorboard",
+        "--model-preset",
+        "--mlm-weight",
+        "--contrastive-weight",
+        "--diversity-weight",
+        "--mlm-only",
+        "--frame-stride",
+        "--train-cuts",
+        "--valid-cuts",
+    ):
         assert flag in out
 
 
@@ -58,19 +97,46 @@ def test_pretrain_runs_writes_outputs_and_resumes_exactly(corpus, tmp_path):
         assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
     assert a["params"]["kind"] == "pretrain" and a["params"]["model_config"]["model_dim"] == 32
 
-    assert list((straight / "log").glob("log-train-*")) and list((straight / "tensorboard").iterdir())
+    assert list((straight / "log").glob("log-train-*")) and list(
+        (straight / "tensorboard").iterdir()
+    )
     info = json.loads((straight / "config.json").read_text())
-    assert info["git_sha"] and "torch" in info["versions"] and info["config"]["model"]["model_dim"] == 32
+    assert (
+        info["git_sha"]
+        and "torch" in info["versions"]
+        and info["config"]["model"]["model_dim"] == 32
+    )
     rows = [json.loads(x) for x in (straight / "metrics.jsonl").read_text().splitlines()]
     train_row = next(r for r in rows if r["split"] == "train")
-    for key in ("contrastive", "mlm", "diversity", "contrastive_acc", "mlm_acc", "code_perplexity",
-                "code_usage", "temperature", "lr", "grad_norm"):
+    for key in (
+        "contrastive",
+        "mlm",
+        "diversity",
+        "contrastive_acc",
+        "mlm_acc",
+        "code_perplexity",
+        "code_usage",
+        "temperature",
+        "lr",
+        "grad_norm",
+    ):
         assert key in train_row
     assert any(r["split"] == "valid" for r in rows)
 
 
 def test_mlm_only_ablation_drops_the_contrastive_loss(corpus, tmp_path):
-    pretrain.main(_argv(corpus, tmp_path, "--num-epochs", "1", "--max-steps", "1", "--mlm-only", "--no-tensorboard"))
+    pretrain.main(
+        _argv(
+            corpus,
+            tmp_path,
+            "--num-epochs",
+            "1",
+            "--max-steps",
+            "1",
+            "--mlm-only",
+            "--no-tensorboard",
+        )
+    )
     ckpt = torch.load(tmp_path / "checkpoint-1.pt", weights_only=False)
     cfg = ckpt["params"]["model_config"]
     assert cfg["contrastive_weight"] == 0.0 and cfg["num_contrastive_layers"] == 0

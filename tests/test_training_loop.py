@@ -18,7 +18,11 @@ import toy_training  # noqa: E402
 
 from w2vbert.training.config import TrainingConfig  # noqa: E402
 from w2vbert.training.loop import TrainingDivergedError  # noqa: E402
-from w2vbert.training.optim import TransformerLrScheduler, noam_factor, param_groups_with_scales  # noqa: E402
+from w2vbert.training.optim import (
+    TransformerLrScheduler,
+    noam_factor,
+    param_groups_with_scales,
+)  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:You are using DynamicBucketingSampler")
 
@@ -32,7 +36,9 @@ def _one_thread():
 
 
 def test_training_lowers_the_validation_loss(tmp_path):
-    trainer = toy_training.build_trainer(toy_training.toy_config(tmp_path, num_epochs=2, save_every_n=0))
+    trainer = toy_training.build_trainer(
+        toy_training.toy_config(tmp_path, num_epochs=2, save_every_n=0)
+    )
     before = trainer.validate()["loss"]
     state = trainer.train()
     after = trainer.validate()["loss"]
@@ -42,7 +48,9 @@ def test_training_lowers_the_validation_loss(tmp_path):
 
 
 def test_metrics_jsonl_has_train_and_valid_rows(tmp_path):
-    toy_training.build_trainer(toy_training.toy_config(tmp_path, num_epochs=1, log_interval=2)).train()
+    toy_training.build_trainer(
+        toy_training.toy_config(tmp_path, num_epochs=1, log_interval=2)
+    ).train()
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if r["split"] == "train"]
     assert {"loss", "lr", "grad_norm", "audio_sec_per_sec", "num_bad_steps"} <= set(train[0])
@@ -60,7 +68,8 @@ def test_accumulation_takes_one_optimizer_step_per_accum_grad_batches(tmp_path):
 def test_nan_batch_is_skipped_and_counted(tmp_path, caplog):
     nan_cut = "toy-5"
     trainer = toy_training.build_trainer(
-        toy_training.toy_config(tmp_path, num_epochs=1, max_bad_steps=3), nan_cuts=frozenset([nan_cut])
+        toy_training.toy_config(tmp_path, num_epochs=1, max_bad_steps=3),
+        nan_cuts=frozenset([nan_cut]),
     )
     with caplog.at_level(logging.WARNING):
         state = trainer.train()
@@ -112,7 +121,9 @@ def test_noam_schedule_peaks_at_base_lr_after_warmup():
         lrs.append([g["lr"] for g in opt.param_groups])
         opt.step()
         sched.step()
-    assert [x[1] for x in lrs] == pytest.approx([0.5, 1.0, 1.5, 2.0, 2.0 * math.sqrt(4 / 5), 2.0 * math.sqrt(4 / 6)])
+    assert [x[1] for x in lrs] == pytest.approx(
+        [0.5, 1.0, 1.5, 2.0, 2.0 * math.sqrt(4 / 5), 2.0 * math.sqrt(4 / 6)]
+    )
     assert [x[0] for x in lrs][:3] == [0.0, 0.0, 0.0]
     assert lrs[3][0] == pytest.approx(0.2)
 
@@ -131,8 +142,22 @@ def test_training_flags_use_icefall_names_and_boolean_pairs(tmp_path):
     parser = argparse.ArgumentParser()
     TrainingConfig.add_arguments(parser, exp_dir=Path("exp/x"), base_lr=1e-3)
     args = parser.parse_args(
-        ["--world-size", "2", "--num-epochs", "3", "--start-epoch", "2", "--no-tensorboard",
-         "--use-bf16", "--save-every-n", "8", "--keep-last-k", "2", "--average-period", "5"]
+        [
+            "--world-size",
+            "2",
+            "--num-epochs",
+            "3",
+            "--start-epoch",
+            "2",
+            "--no-tensorboard",
+            "--use-bf16",
+            "--save-every-n",
+            "8",
+            "--keep-last-k",
+            "2",
+            "--average-period",
+            "5",
+        ]
     )
     config = TrainingConfig.from_args(args)
     assert config.exp_dir == Path("exp/x") and config.base_lr == 1e-3

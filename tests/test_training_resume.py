@@ -22,7 +22,10 @@ def _run(exp_dir: Path, *flags: str, expect_rc: int = 0) -> None:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--exp-dir", str(exp_dir), *flags],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode == expect_rc, proc.stderr[-3000:]
 

@@ -9,7 +9,14 @@ import soundfile as sf
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter, Recording, RecordingSet
 from lhotse import SupervisionSegment, SupervisionSet
 
-TEXTS = ["HELLO WORLD", "GOOD MORNING", "HELLO THERE", "GOOD NIGHT WORLD", "MORNING THERE", "NIGHT NIGHT"]
+TEXTS = [
+    "HELLO WORLD",
+    "GOOD MORNING",
+    "HELLO THERE",
+    "GOOD NIGHT WORLD",
+    "MORNING THERE",
+    "NIGHT NIGHT",
+]
 
 
 def make_cuts(root: Path, name: str, num: int = 6, seed: int = 0) -> Path:
@@ -26,13 +33,24 @@ def make_cuts(root: Path, name: str, num: int = 6, seed: int = 0) -> Path:
         sf.write(path, wave.astype(np.float32), 16000)
         rec = Recording.from_file(path, recording_id=f"{name}-{i}")
         recordings.append(rec)
-        supervisions.append(SupervisionSegment(id=f"{name}-{i}", recording_id=rec.id, start=0.0,
-                                               duration=rec.duration, text=TEXTS[i % len(TEXTS)]))
-    cuts = CutSet.from_manifests(recordings=RecordingSet.from_recordings(recordings),
-                                 supervisions=SupervisionSet.from_segments(supervisions))
+        supervisions.append(
+            SupervisionSegment(
+                id=f"{name}-{i}",
+                recording_id=rec.id,
+                start=0.0,
+                duration=rec.duration,
+                text=TEXTS[i % len(TEXTS)],
+            )
+        )
+    cuts = CutSet.from_manifests(
+        recordings=RecordingSet.from_recordings(recordings),
+        supervisions=SupervisionSet.from_segments(supervisions),
+    )
     cuts = cuts.compute_and_store_features(
-        extractor=Fbank(FbankConfig(num_mel_bins=80)), storage_path=root / f"{name}_feats",
-        storage_type=LilcomChunkyWriter, num_jobs=1,
+        extractor=Fbank(FbankConfig(num_mel_bins=80)),
+        storage_path=root / f"{name}_feats",
+        storage_type=LilcomChunkyWriter,
+        num_jobs=1,
     )
     out = root / f"cuts_{name}.jsonl.gz"
     cuts.to_file(out)
@@ -47,8 +65,15 @@ def make_bpe(root: Path, vocab_size: int = 20) -> Path:
     text.write_text("\n".join(TEXTS * 20) + "\n")
     prefix = root / "bpe"
     spm.SentencePieceTrainer.train(
-        input=str(text), model_prefix=str(prefix), vocab_size=vocab_size, model_type="unigram",
-        character_coverage=1.0, user_defined_symbols=["<blk>", "<sos/eos>"], unk_id=2, bos_id=-1,
-        eos_id=-1, minloglevel=2,
+        input=str(text),
+        model_prefix=str(prefix),
+        vocab_size=vocab_size,
+        model_type="unigram",
+        character_coverage=1.0,
+        user_defined_symbols=["<blk>", "<sos/eos>"],
+        unk_id=2,
+        bos_id=-1,
+        eos_id=-1,
+        minloglevel=2,
     )
     return prefix.with_suffix(".model")

@@ -26,10 +26,20 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from w2vbert.data.sampling import DataConfig, create_dataloader, create_sampler, sampler_state_dict  # noqa: E402
+from w2vbert.data.sampling import (
+    DataConfig,
+    create_dataloader,
+    create_sampler,
+    sampler_state_dict,
+)  # noqa: E402
 from w2vbert.training import checkpoint as ckpt_io  # noqa: E402
 from w2vbert.training.config import TrainingConfig  # noqa: E402
-from w2vbert.training.ddp import DistInfo, cleanup_distributed, launch, setup_distributed  # noqa: E402
+from w2vbert.training.ddp import (
+    DistInfo,
+    cleanup_distributed,
+    launch,
+    setup_distributed,
+)  # noqa: E402
 from w2vbert.training.loop import Trainer  # noqa: E402
 from w2vbert.training.optim import create_optimizer, create_scheduler  # noqa: E402
 
@@ -60,7 +70,11 @@ class ToyDataset(torch.utils.data.Dataset):
             feats[i, :n] = torch.randn(n, FEAT_DIM, generator=g)
             if c.id in self.nan_cuts:
                 feats[i, 0, 0] = float("nan")
-        feats = feats + 0.05 * torch.randn_like(feats) * random.random() + float(np.random.rand()) * 0.01
+        feats = (
+            feats
+            + 0.05 * torch.randn_like(feats) * random.random()
+            + float(np.random.rand()) * 0.01
+        )
         w = torch.linspace(-1, 1, FEAT_DIM)
         return {
             "features": feats,
@@ -74,7 +88,9 @@ class ToyDataset(torch.utils.data.Dataset):
 class ToyModel(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(FEAT_DIM, 16), nn.Tanh(), nn.Dropout(0.1), nn.Linear(16, 1))
+        self.net = nn.Sequential(
+            nn.Linear(FEAT_DIM, 16), nn.Tanh(), nn.Dropout(0.1), nn.Linear(16, 1)
+        )
         self.norm = nn.BatchNorm1d(FEAT_DIM)
         self.mask_generator = torch.Generator().manual_seed(1234)
         self.temperature = 2.0
@@ -105,16 +121,34 @@ def make_compute_loss(kill_at_step: int = -1, step_sleep: float = 0.0):
     return compute_loss
 
 
-def build_trainer(config: TrainingConfig, info: DistInfo = DistInfo(), kill_at_step: int = -1,
-                  nan_cuts: frozenset[str] = frozenset(), num_cuts: int = 48, step_sleep: float = 0.0) -> Trainer:
+def build_trainer(
+    config: TrainingConfig,
+    info: DistInfo = DistInfo(),
+    kill_at_step: int = -1,
+    nan_cuts: frozenset[str] = frozenset(),
+    num_cuts: int = 48,
+    step_sleep: float = 0.0,
+) -> Trainer:
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     np.random.seed(config.seed)
     data = DataConfig(max_duration=4.0, num_buckets=2, shuffle=True, drop_last=True)
-    sampler = create_sampler(toy_cuts(num_cuts), data, train=True, world_size=info.world_size,
-                             rank=info.rank, seed=config.seed)
-    valid_sampler = create_sampler(toy_cuts(8, "valid"), data, train=False, world_size=info.world_size,
-                                   rank=info.rank, seed=config.seed)
+    sampler = create_sampler(
+        toy_cuts(num_cuts),
+        data,
+        train=True,
+        world_size=info.world_size,
+        rank=info.rank,
+        seed=config.seed,
+    )
+    valid_sampler = create_sampler(
+        toy_cuts(8, "valid"),
+        data,
+        train=False,
+        world_size=info.world_size,
+        rank=info.rank,
+        seed=config.seed,
+    )
     model = ToyModel()
     optimizer = create_optimizer(model.parameters(), config)
     return Trainer(
@@ -132,9 +166,20 @@ def build_trainer(config: TrainingConfig, info: DistInfo = DistInfo(), kill_at_s
 
 
 def toy_config(exp_dir: Path, **kw) -> TrainingConfig:
-    base = dict(exp_dir=Path(exp_dir), num_epochs=3, base_lr=0.05, warmup_steps=5, save_every_n=4,
-                keep_last_k=3, average_period=2, log_interval=5, valid_interval=7, tensorboard=False,
-                seed=7, device="cpu")
+    base = dict(
+        exp_dir=Path(exp_dir),
+        num_epochs=3,
+        base_lr=0.05,
+        warmup_steps=5,
+        save_every_n=4,
+        keep_last_k=3,
+        average_period=2,
+        log_interval=5,
+        valid_interval=7,
+        tensorboard=False,
+        seed=7,
+        device="cpu",
+    )
     base.update(kw)
     return TrainingConfig(**base)
 
@@ -142,18 +187,30 @@ def toy_config(exp_dir: Path, **kw) -> TrainingConfig:
 def _run(args: argparse.Namespace) -> None:
     info = setup_distributed("cpu")
     torch.set_num_threads(1)
-    config = toy_config(args.exp_dir, num_epochs=args.num_epochs, world_size=args.world_size,
-                        accum_grad=args.accum_grad, save_every_n=args.save_every_n)
-    trainer = build_trainer(config, info, kill_at_step=args.kill_at_step, step_sleep=args.step_sleep)
+    config = toy_config(
+        args.exp_dir,
+        num_epochs=args.num_epochs,
+        world_size=args.world_size,
+        accum_grad=args.accum_grad,
+        save_every_n=args.save_every_n,
+    )
+    trainer = build_trainer(
+        config, info, kill_at_step=args.kill_at_step, step_sleep=args.step_sleep
+    )
     if args.kill_while_saving > 0:
+
         def hook(path: Path) -> None:
             if path.name == f"checkpoint-{args.kill_while_saving}.pt":
                 os._exit(18)
+
         ckpt_io.after_temp_write_hook = hook
     trainer.maybe_resume()
     trainer.train()
-    final = {"model": trainer.model.state_dict(), "model_avg": trainer.model_avg,
-             "batch_idx_train": trainer.state.batch_idx_train}
+    final = {
+        "model": trainer.model.state_dict(),
+        "model_avg": trainer.model_avg,
+        "batch_idx_train": trainer.state.batch_idx_train,
+    }
     ckpt_io.atomic_torch_save(final, Path(args.exp_dir) / f"final-rank{info.rank}.pt")
     cleanup_distributed()
 
@@ -166,8 +223,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--accum-grad", type=int, default=1)
     p.add_argument("--save-every-n", type=int, default=4)
     p.add_argument("--kill-at-step", type=int, default=-1, help="os._exit when this step starts")
-    p.add_argument("--kill-while-saving", type=int, default=0, help="os._exit between temp write and rename")
-    p.add_argument("--step-sleep", type=float, default=0.0, help="seconds to sleep per step (widens kill windows)")
+    p.add_argument(
+        "--kill-while-saving", type=int, default=0, help="os._exit between temp write and rename"
+    )
+    p.add_argument(
+        "--step-sleep",
+        type=float,
+        default=0.0,
+        help="seconds to sleep per step (widens kill windows)",
+    )
     args = p.parse_args(argv)
     launch(_run, (args,), args.world_size, master_port=29500 + os.getpid() % 1000)
 

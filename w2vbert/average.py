@@ -24,13 +24,23 @@ def get_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--exp-dir", type=Path, required=True, help="Directory with epoch-N.pt files.")
+    parser.add_argument(
+        "--exp-dir", type=Path, required=True, help="Directory with epoch-N.pt files."
+    )
     parser.add_argument("--epoch", type=int, required=True, help="Last epoch of the average.")
     parser.add_argument("--avg", type=int, default=1, help="Number of epochs averaged.")
-    parser.add_argument("--use-averaged-model", action=argparse.BooleanOptionalAction, default=True,
-                        help="Use model_avg of epoch-(E-A).pt and epoch-E.pt (needs E > A).")
-    parser.add_argument("--output", type=Path, default=None,
-                        help="Output file (default: <exp-dir>/averaged-<suffix>.pt).")
+    parser.add_argument(
+        "--use-averaged-model",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Use model_avg of epoch-(E-A).pt and epoch-E.pt (needs E > A).",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="Output file (default: <exp-dir>/averaged-<suffix>.pt).",
+    )
     return parser
 
 
@@ -39,7 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(None)
     suffix = averaging_suffix(args.epoch, args.avg, args.use_averaged_model)
     try:
-        state, params = averaged_model_from_epochs(args.exp_dir, args.epoch, args.avg, args.use_averaged_model)
+        state, params = averaged_model_from_epochs(
+            args.exp_dir, args.epoch, args.avg, args.use_averaged_model
+        )
     except (ValueError, FileNotFoundError) as e:
         logging.getLogger(__name__).error(str(e))
         raise SystemExit(1) from e

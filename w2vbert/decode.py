@@ -40,7 +40,9 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger(__name__).error(str(e))
         raise SystemExit(1) from e
     for name, info in summary.items():
-        print(f"{name}\t{info['method']}\t{info['suffix']}\tWER {info['wer']:.2f}%\tRTF {info['rtf']:.4f}")
+        print(
+            f"{name}\t{info['method']}\t{info['suffix']}\tWER {info['wer']:.2f}%\tRTF {info['rtf']:.4f}"
+        )
 
 
 if __name__ == "__main__":

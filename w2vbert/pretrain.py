@@ -17,7 +17,12 @@ from pathlib import Path
 from w2vbert.data.sampling import DataConfig
 from w2vbert.training.config import TrainingConfig
 from w2vbert.training.ddp import launch
-from w2vbert.training.pretraining import PretrainOptions, overrides, resolve_model_config, run_pretraining
+from w2vbert.training.pretraining import (
+    PretrainOptions,
+    overrides,
+    resolve_model_config,
+    run_pretraining,
+)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -26,7 +31,9 @@ def get_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    TrainingConfig.add_arguments(parser, exp_dir=Path("exp/pretrain"), base_lr=2e-3, warmup_steps=25000)
+    TrainingConfig.add_arguments(
+        parser, exp_dir=Path("exp/pretrain"), base_lr=2e-3, warmup_steps=25000
+    )
     DataConfig.add_arguments(parser)
     PretrainOptions.add_arguments(parser)
     return parser
@@ -41,7 +48,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--train-cuts is required")
     options = PretrainOptions.from_args(args)
     model_config = resolve_model_config(options, overrides(args))
-    launch(run_pretraining, (options, model_config, data, train), train.world_size, train.master_port)
+    launch(
+        run_pretraining, (options, model_config, data, train), train.world_size, train.master_port
+    )
 
 
 if __name__ == "__main__":

@@ -71,7 +71,9 @@ class PretrainDataset(torch.utils.data.Dataset):
     """Unlabelled speech for pre-training: a CutSet -> ``features``, ``feature_lens``, ``cut_ids``."""
 
     def __init__(self, input_strategy: InputStrategy | None = None) -> None:
-        self.input_strategy = input_strategy if input_strategy is not None else PrecomputedFeatures()
+        self.input_strategy = (
+            input_strategy if input_strategy is not None else PrecomputedFeatures()
+        )
 
     def __getitem__(self, cuts: CutSet) -> dict[str, Any]:
         return _features(cuts.sort_by_duration(ascending=False), self.input_strategy)
@@ -83,7 +85,9 @@ class BpeTokenizer:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"BPE model {self.path} does not exist (run stage 3, train_bpe).")
+            raise FileNotFoundError(
+                f"BPE model {self.path} does not exist (run stage 3, train_bpe)."
+            )
         self._sp: Any = None
 
     @property
@@ -123,7 +127,9 @@ class AsrDataset(torch.utils.data.Dataset):
         spec_augment: SpecAugment | None = None,
     ) -> None:
         self.tokenize = tokenize
-        self.input_strategy = input_strategy if input_strategy is not None else PrecomputedFeatures()
+        self.input_strategy = (
+            input_strategy if input_strategy is not None else PrecomputedFeatures()
+        )
         self.spec_augment = spec_augment
 
     def __getitem__(self, cuts: CutSet) -> dict[str, Any]:
@@ -132,7 +138,9 @@ class AsrDataset(torch.utils.data.Dataset):
         if self.spec_augment is not None:
             lens = batch["feature_lens"]
             # warp only inside each utterance: (N, 3) rows of (index, start frame, num frames)
-            segments = torch.stack([torch.arange(len(lens)), torch.zeros_like(lens), lens], dim=1).to(torch.int32)
+            segments = torch.stack(
+                [torch.arange(len(lens)), torch.zeros_like(lens), lens], dim=1
+            ).to(torch.int32)
             batch["features"] = self.spec_augment(batch["features"], segments)
         batch["texts"] = [cut_text(c) for c in cuts]
         batch["tokens"] = [self.tokenize(t) for t in batch["texts"]]

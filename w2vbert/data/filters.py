@@ -80,9 +80,7 @@ class CutFilter:
     def report(self) -> str:
         total = self.kept + sum(self.dropped.values())
         parts = ", ".join(f"{n} {why}" for why, n in sorted(self.dropped.items())) or "none"
-        return (
-            f"kept {self.kept}/{total} cuts ({self.kept_seconds / 3600:.2f} h); dropped: {parts}"
-        )
+        return f"kept {self.kept}/{total} cuts ({self.kept_seconds / 3600:.2f} h); dropped: {parts}"
 
 
 def scan(cuts: Any, cut_filter: CutFilter, name: str) -> tuple[int, float]:

@@ -31,17 +31,27 @@ def _f(default: Any, help: str, **metadata: Any) -> Any:
 class DataConfig:
     """Where the cuts are and how they are batched."""
 
-    train_cuts: Path | None = _f(None, "Training CutSet (any Lhotse cuts manifest, e.g. data/fbank/*_cuts_*.jsonl.gz).")
+    train_cuts: Path | None = _f(
+        None, "Training CutSet (any Lhotse cuts manifest, e.g. data/fbank/*_cuts_*.jsonl.gz)."
+    )
     valid_cuts: Path | None = _f(None, "Validation CutSet (optional).")
     max_duration: float = _f(200.0, "Seconds of audio per batch (per rank).")
     num_buckets: int = _f(30, "Duration buckets of the DynamicBucketingSampler.")
     shuffle: bool = _f(True, "Shuffle training cuts (seeded by --seed and the epoch).")
-    drop_last: bool = _f(True, "Drop the last incomplete batches (equal batch counts on every rank).")
-    num_workers: int = _f(0, "DataLoader worker processes (0: exact resume; >0: faster, RNG not restorable).")
-    on_the_fly_feats: bool = _f(False, "Compute fbank from audio on the fly instead of reading stored features.")
+    drop_last: bool = _f(
+        True, "Drop the last incomplete batches (equal batch counts on every rank)."
+    )
+    num_workers: int = _f(
+        0, "DataLoader worker processes (0: exact resume; >0: faster, RNG not restorable)."
+    )
+    on_the_fly_feats: bool = _f(
+        False, "Compute fbank from audio on the fly instead of reading stored features."
+    )
     min_cut_duration: float = _f(0.0, "Drop cuts shorter than this many seconds.")
     max_cut_duration: float = _f(30.0, "Drop cuts longer than this many seconds.")
-    scan_cuts: bool = _f(True, "Read the training cuts once at start to log filter counts and the epoch's hours.")
+    scan_cuts: bool = _f(
+        True, "Read the training cuts once at start to log filter counts and the epoch's hours."
+    )
 
     def __post_init__(self) -> None:
         problems = []
@@ -52,7 +62,9 @@ class DataConfig:
         if self.num_workers < 0:
             problems.append(f"`num_workers` must be >= 0, but is {self.num_workers} instead.")
         if self.min_cut_duration > self.max_cut_duration:
-            problems.append(f"`min_cut_duration` ({self.min_cut_duration}) exceeds `max_cut_duration` ({self.max_cut_duration}).")
+            problems.append(
+                f"`min_cut_duration` ({self.min_cut_duration}) exceeds `max_cut_duration` ({self.max_cut_duration})."
+            )
         if problems:
             raise ValueError("Invalid DataConfig:\n  " + "\n  ".join(problems))
 

@@ -43,20 +43,33 @@ class DecodeConfig:
     exp_dir: Path = _f(Path("exp/finetune"), "Fine-tuning experiment directory.")
     epoch: int = _f(30, "Decode with the model of epoch-<epoch>.pt (averaged with --avg).")
     avg: int = _f(1, "Number of epochs to average (icefall semantics).")
-    use_averaged_model: bool = _f(True, "Average between epoch-(E-A).pt and epoch-E.pt from model_avg.")
-    checkpoint: Path | None = _f(None, "Decode this checkpoint/averaged model file instead of --epoch/--avg.")
-    bpe_model: Path | None = _f(None, "Sentencepiece model (default: the one saved in the checkpoint).")
+    use_averaged_model: bool = _f(
+        True, "Average between epoch-(E-A).pt and epoch-E.pt from model_avg."
+    )
+    checkpoint: Path | None = _f(
+        None, "Decode this checkpoint/averaged model file instead of --epoch/--avg."
+    )
+    bpe_model: Path | None = _f(
+        None, "Sentencepiece model (default: the one saved in the checkpoint)."
+    )
     decoding_method: str = _f("greedy_search", "Search.", choices=METHODS)
     beam_size: int = _f(4, "Beam of modified_beam_search / fast_beam_search.")
     max_duration: float = _f(300.0, "Seconds of audio per batch.")
     device: str = _f("auto", "auto, cpu or cuda.", choices=("auto", "cpu", "cuda"))
-    cuts: tuple[str, ...] = _f((), "Test sets as name=path (Lhotse cuts with features and text).", flag=False)
+    cuts: tuple[str, ...] = _f(
+        (), "Test sets as name=path (Lhotse cuts with features and text).", flag=False
+    )
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         add_dataclass_arguments(parser, cls)
-        parser.add_argument("--cuts", nargs="+", required=True, metavar="NAME=PATH",
-                            help=cls.__dataclass_fields__["cuts"].metadata["help"])
+        parser.add_argument(
+            "--cuts",
+            nargs="+",
+            required=True,
+            metavar="NAME=PATH",
+            help=cls.__dataclass_fields__["cuts"].metadata["help"],
+        )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "DecodeConfig":
@@ -78,11 +91,15 @@ def load_model_state(config: DecodeConfig) -> tuple[dict[str, torch.Tensor], dic
     if config.checkpoint is not None:
         ckpt = load_checkpoint(config.checkpoint)
         return ckpt["model"], ckpt["params"], Path(config.checkpoint).stem
-    state, params = averaged_model_from_epochs(config.exp_dir, config.epoch, config.avg, config.use_averaged_model)
+    state, params = averaged_model_from_epochs(
+        config.exp_dir, config.epoch, config.avg, config.use_averaged_model
+    )
     return state, params, averaging_suffix(config.epoch, config.avg, config.use_averaged_model)
 
 
-def _search(method: str, model: torch.nn.Module, enc: torch.Tensor, lens: torch.Tensor, beam: int) -> list[list[int]]:
+def _search(
+    method: str, model: torch.nn.Module, enc: torch.Tensor, lens: torch.Tensor, beam: int
+) -> list[list[int]]:
     if method == "greedy_search":
         return greedy_search_batch(model, enc, lens)
     if method == "modified_beam_search":
@@ -93,14 +110,19 @@ def _search(method: str, model: torch.nn.Module, enc: torch.Tensor, lens: torch.
 def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
     """Decode every test set of ``config.cuts``; returns ``{set: results dict}`` (also written as JSON)."""
     if config.decoding_method == "fast_beam_search" and backend_name() != "k2":
-        raise ValueError("--decoding-method fast_beam_search needs k2, which is not importable here "
-                         "(fast_rnnt is used instead); use greedy_search or modified_beam_search.")
+        raise ValueError(
+            "--decoding-method fast_beam_search needs k2, which is not importable here "
+            "(fast_rnnt is used instead); use greedy_search or modified_beam_search."
+        )
     test_sets = parse_test_sets(config.cuts)
     state, params, suffix = load_model_state(config)
     if config.decoding_method != "greedy_search":
         suffix += f"-beam-size-{config.beam_size}"
-    device = torch.device("cuda" if config.device == "cuda" or (
-        config.device == "auto" and torch.cuda.is_available()) else "cpu")
+    device = torch.device(
+        "cuda"
+        if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+        else "cpu"
+    )
     model = build_transducer_from_params(params)
     model.load_state_dict(state)
     model.to(device).eval()
@@ -109,12 +131,16 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {}
     for name, path in test_sets.items():
-        sampler = SimpleCutSampler(load_cuts(path, f"--cuts {name}"), max_duration=config.max_duration)
+        sampler = SimpleCutSampler(
+            load_cuts(path, f"--cuts {name}"), max_duration=config.max_duration
+        )
         dl = create_dataloader(AsrDataset(tokenizer), sampler)
         results, audio, start = [], 0.0, time.time()
         with torch.inference_mode():
             for batch in dl:
-                enc, lens = model.encoder(batch["features"].to(device), batch["feature_lens"].to(device))
+                enc, lens = model.encoder(
+                    batch["features"].to(device), batch["feature_lens"].to(device)
+                )
                 hyps = _search(config.decoding_method, model, enc, lens, config.beam_size)
                 for cut_id, ref, hyp in zip(batch["cut_ids"], batch["texts"], hyps):
                     results.append((cut_id, ref.split(), tokenizer.sp.decode(hyp).split()))
@@ -122,13 +148,24 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
         seconds = time.time() - start
         write_recogs(out_dir / f"recogs-{name}-{suffix}.txt", results)
         wer = write_error_stats(out_dir / f"errs-{name}-{suffix}.txt", f"{name}-{suffix}", results)
-        write_wer_summary(out_dir / f"wer-summary-{name}-{suffix}.txt", {config.decoding_method: wer})
-        info = {"set": name, "method": config.decoding_method, "suffix": suffix, "wer": wer,
-                "rtf": seconds / max(audio, 1e-9), "decode_seconds": seconds, "audio_seconds": audio,
-                "num_utterances": len(results), "device": str(device)}
+        write_wer_summary(
+            out_dir / f"wer-summary-{name}-{suffix}.txt", {config.decoding_method: wer}
+        )
+        info = {
+            "set": name,
+            "method": config.decoding_method,
+            "suffix": suffix,
+            "wer": wer,
+            "rtf": seconds / max(audio, 1e-9),
+            "decode_seconds": seconds,
+            "audio_seconds": audio,
+            "num_utterances": len(results),
+            "device": str(device),
+        }
         (out_dir / f"results-{name}-{suffix}.json").write_text(json.dumps(info, indent=2) + "\n")
-        logger.info(f"{name} ({config.decoding_method}, {suffix}): WER {wer:.2f}%, RTF {info['rtf']:.4f} "
-                    f"({len(results)} utterances, {audio:.1f} s of audio); results in {out_dir}")
+        logger.info(
+            f"{name} ({config.decoding_method}, {suffix}): WER {wer:.2f}%, RTF {info['rtf']:.4f} "
+            f"({len(results)} utterances, {audio:.1f} s of audio); results in {out_dir}"
+        )
         summary[name] = info
     return summary
-

@@ -27,7 +27,11 @@ logger = logging.getLogger(__name__)
 def init_averaged_model(model: nn.Module) -> dict[str, torch.Tensor]:
     """A float64 CPU copy of ``model.state_dict()`` (non-float entries copied as they are)."""
     return {
-        k: (v.detach().to("cpu", torch.float64) if v.is_floating_point() else v.detach().to("cpu").clone())
+        k: (
+            v.detach().to("cpu", torch.float64)
+            if v.is_floating_point()
+            else v.detach().to("cpu").clone()
+        )
         for k, v in model.state_dict().items()
     }
 
@@ -49,7 +53,9 @@ def update_averaged_model(
             model_avg[k] = v.detach().to("cpu").clone()
 
 
-def _cast_like(avg: dict[str, torch.Tensor], like: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _cast_like(
+    avg: dict[str, torch.Tensor], like: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     return {k: (v.to(like[k].dtype) if like[k].is_floating_point() else v) for k, v in avg.items()}
 
 
@@ -85,7 +91,9 @@ def average_with_model_avg(start: Path | str, end: Path | str) -> dict[str, torc
     a, b = load_checkpoint(start), load_checkpoint(end)
     for path, c in ((start, a), (end, b)):
         if c.get("model_avg") is None:
-            raise ValueError(f"Checkpoint {path} has no averaged model (`model_avg`); use --no-use-averaged-model.")
+            raise ValueError(
+                f"Checkpoint {path} has no averaged model (`model_avg`); use --no-use-averaged-model."
+            )
     n_start, n_end = a["batch_idx_train"], b["batch_idx_train"]
     if n_end <= n_start:
         raise ValueError(f"{end} (batch {n_end}) must be later than {start} (batch {n_start}).")
@@ -120,7 +128,9 @@ def averaged_model_from_epochs(
         paths = [exp_dir / f"epoch-{i}.pt" for i in range(epoch - avg + 1, epoch + 1)]
         missing = [str(p) for p in paths if not p.is_file()]
         if missing or epoch - avg + 1 < 1:
-            raise FileNotFoundError(f"--epoch {epoch} --avg {avg} needs {[str(p) for p in paths]}; missing {missing}.")
+            raise FileNotFoundError(
+                f"--epoch {epoch} --avg {avg} needs {[str(p) for p in paths]}; missing {missing}."
+            )
         logger.info(f"Averaging {[p.name for p in paths]}")
         state = average_checkpoints(paths)
         params = load_checkpoint(paths[-1])["params"]

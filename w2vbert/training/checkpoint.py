@@ -24,17 +24,36 @@ import os
 import random
 import re
 from pathlib import Path
-from typing import Any, Callable
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
+
+from w2vbert.training.ddp import any_true, barrier
+
+if TYPE_CHECKING:
+    from w2vbert.training.loop import Trainer
 
 logger = logging.getLogger(__name__)
 
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)\.pt$")
 _EPOCH_RE = re.compile(r"^epoch-(\d+)\.pt$")
 _TMP_RE = re.compile(r"^\..+\.tmp\d*$")
+
+
+@dataclass
+class TrainState:
+    """Training progress saved in every checkpoint (``train_state``)."""
+
+    epoch: int = 1
+    batch_idx_train: int = 0  # batches trained in total
+    batch_idx_in_epoch: int = 0  # batches of ``epoch`` already trained
+    epoch_done: bool = False  # True in epoch-N.pt: resume starts epoch N + 1
+    num_bad_steps: int = 0  # skipped optimizer steps in total
+    consecutive_bad_steps: int = 0
+
 
 # Test hook: called with the final path after the temp file is complete and before the rename.
 after_temp_write_hook: Callable[[Path], None] | None = None
@@ -111,7 +130,9 @@ def capture_rng_state(generators: dict[str, torch.Generator] | None = None) -> d
     return state
 
 
-def restore_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator] | None = None) -> None:
+def restore_rng_state(
+    state: dict[str, Any], generators: dict[str, torch.Generator] | None = None
+) -> None:
     """Inverse of :func:`capture_rng_state`; a generator missing from ``state`` raises ``KeyError``."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
@@ -120,7 +141,9 @@ def restore_rng_state(state: dict[str, Any], generators: dict[str, torch.Generat
         torch.cuda.set_rng_state_all(state["cuda"])
     for name, gen in (generators or {}).items():
         if name not in state["generators"]:
-            raise KeyError(f"Checkpoint has no RNG state for generator {name!r}; it has {list(state['generators'])}.")
+            raise KeyError(
+                f"Checkpoint has no RNG state for generator {name!r}; it has {list(state['generators'])}."
+            )
         gen.set_state(state["generators"][name])
 
 
@@ -197,3 +220,110 @@ def remove_old_checkpoints(exp_dir: Path | str, keep_last_k: int) -> None:
             side.unlink(missing_ok=True)
         p.unlink(missing_ok=True)
         logger.info(f"Removed old checkpoint {p}")
+
+
+# ----------------------------------------------------------------------------- the trainer's state
+# Functions of the Trainer (w2vbert.training.loop) that write and restore everything it holds.
+
+
+def _checkpoint_dict(trainer: Trainer, rank_part: bool) -> dict[str, Any]:
+    consumed = 0 if trainer.state.epoch_done else trainer.state.batch_idx_in_epoch
+    part: dict[str, Any] = {
+        "sampler": trainer.sampler_state_fn(trainer.sampler, consumed),
+        "rng": capture_rng_state(trainer.generators),
+    }
+    if rank_part:
+        return part
+    return {
+        **part,
+        "model": trainer.model.state_dict(),
+        "model_avg": trainer.model_avg,
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict(),
+        "grad_scaler": trainer.scaler.state_dict() if trainer.scaler is not None else None,
+        "train_state": asdict(trainer.state),
+        "batch_idx_train": trainer.state.batch_idx_train,
+        "params": {**trainer.params, "world_size": trainer.dist.world_size},
+    }
+
+
+def save_training_checkpoint(
+    trainer: Trainer, path: Path, extra: dict[str, Any] | None = None
+) -> None:
+    """Write a checkpoint: ranks > 0 their side files first, then rank 0 the main file."""
+    if not trainer.dist.is_main:
+        atomic_torch_save(
+            _checkpoint_dict(trainer, rank_part=True), rank_side_path(path, trainer.dist.rank)
+        )
+    barrier(trainer.dist)
+    if trainer.dist.is_main:
+        atomic_torch_save({**_checkpoint_dict(trainer, rank_part=False), **(extra or {})}, path)
+        logger.info(f"Saved {path}")
+    barrier(trainer.dist)
+
+
+def _restore(trainer: Trainer, ckpt: dict[str, Any], path: Path) -> None:
+    saved_ws = ckpt["params"].get("world_size", 1)
+    if saved_ws != trainer.dist.world_size:
+        raise ValueError(
+            f"Checkpoint {path} was written with --world-size {saved_ws}, but this run has "
+            f"{trainer.dist.world_size}; the sampler positions cannot be restored."
+        )
+    trainer.model.load_state_dict(ckpt["model"])
+    if trainer.model_avg is not None and ckpt.get("model_avg") is not None:
+        trainer.model_avg = ckpt["model_avg"]
+    trainer.optimizer.load_state_dict(ckpt["optimizer"])
+    trainer.scheduler.load_state_dict(ckpt["scheduler"])
+    if trainer.scaler is not None and ckpt.get("grad_scaler") is not None:
+        trainer.scaler.load_state_dict(ckpt["grad_scaler"])
+    trainer.state = TrainState(**ckpt["train_state"])
+    if trainer.state.epoch_done:
+        trainer.state = TrainState(
+            epoch=trainer.state.epoch + 1,
+            batch_idx_train=trainer.state.batch_idx_train,
+            num_bad_steps=trainer.state.num_bad_steps,
+            consecutive_bad_steps=trainer.state.consecutive_bad_steps,
+        )
+    else:
+        trainer.sampler.load_state_dict(dict(ckpt["sampler"]))
+        trainer.resumed_mid_epoch = True
+    trainer.pending_rng = ckpt["rng"]
+    trainer.sinks.truncate_after(trainer.state.batch_idx_train)
+    logger.info(
+        f"Resumed from {path}: epoch {trainer.state.epoch}, batch {trainer.state.batch_idx_in_epoch} of the epoch, "
+        f"batch_idx_train {trainer.state.batch_idx_train}"
+    )
+
+
+def resume_training(trainer: Trainer) -> Path | None:
+    """Restore from --start-batch/--start-epoch, or the newest complete checkpoint; returns its path."""
+    c = trainer.config
+    if trainer.dist.is_main:
+        for p in remove_stale_temp_files(trainer.exp_dir):
+            logger.warning(f"Removed {p}, a partial checkpoint left by a killed run")
+    barrier(trainer.dist)
+    if c.start_batch > 0:
+        explicit: list[Path] | None = [trainer.exp_dir / f"checkpoint-{c.start_batch}.pt"]
+    elif c.start_epoch > 1:
+        explicit = [trainer.exp_dir / f"epoch-{c.start_epoch - 1}.pt"]
+    else:
+        explicit = None
+    if explicit is None and not c.resume:
+        return None
+    candidates = explicit if explicit is not None else resume_candidates(trainer.exp_dir)
+    for path in candidates:
+        try:
+            ckpt = load_for_rank(path, trainer.dist.rank)
+            ok = True
+        except Exception as e:  # noqa: BLE001
+            if explicit is not None:
+                raise
+            logger.warning(
+                f"Cannot load checkpoint {path} ({type(e).__name__}: {e}); trying an older one."
+            )
+            ok = False
+        if any_true(not ok, trainer.dist, trainer.device):
+            continue
+        _restore(trainer, ckpt, path)
+        return path
+    return None

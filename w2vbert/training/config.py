@@ -23,12 +23,18 @@ class TrainingConfig:
     start_epoch: int = _f(
         1, "Resume from epoch-(start_epoch-1).pt when > 1 (default: newest checkpoint, if any)."
     )
-    start_batch: int = _f(0, "Resume from checkpoint-<start_batch>.pt when > 0 (overrides --start-epoch).")
-    resume: bool = _f(True, "Resume automatically from the newest complete checkpoint in --exp-dir.")
+    start_batch: int = _f(
+        0, "Resume from checkpoint-<start_batch>.pt when > 0 (overrides --start-epoch)."
+    )
+    resume: bool = _f(
+        True, "Resume automatically from the newest complete checkpoint in --exp-dir."
+    )
     max_steps: int = _f(0, "Stop after this many batches in total (0: no limit; for smoke tests).")
     optimizer: str = _f("adam", "Optimizer.", choices=("adam", "adamw"))
     base_lr: float = _f(2e-3, "Peak learning rate of the Transformer (Noam) schedule.")
-    warmup_steps: int = _f(25000, "Optimizer steps of linear warm-up; then lr decays as 1/sqrt(step).")
+    warmup_steps: int = _f(
+        25000, "Optimizer steps of linear warm-up; then lr decays as 1/sqrt(step)."
+    )
     adam_beta1: float = _f(0.9, "Adam beta1.")
     adam_beta2: float = _f(0.98, "Adam beta2.")
     adam_eps: float = _f(1e-9, "Adam epsilon.")
@@ -42,13 +48,21 @@ class TrainingConfig:
     keep_last_k: int = _f(30, "Keep only the newest k checkpoint-<batch>.pt files (0: keep all).")
     average_period: int = _f(200, "Update the averaged model every this many batches.")
     log_interval: int = _f(50, "Log training metrics every this many batches.")
-    valid_interval: int = _f(3000, "Validate every this many batches (and at each epoch end; 0: epoch end only).")
+    valid_interval: int = _f(
+        3000, "Validate every this many batches (and at each epoch end; 0: epoch end only)."
+    )
     tensorboard: bool = _f(True, "Write TensorBoard scalars to <exp-dir>/tensorboard.")
     seed: int = _f(42, "Random seed (python, numpy, torch, sampler).")
     world_size: int = _f(1, "Number of DDP processes (spawned here, or read from torchrun's env).")
-    master_port: int = _f(12354, "TCP port of the DDP rendezvous when --world-size > 1 spawns processes.")
-    max_bad_steps: int = _f(20, "Stop after this many consecutive steps with a NaN/inf loss or gradient.")
-    device: str = _f("auto", "Device: auto (cuda if available), cpu or cuda.", choices=("auto", "cpu", "cuda"))
+    master_port: int = _f(
+        12354, "TCP port of the DDP rendezvous when --world-size > 1 spawns processes."
+    )
+    max_bad_steps: int = _f(
+        20, "Stop after this many consecutive steps with a NaN/inf loss or gradient."
+    )
+    device: str = _f(
+        "auto", "Device: auto (cuda if available), cpu or cuda.", choices=("auto", "cpu", "cuda")
+    )
 
     def __post_init__(self) -> None:
         self.validate()
@@ -56,10 +70,24 @@ class TrainingConfig:
     def validate(self) -> None:
         """Raise ``ValueError`` listing every invalid setting."""
         problems = []
-        for name in ("num_epochs", "start_epoch", "accum_grad", "average_period", "log_interval", "world_size"):
+        for name in (
+            "num_epochs",
+            "start_epoch",
+            "accum_grad",
+            "average_period",
+            "log_interval",
+            "world_size",
+        ):
             if getattr(self, name) < 1:
                 problems.append(f"`{name}` must be >= 1, but is {getattr(self, name)} instead.")
-        for name in ("start_batch", "max_steps", "save_every_n", "keep_last_k", "valid_interval", "warmup_steps"):
+        for name in (
+            "start_batch",
+            "max_steps",
+            "save_every_n",
+            "keep_last_k",
+            "valid_interval",
+            "warmup_steps",
+        ):
             if getattr(self, name) < 0:
                 problems.append(f"`{name}` must be >= 0, but is {getattr(self, name)} instead.")
         if self.max_bad_steps < 1:

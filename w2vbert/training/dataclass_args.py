@@ -49,7 +49,9 @@ def add_dataclass_arguments(
     defaults = defaults or {}
     unknown = set(defaults) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
-        raise ValueError(f"`defaults` must name fields of {cls.__name__}, but has {sorted(unknown)}.")
+        raise ValueError(
+            f"`defaults` must name fields of {cls.__name__}, but has {sorted(unknown)}."
+        )
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if not f.metadata.get("flag", True):

@@ -37,7 +37,9 @@ class DistInfo:
         return self.world_size > 1
 
 
-def _spawned_worker(local_rank: int, fn: Callable[..., Any], args: tuple, world_size: int, port: int) -> None:
+def _spawned_worker(
+    local_rank: int, fn: Callable[..., Any], args: tuple, world_size: int, port: int
+) -> None:
     os.environ.update(
         RANK=str(local_rank),
         LOCAL_RANK=str(local_rank),
@@ -58,7 +60,9 @@ def launch(fn: Callable[..., Any], args: tuple, world_size: int, master_port: in
             )
         fn(*args)
     elif world_size > 1:
-        mp.spawn(_spawned_worker, args=(fn, args, world_size, master_port), nprocs=world_size, join=True)
+        mp.spawn(
+            _spawned_worker, args=(fn, args, world_size, master_port), nprocs=world_size, join=True
+        )
     else:
         fn(*args)
 
@@ -71,7 +75,9 @@ def setup_distributed(device_kind: str = "cpu") -> DistInfo:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return DistInfo()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", os.environ["RANK"]))
+    rank, local_rank = int(os.environ["RANK"]), int(
+        os.environ.get("LOCAL_RANK", os.environ["RANK"])
+    )
     backend = "nccl" if device_kind == "cuda" else "gloo"
     if device_kind == "cuda":
         torch.cuda.set_device(local_rank)

@@ -16,7 +16,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from w2vbert.data.datasets import AsrDataset, BpeTokenizer, create_input_strategy, create_spec_augment, cut_text
+from w2vbert.data.datasets import (
+    AsrDataset,
+    BpeTokenizer,
+    create_input_strategy,
+    create_spec_augment,
+    cut_text,
+)
 from w2vbert.data.filters import CutFilter
 from w2vbert.data.sampling import DataConfig
 from w2vbert.model.config import W2VBertConfig, get_w2vbert_config, preset_names
@@ -41,8 +47,17 @@ logger = logging.getLogger(__name__)
 # W2VBertConfig fields that define the encoder's weights and computation: they must match the
 # checkpoint given to --init-from (dropouts, masking and pre-training settings may differ).
 ENCODER_FIELDS = (
-    "num_mel_bins", "frame_stride", "feature_encoder_channels", "input_norm", "model_dim", "num_heads",
-    "ffn_dim", "conv_kernel_size", "num_contrastive_layers", "num_mlm_layers", "rotary_base",
+    "num_mel_bins",
+    "frame_stride",
+    "feature_encoder_channels",
+    "input_norm",
+    "model_dim",
+    "num_heads",
+    "ffn_dim",
+    "conv_kernel_size",
+    "num_contrastive_layers",
+    "num_mlm_layers",
+    "rotary_base",
 )
 
 
@@ -54,17 +69,29 @@ def _f(default: Any, help: str, **metadata: Any) -> Any:
 class FinetuneOptions:
     """Fine-tuning settings besides the encoder config, the training loop and the data."""
 
-    init_from: str = _f("none", "Pre-training checkpoint (epoch-N.pt, checkpoint-N.pt or an averaged model "
-                        "from w2vbert.average) whose encoder.* weights start the encoder; 'none': from scratch.")
-    init_use_averaged_model: bool = _f(False, "Take the encoder from the checkpoint's averaged model (model_avg).")
-    model_preset: str | None = _f(None, "Encoder preset; default: the --init-from checkpoint's config.",
-                                  choices=tuple(preset_names()))
-    bpe_model: Path = _f(Path("data/lang_bpe_500/bpe.model"), "Sentencepiece model (<blk> must be id 0).")
+    init_from: str = _f(
+        "none",
+        "Pre-training checkpoint (epoch-N.pt, checkpoint-N.pt or an averaged model "
+        "from w2vbert.average) whose encoder.* weights start the encoder; 'none': from scratch.",
+    )
+    init_use_averaged_model: bool = _f(
+        False, "Take the encoder from the checkpoint's averaged model (model_avg)."
+    )
+    model_preset: str | None = _f(
+        None,
+        "Encoder preset; default: the --init-from checkpoint's config.",
+        choices=tuple(preset_names()),
+    )
+    bpe_model: Path = _f(
+        Path("data/lang_bpe_500/bpe.model"), "Sentencepiece model (<blk> must be id 0)."
+    )
     prune_range: int = _f(5, "Pruned RNN-T: symbols per frame kept.")
     lm_scale: float = _f(0.25, "Pruned RNN-T: LM scale of the smoothed loss.")
     am_scale: float = _f(0.0, "Pruned RNN-T: AM scale of the smoothed loss.")
     simple_loss_scale: float = _f(0.5, "Weight of the simple loss after warm-up.")
-    model_warm_step: int = _f(3000, "Batches over which the simple/pruned loss scales warm up (icefall).")
+    model_warm_step: int = _f(
+        3000, "Batches over which the simple/pruned loss scales warm up (icefall)."
+    )
     ctc_loss_scale: float = _f(0.0, "Weight of an auxiliary CTC loss (0: no CTC head).")
     context_size: int = _f(2, "Stateless decoder context (tokens).")
     decoder_dim: int = _f(512, "Prediction network dim (the paper's LSTM: 640).")
@@ -78,7 +105,9 @@ class FinetuneOptions:
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         add_dataclass_arguments(parser.add_argument_group("fine-tuning"), cls)
-        add_override_arguments(parser.add_argument_group("encoder (override the preset/checkpoint)"), W2VBertConfig)
+        add_override_arguments(
+            parser.add_argument_group("encoder (override the preset/checkpoint)"), W2VBertConfig
+        )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "FinetuneOptions":
@@ -94,8 +123,10 @@ def _init_checkpoint(options: FinetuneOptions) -> dict[str, Any] | None:
         return None
     ckpt = load_checkpoint(options.init_from)
     if "model" not in ckpt or "model_config" not in ckpt.get("params", {}):
-        raise ValueError(f"--init-from {options.init_from} must hold 'model' and params['model_config'], "
-                         f"but has keys {sorted(ckpt)}.")
+        raise ValueError(
+            f"--init-from {options.init_from} must hold 'model' and params['model_config'], "
+            f"but has keys {sorted(ckpt)}."
+        )
     return ckpt
 
 
@@ -113,52 +144,86 @@ def resolve_encoder_config(
     config = dataclasses.replace(config, **overrides)
     config.validate()
     if init is not None:
-        mismatched = [f"{k} (checkpoint {getattr(ckpt_config, k)!r}, requested {getattr(config, k)!r})"
-                      for k in ENCODER_FIELDS if getattr(ckpt_config, k) != getattr(config, k)]
+        mismatched = [
+            f"{k} (checkpoint {getattr(ckpt_config, k)!r}, requested {getattr(config, k)!r})"
+            for k in ENCODER_FIELDS
+            if getattr(ckpt_config, k) != getattr(config, k)
+        ]
         if mismatched:
-            raise ValueError(f"--init-from {options.init_from} has another encoder configuration; "
-                             f"mismatched keys: {', '.join(mismatched)}.")
+            raise ValueError(
+                f"--init-from {options.init_from} has another encoder configuration; "
+                f"mismatched keys: {', '.join(mismatched)}."
+            )
     return config
 
 
-def load_encoder_weights(encoder: nn.Module, model_state: dict[str, torch.Tensor], source: str) -> None:
+def load_encoder_weights(
+    encoder: nn.Module, model_state: dict[str, torch.Tensor], source: str
+) -> None:
     """Load ``encoder.*`` entries of ``model_state`` into ``encoder``; list every mismatch in the error."""
-    state = {k[len("encoder."):]: v for k, v in model_state.items() if k.startswith("encoder.")}
+    state = {k[len("encoder.") :]: v for k, v in model_state.items() if k.startswith("encoder.")}
     own = encoder.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = sorted(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-                    for k in set(own) & set(state) if state[k].shape != own[k].shape)
+    shapes = sorted(
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if state[k].shape != own[k].shape
+    )
     if missing or unexpected or shapes:
-        raise ValueError(f"Encoder weights of {source} do not fit the encoder: missing {missing[:20]}, "
-                         f"unexpected {unexpected[:20]}, shape mismatches {shapes[:20]}.")
+        raise ValueError(
+            f"Encoder weights of {source} do not fit the encoder: missing {missing[:20]}, "
+            f"unexpected {unexpected[:20]}, shape mismatches {shapes[:20]}."
+        )
     encoder.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
-    logger.info(f"Loaded {len(state)} encoder tensors from {source} (quantizer and pre-training heads dropped)")
+    logger.info(
+        f"Loaded {len(state)} encoder tensors from {source} (quantizer and pre-training heads dropped)"
+    )
 
 
 def build_transducer_from_params(params: dict[str, Any]) -> Transducer:
     """The fine-tuned model described by a finetune checkpoint's ``params`` (random weights)."""
     if params.get("kind") != "finetune":
-        raise ValueError(f"Expected a fine-tuning checkpoint (params kind 'finetune'), but kind is {params.get('kind')!r}.")
+        raise ValueError(
+            f"Expected a fine-tuning checkpoint (params kind 'finetune'), but kind is {params.get('kind')!r}."
+        )
     encoder = create_w2vbert_encoder(W2VBertConfig(**params["model_config"]))
     return create_transducer(
-        encoder, encoder.output_dim, params["vocab_size"], decoder_dim=params["decoder_dim"],
-        joiner_dim=params["joiner_dim"], context_size=params["context_size"], blank_id=params["blank_id"],
-        decoder_type=params["decoder_type"], joiner_activation=params["joiner_activation"], ctc=params["ctc"],
+        encoder,
+        encoder.output_dim,
+        params["vocab_size"],
+        decoder_dim=params["decoder_dim"],
+        joiner_dim=params["joiner_dim"],
+        context_size=params["context_size"],
+        blank_id=params["blank_id"],
+        decoder_type=params["decoder_type"],
+        joiner_activation=params["joiner_activation"],
+        ctc=params["ctc"],
     )
 
 
 def make_finetune_loss(options: FinetuneOptions):
     def compute_loss(model: nn.Module, batch: dict, step: int):
-        out = model(batch["features"], batch["feature_lens"], batch["tokens"], prune_range=options.prune_range,
-                    am_scale=options.am_scale, lm_scale=options.lm_scale)
-        simple_scale, pruned_scale = rnnt_loss_scales(step, options.model_warm_step, options.simple_loss_scale)
+        out = model(
+            batch["features"],
+            batch["feature_lens"],
+            batch["tokens"],
+            prune_range=options.prune_range,
+            am_scale=options.am_scale,
+            lm_scale=options.lm_scale,
+        )
+        simple_scale, pruned_scale = rnnt_loss_scales(
+            step, options.model_warm_step, options.simple_loss_scale
+        )
         loss = simple_scale * out.simple + pruned_scale * out.pruned
         if out.ctc is not None:
             loss = loss + options.ctc_loss_scale * out.ctc
         frames = max(int(out.num_frames), 1)
-        metrics = {"loss": float(loss.detach()) / frames, "simple_loss": float(out.simple.detach()) / frames,
-                   "pruned_loss": float(out.pruned.detach()) / frames}
+        metrics = {
+            "loss": float(loss.detach()) / frames,
+            "simple_loss": float(out.simple.detach()) / frames,
+            "pruned_loss": float(out.pruned.detach()) / frames,
+        }
         if out.ctc is not None:
             metrics["ctc_loss"] = float(out.ctc.detach()) / frames
         return loss / frames, metrics, frames
@@ -166,21 +231,32 @@ def make_finetune_loss(options: FinetuneOptions):
     return compute_loss
 
 
-def build_finetune_task(options: FinetuneOptions, overrides: dict[str, Any], data: DataConfig,
-                        device: torch.device) -> TaskSpec:
+def build_finetune_task(
+    options: FinetuneOptions, overrides: dict[str, Any], data: DataConfig, device: torch.device
+) -> TaskSpec:
     init = _init_checkpoint(options)
     config = resolve_encoder_config(options, overrides, init)
     tokenizer = BpeTokenizer(options.bpe_model)
     blank_id = tokenizer.sp.piece_to_id("<blk>")
     if blank_id != 0:
-        raise ValueError(f"{options.bpe_model}: '<blk>' must be token 0 (stage 3 makes it so), but is {blank_id}.")
+        raise ValueError(
+            f"{options.bpe_model}: '<blk>' must be token 0 (stage 3 makes it so), but is {blank_id}."
+        )
     params: dict[str, Any] = {
-        "kind": "finetune", "model_config": dataclasses.asdict(config), "vocab_size": tokenizer.vocab_size,
-        "blank_id": 0, "context_size": options.context_size, "decoder_dim": options.decoder_dim,
-        "joiner_dim": options.joiner_dim, "decoder_type": options.decoder_type,
-        "joiner_activation": options.joiner_activation, "ctc": options.ctc_loss_scale > 0,
-        "bpe_model": str(options.bpe_model), "subsampling_factor": config.frame_stride,
-        "init_from": options.init_from, "finetune_options": config_to_dict(options),
+        "kind": "finetune",
+        "model_config": dataclasses.asdict(config),
+        "vocab_size": tokenizer.vocab_size,
+        "blank_id": 0,
+        "context_size": options.context_size,
+        "decoder_dim": options.decoder_dim,
+        "joiner_dim": options.joiner_dim,
+        "decoder_type": options.decoder_type,
+        "joiner_activation": options.joiner_activation,
+        "ctc": options.ctc_loss_scale > 0,
+        "bpe_model": str(options.bpe_model),
+        "subsampling_factor": config.frame_stride,
+        "init_from": options.init_from,
+        "finetune_options": config_to_dict(options),
     }
     model = build_transducer_from_params(params)
     if init is not None:
@@ -191,15 +267,22 @@ def build_finetune_task(options: FinetuneOptions, overrides: dict[str, Any], dat
     model.to(device)
     encoder_params = list(model.encoder.parameters())
     enc_ids = {id(p) for p in encoder_params}
-    groups = param_groups_with_scales([
-        ("encoder", encoder_params, options.encoder_lr_scale, options.freeze_encoder_steps),
-        ("new", [p for p in model.parameters() if id(p) not in enc_ids], 1.0, 0),
-    ])
+    groups = param_groups_with_scales(
+        [
+            ("encoder", encoder_params, options.encoder_lr_scale, options.freeze_encoder_steps),
+            ("new", [p for p in model.parameters() if id(p) not in enc_ids], 1.0, 0),
+        ]
+    )
 
     def make_filter() -> CutFilter:
-        return CutFilter(frames_to_steps=lambda t: int(output_lengths(t, config.frame_stride)), min_steps=1,
-                         min_duration=data.min_cut_duration, max_duration=data.max_cut_duration,
-                         tokenize=tokenizer, text_of=cut_text)
+        return CutFilter(
+            frames_to_steps=lambda t: int(output_lengths(t, config.frame_stride)),
+            min_steps=1,
+            min_duration=data.min_cut_duration,
+            max_duration=data.max_cut_duration,
+            tokenize=tokenizer,
+            text_of=cut_text,
+        )
 
     strategy = create_input_strategy(data.on_the_fly_feats)
     return TaskSpec(
@@ -214,8 +297,13 @@ def build_finetune_task(options: FinetuneOptions, overrides: dict[str, Any], dat
     )
 
 
-def run_finetuning(options: FinetuneOptions, overrides: dict[str, Any], data: DataConfig,
-                   train: TrainingConfig) -> None:
+def run_finetuning(
+    options: FinetuneOptions, overrides: dict[str, Any], data: DataConfig, train: TrainingConfig
+) -> None:
     """One process of stage 5 (see :func:`w2vbert.training.runner.run_training`)."""
-    run_training(lambda device: build_finetune_task(options, overrides, data, device), train, data,
-                 extra_config={"finetune": config_to_dict(options), "encoder_overrides": overrides})
+    run_training(
+        lambda device: build_finetune_task(options, overrides, data, device),
+        train,
+        data,
+        extra_config={"finetune": config_to_dict(options), "encoder_overrides": overrides},
+    )

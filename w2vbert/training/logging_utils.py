@@ -18,7 +18,16 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] ({rank}/{world_size}) %(message)s"
-_PACKAGES = ("torch", "lhotse", "numpy", "kaldifeat", "fast_rnnt", "k2", "sentencepiece", "kaldialign")
+_PACKAGES = (
+    "torch",
+    "lhotse",
+    "numpy",
+    "kaldifeat",
+    "fast_rnnt",
+    "k2",
+    "sentencepiece",
+    "kaldialign",
+)
 
 
 def setup_logging(
@@ -58,11 +67,19 @@ def git_sha(repo: Path | str | None = None) -> str:
     cwd = Path(repo) if repo else Path(__file__).resolve().parent
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd, capture_output=True, text=True, timeout=10,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
         ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -144,7 +161,9 @@ class MetricsTracker:
 class MetricSinks:
     """TensorBoard scalars and a JSON-lines file (``<exp_dir>/<jsonl_name>``) for plots; rank 0 only."""
 
-    def __init__(self, exp_dir: Path, tensorboard: bool, enabled: bool, jsonl_name: str = "metrics.jsonl") -> None:
+    def __init__(
+        self, exp_dir: Path, tensorboard: bool, enabled: bool, jsonl_name: str = "metrics.jsonl"
+    ) -> None:
         self.enabled = enabled
         self.writer = None
         self.jsonl = exp_dir / jsonl_name

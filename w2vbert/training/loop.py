@@ -15,11 +15,9 @@ RNG states and counters, so a resumed run continues exactly as the uninterrupted
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,7 +28,15 @@ from torch.nn.parallel import DistributedDataParallel
 from w2vbert.training import checkpoint as ckpt_io
 from w2vbert.training.averaging import init_averaged_model, update_averaged_model
 from w2vbert.training.config import TrainingConfig
-from w2vbert.training.ddp import DistInfo, any_true, barrier
+from w2vbert.training.batch_utils import (
+    batch_audio_seconds,
+    batch_cut_ids,
+    format_duration,
+    move_to_device,
+    save_failed_batch,
+)
+from w2vbert.training.checkpoint import TrainState
+from w2vbert.training.ddp import DistInfo, any_true
 from w2vbert.training.logging_utils import MetricSinks, MetricsTracker
 
 logger = logging.getLogger(__name__)
@@ -40,59 +46,6 @@ ComputeLoss = Callable[[nn.Module, dict, int], tuple[torch.Tensor, dict[str, flo
 
 class TrainingDivergedError(RuntimeError):
     """Raised after ``max_bad_steps`` consecutive steps with a non-finite loss or gradient."""
-
-
-@dataclass
-class TrainState:
-    """Training progress saved in every checkpoint (``train_state``)."""
-
-    epoch: int = 1
-    batch_idx_train: int = 0  # batches trained in total
-    batch_idx_in_epoch: int = 0  # batches of ``epoch`` already trained
-    epoch_done: bool = False  # True in epoch-N.pt: resume starts epoch N + 1
-    num_bad_steps: int = 0  # skipped optimizer steps in total
-    consecutive_bad_steps: int = 0
-
-
-def batch_cut_ids(batch: Any) -> list[str]:
-    if isinstance(batch, dict) and "cut_ids" in batch:
-        return list(batch["cut_ids"])
-    return []
-
-
-def batch_audio_seconds(batch: Any) -> float:
-    """Audio duration of a batch: ``durations`` (s) if present, else ``feature_lens`` x 10 ms."""
-    if isinstance(batch, dict):
-        if "durations" in batch:
-            return float(torch.as_tensor(batch["durations"]).sum())
-        if "feature_lens" in batch:
-            return float(batch["feature_lens"].sum()) * 0.01
-    return 0.0
-
-
-def _move(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: _move(v, device) for k, v in batch.items()}
-    return batch
-
-
-def save_failed_batch(exp_dir: Path, batch: Any, step: int, rank: int, reason: str) -> Path:
-    """icefall's display_and_save_batch: write the batch's cut ids and tensor shapes as JSON."""
-    info = {
-        "reason": reason,
-        "step": step,
-        "rank": rank,
-        "cut_ids": batch_cut_ids(batch),
-        "shapes": {k: list(v.shape) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-        if isinstance(batch, dict)
-        else {},
-    }
-    path = Path(exp_dir) / f"failed-batch-{step}-rank{rank}.json"
-    path.write_text(json.dumps(info, indent=2) + "\n")
-    logger.error(f"Saved the failing batch's cut ids to {path}: {info['cut_ids'][:20]}")
-    return path
 
 
 class Trainer:
@@ -145,8 +98,8 @@ class Trainer:
         use_scaler = config.use_fp16 and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         self.sinks = MetricSinks(self.exp_dir, config.tensorboard, enabled=dist_info.is_main)
-        self._pending_rng: dict | None = None
-        self._resumed_mid_epoch = False
+        self.pending_rng: dict | None = None
+        self.resumed_mid_epoch = False
         self._window_bad = False
         self._window_batches = 0
         self._norm_snapshot: dict[str, torch.Tensor] | None = None
@@ -156,11 +109,15 @@ class Trainer:
         c = self.config
         if c.use_fp16:
             if self.device.type != "cuda":
-                raise ValueError("--use-fp16 needs a CUDA device; on CPU use fp32 (default) or --use-bf16 --bf16-on-cpu.")
+                raise ValueError(
+                    "--use-fp16 needs a CUDA device; on CPU use fp32 (default) or --use-bf16 --bf16-on-cpu."
+                )
             return torch.float16
         if c.use_bf16:
             if self.device.type != "cuda" and not c.bf16_on_cpu:
-                raise ValueError("--use-bf16 on CPU also needs --bf16-on-cpu (CPU bf16 autocast is slow on some CPUs).")
+                raise ValueError(
+                    "--use-bf16 on CPU also needs --bf16-on-cpu (CPU bf16 autocast is slow on some CPUs)."
+                )
             return torch.bfloat16
         return None
 
@@ -169,98 +126,13 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    def _checkpoint_dict(self, rank_part: bool) -> dict[str, Any]:
-        consumed = 0 if self.state.epoch_done else self.state.batch_idx_in_epoch
-        part: dict[str, Any] = {
-            "sampler": self.sampler_state_fn(self.sampler, consumed),
-            "rng": ckpt_io.capture_rng_state(self.generators),
-        }
-        if rank_part:
-            return part
-        return {
-            **part,
-            "model": self.model.state_dict(),
-            "model_avg": self.model_avg,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "grad_scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "train_state": asdict(self.state),
-            "batch_idx_train": self.state.batch_idx_train,
-            "params": {**self.params, "world_size": self.dist.world_size},
-        }
-
     def save(self, path: Path, extra: dict[str, Any] | None = None) -> None:
-        """Write a checkpoint: ranks > 0 their side files first, then rank 0 the main file."""
-        if not self.dist.is_main:
-            ckpt_io.atomic_torch_save(self._checkpoint_dict(rank_part=True), ckpt_io.rank_side_path(path, self.dist.rank))
-        barrier(self.dist)
-        if self.dist.is_main:
-            ckpt_io.atomic_torch_save({**self._checkpoint_dict(rank_part=False), **(extra or {})}, path)
-            logger.info(f"Saved {path}")
-        barrier(self.dist)
-
-    def _load(self, ckpt: dict[str, Any], path: Path) -> None:
-        saved_ws = ckpt["params"].get("world_size", 1)
-        if saved_ws != self.dist.world_size:
-            raise ValueError(
-                f"Checkpoint {path} was written with --world-size {saved_ws}, but this run has "
-                f"{self.dist.world_size}; the sampler positions cannot be restored."
-            )
-        self.model.load_state_dict(ckpt["model"])
-        if self.model_avg is not None and ckpt.get("model_avg") is not None:
-            self.model_avg = ckpt["model_avg"]
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        if self.scaler is not None and ckpt.get("grad_scaler") is not None:
-            self.scaler.load_state_dict(ckpt["grad_scaler"])
-        self.state = TrainState(**ckpt["train_state"])
-        if self.state.epoch_done:
-            self.state = TrainState(
-                epoch=self.state.epoch + 1,
-                batch_idx_train=self.state.batch_idx_train,
-                num_bad_steps=self.state.num_bad_steps,
-                consecutive_bad_steps=self.state.consecutive_bad_steps,
-            )
-        else:
-            self.sampler.load_state_dict(dict(ckpt["sampler"]))
-            self._resumed_mid_epoch = True
-        self._pending_rng = ckpt["rng"]
-        self.sinks.truncate_after(self.state.batch_idx_train)
-        logger.info(
-            f"Resumed from {path}: epoch {self.state.epoch}, batch {self.state.batch_idx_in_epoch} of the epoch, "
-            f"batch_idx_train {self.state.batch_idx_train}"
-        )
+        """Write a checkpoint of the whole training state (see :mod:`w2vbert.training.checkpoint`)."""
+        ckpt_io.save_training_checkpoint(self, path, extra)
 
     def maybe_resume(self) -> Path | None:
-        """Restore from --start-batch/--start-epoch, or the newest complete checkpoint; returns its path."""
-        c = self.config
-        if self.dist.is_main:
-            for p in ckpt_io.remove_stale_temp_files(self.exp_dir):
-                logger.warning(f"Removed {p}, a partial checkpoint left by a killed run")
-        barrier(self.dist)
-        if c.start_batch > 0:
-            explicit: list[Path] | None = [self.exp_dir / f"checkpoint-{c.start_batch}.pt"]
-        elif c.start_epoch > 1:
-            explicit = [self.exp_dir / f"epoch-{c.start_epoch - 1}.pt"]
-        else:
-            explicit = None
-        if explicit is None and not c.resume:
-            return None
-        candidates = explicit if explicit is not None else ckpt_io.resume_candidates(self.exp_dir)
-        for path in candidates:
-            try:
-                ckpt = ckpt_io.load_for_rank(path, self.dist.rank)
-                ok = True
-            except Exception as e:  # noqa: BLE001
-                if explicit is not None:
-                    raise
-                logger.warning(f"Cannot load checkpoint {path} ({type(e).__name__}: {e}); trying an older one.")
-                ok = False
-            if any_true(not ok, self.dist, self.device):
-                continue
-            self._load(ckpt, path)
-            return path
-        return None
+        """Restore from --start-batch/--start-epoch or the newest complete checkpoint; its path or None."""
+        return ckpt_io.resume_training(self)
 
     # ------------------------------------------------------------------ steps
     def _snapshot_norm_buffers(self) -> None:
@@ -285,7 +157,9 @@ class Trainer:
             self._snapshot_norm_buffers()
         self.ddp_model.train()
         with self._autocast():
-            loss, metrics, num_frames = self.compute_loss(self.ddp_model, batch, self.state.batch_idx_train)
+            loss, metrics, num_frames = self.compute_loss(
+                self.ddp_model, batch, self.state.batch_idx_train
+            )
         if not bool(torch.isfinite(loss.detach()).all()):
             self._window_bad = True
         scaled = loss / self.config.accum_grad
@@ -302,7 +176,9 @@ class Trainer:
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
         loss_bad = any_true(self._window_bad, self.dist, self.device)
         grad_bad = not math.isfinite(grad_norm)
-        overflow = self.scaler is not None and grad_bad and not loss_bad  # fp16 scale too high: normal
+        overflow = (
+            self.scaler is not None and grad_bad and not loss_bad
+        )  # fp16 scale too high: normal
         self._window_bad, self._window_batches = False, 0
         if overflow:
             self.scaler.step(self.optimizer)  # skips the step, lowers the scale
@@ -352,32 +228,46 @@ class Trainer:
         self.ddp_model.eval()
         tracker = MetricsTracker()
         for batch in self.valid_dl:
-            batch = _move(batch, self.device)
+            batch = move_to_device(batch, self.device)
             with self._autocast():
-                _, metrics, num_frames = self.compute_loss(self.ddp_model, batch, self.state.batch_idx_train)
+                _, metrics, num_frames = self.compute_loss(
+                    self.ddp_model, batch, self.state.batch_idx_train
+                )
             tracker.add(metrics, float(num_frames))
         if self.dist.distributed:  # frame-weighted mean over ranks
             keys = sorted(tracker.sums)
-            t = torch.tensor([tracker.sums[k] for k in keys] + [tracker.frames], dtype=torch.float64, device=self.device)
+            t = torch.tensor(
+                [tracker.sums[k] for k in keys] + [tracker.frames],
+                dtype=torch.float64,
+                device=self.device,
+            )
             torch.distributed.all_reduce(t)
             tracker.sums, tracker.frames = dict(zip(keys, t[:-1].tolist())), float(t[-1])
         values = tracker.averages()
-        logger.info(f"Epoch {self.state.epoch}, batch_idx_train {self.state.batch_idx_train}, validation: {tracker.format(values)}")
+        logger.info(
+            f"Epoch {self.state.epoch}, batch_idx_train {self.state.batch_idx_train}, validation: {tracker.format(values)}"
+        )
         self.sinks.write("valid", self.state.batch_idx_train, values)
         self.ddp_model.train()
         return values
 
     # ------------------------------------------------------------------ main loop
-    def _log(self, tracker: MetricsTracker, grad_norm: float, t0: float, audio: float, epoch_audio: float) -> None:
+    def _log(
+        self, tracker: MetricsTracker, grad_norm: float, t0: float, audio: float, epoch_audio: float
+    ) -> None:
         s, elapsed = self.state, max(time.time() - t0, 1e-9)
         values = tracker.averages()
         lrs = self.scheduler.get_last_lr()
-        extra = {"lr": lrs[-1], "grad_norm": grad_norm, "audio_sec_per_sec": audio / elapsed,
-                 "num_bad_steps": float(s.num_bad_steps)}
+        extra = {
+            "lr": lrs[-1],
+            "grad_norm": grad_norm,
+            "audio_sec_per_sec": audio / elapsed,
+            "num_bad_steps": float(s.num_bad_steps),
+        }
         eta = ""
         if self.epoch_audio_seconds:
             left = max(self.epoch_audio_seconds / self.dist.world_size - epoch_audio, 0.0)
-            eta = f", epoch ETA {datetime_delta(left / max(audio / elapsed, 1e-9))}"
+            eta = f", epoch ETA {format_duration(left / max(audio / elapsed, 1e-9))}"
         logger.info(
             f"Epoch {s.epoch}, batch {s.batch_idx_in_epoch}, batch_idx_train {s.batch_idx_train}: "
             f"{tracker.format(values)}; lr={extra['lr']:.3e}, grad_norm={grad_norm:.3g}, "
@@ -386,20 +276,20 @@ class Trainer:
         self.sinks.write("train", s.batch_idx_train, {**values, **extra})
 
     def _epoch_iterator(self):
-        if self._resumed_mid_epoch:  # the DataLoader's iter() may draw from RNGs: restore after it
+        if self.resumed_mid_epoch:  # the DataLoader's iter() may draw from RNGs: restore after it
             it = iter(self.train_dl)
             self._restore_pending_rng()
         else:
             self._restore_pending_rng()
             self.sampler.set_epoch(self.state.epoch)
             it = iter(self.train_dl)
-        self._resumed_mid_epoch = False
+        self.resumed_mid_epoch = False
         return it
 
     def _restore_pending_rng(self) -> None:
-        if self._pending_rng is not None:
-            ckpt_io.restore_rng_state(self._pending_rng, self.generators)
-            self._pending_rng = None
+        if self.pending_rng is not None:
+            ckpt_io.restore_rng_state(self.pending_rng, self.generators)
+            self.pending_rng = None
 
     def train(self) -> TrainState:
         """Train from the current state to the end of ``num_epochs`` (or ``max_steps``)."""
@@ -407,9 +297,15 @@ class Trainer:
         stop = False
         while self.state.epoch <= c.num_epochs and not stop:
             s = self.state
-            tracker, t0, audio, epoch_audio, grad_norm = MetricsTracker(), time.time(), 0.0, 0.0, 0.0
+            tracker, t0, audio, epoch_audio, grad_norm = (
+                MetricsTracker(),
+                time.time(),
+                0.0,
+                0.0,
+                0.0,
+            )
             for batch in self._epoch_iterator():
-                batch = _move(batch, self.device)
+                batch = move_to_device(batch, self.device)
                 try:
                     metrics, num_frames = self._forward_backward(batch)
                     s.batch_idx_train += 1
@@ -419,7 +315,9 @@ class Trainer:
                 except TrainingDivergedError:
                     raise
                 except Exception as e:
-                    save_failed_batch(self.exp_dir, batch, s.batch_idx_train, self.dist.rank, repr(e))
+                    save_failed_batch(
+                        self.exp_dir, batch, s.batch_idx_train, self.dist.rank, repr(e)
+                    )
                     raise
                 tracker.add(metrics, num_frames)
                 seconds = batch_audio_seconds(batch)
@@ -438,8 +336,12 @@ class Trainer:
             self.validate()
             s.epoch_done = True
             self.save(self.exp_dir / f"epoch-{s.epoch}.pt")
-            self.state = TrainState(epoch=s.epoch + 1, batch_idx_train=s.batch_idx_train,
-                                    num_bad_steps=s.num_bad_steps, consecutive_bad_steps=s.consecutive_bad_steps)
+            self.state = TrainState(
+                epoch=s.epoch + 1,
+                batch_idx_train=s.batch_idx_train,
+                num_bad_steps=s.num_bad_steps,
+                consecutive_bad_steps=s.consecutive_bad_steps,
+            )
         self.sinks.close()
         return self.state
 
@@ -456,8 +358,3 @@ class Trainer:
             self.save(self.exp_dir / f"checkpoint-{s.batch_idx_train}.pt")
             if self.dist.is_main:
                 ckpt_io.remove_old_checkpoints(self.exp_dir, c.keep_last_k)
-
-
-def datetime_delta(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -57,7 +57,9 @@ def param_groups_with_scales(
     for name, params, lr_scale, frozen_steps in groups:
         plist = [p for p in params if p.requires_grad]
         if plist:
-            out.append({"params": plist, "name": name, "lr_scale": lr_scale, "frozen_steps": frozen_steps})
+            out.append(
+                {"params": plist, "name": name, "lr_scale": lr_scale, "frozen_steps": frozen_steps}
+            )
     return out
 
 
@@ -78,5 +80,7 @@ def create_optimizer(
     raise ValueError(f"`optimizer` must be 'adam' or 'adamw', but is {config.optimizer!r} instead.")
 
 
-def create_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig) -> TransformerLrScheduler:
+def create_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainingConfig
+) -> TransformerLrScheduler:
     return TransformerLrScheduler(optimizer, warmup_steps=config.warmup_steps)

@@ -32,29 +32,46 @@ from w2vbert.training.runner import TaskSpec, run_training
 logger = logging.getLogger(__name__)
 
 LOSS_PARTS = ("contrastive", "mlm", "diversity")
-LOGGED = ("contrastive_acc", "mlm_acc", "code_perplexity", "prob_perplexity", "code_usage", "temperature")
+LOGGED = (
+    "contrastive_acc",
+    "mlm_acc",
+    "code_perplexity",
+    "prob_perplexity",
+    "code_usage",
+    "temperature",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
 class PretrainOptions:
     """Pre-training task settings besides the model config, the training loop and the data."""
 
-    model_preset: str = field(default="mini", metadata={"help": "Model preset.", "choices": tuple(preset_names())})
+    model_preset: str = field(
+        default="mini", metadata={"help": "Model preset.", "choices": tuple(preset_names())}
+    )
     objective: str = field(
         default="w2vbert",
-        metadata={"help": "w2vbert (contrastive + MLM), contrastive (w2v-Conformer) or mlm (MLM only, "
-                          "the paper's collapsing ablation).", "choices": ("w2vbert", "contrastive", "mlm")},
+        metadata={
+            "help": "w2vbert (contrastive + MLM), contrastive (w2v-Conformer) or mlm (MLM only, "
+            "the paper's collapsing ablation).",
+            "choices": ("w2vbert", "contrastive", "mlm"),
+        },
     )
     mlm_only: bool = field(default=False, metadata={"help": "Shorthand for --objective mlm."})
     code_usage_warn: float = field(
-        default=0.05, metadata={"help": "Warn when the mean code usage over 100 batches falls below this."}
+        default=0.05,
+        metadata={"help": "Warn when the mean code usage over 100 batches falls below this."},
     )
-    min_encoder_steps: int = field(default=4, metadata={"help": "Drop cuts giving fewer encoder steps."})
+    min_encoder_steps: int = field(
+        default=4, metadata={"help": "Drop cuts giving fewer encoder steps."}
+    )
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         add_dataclass_arguments(parser.add_argument_group("pre-training"), cls)
-        add_override_arguments(parser.add_argument_group("model (override the preset)"), W2VBertConfig)
+        add_override_arguments(
+            parser.add_argument_group("model (override the preset)"), W2VBertConfig
+        )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "PretrainOptions":
@@ -112,7 +129,10 @@ def make_pretrain_loss(config: W2VBertConfig, accum_grad: int, monitor: CodeUsag
 
 
 def build_pretrain_task(
-    options: PretrainOptions, model_config: W2VBertConfig, data: DataConfig, train: TrainingConfig,
+    options: PretrainOptions,
+    model_config: W2VBertConfig,
+    data: DataConfig,
+    train: TrainingConfig,
     device: torch.device,
 ) -> TaskSpec:
     model = create_w2vbert_model(model_config).to(device)
@@ -121,20 +141,27 @@ def build_pretrain_task(
     def make_filter() -> CutFilter:
         return CutFilter(
             frames_to_steps=lambda t: int(output_lengths(t, model_config.frame_stride)),
-            min_steps=min_steps, min_duration=data.min_cut_duration, max_duration=data.max_cut_duration,
+            min_steps=min_steps,
+            min_duration=data.min_cut_duration,
+            max_duration=data.max_cut_duration,
         )
 
     strategy = create_input_strategy(data.on_the_fly_feats)
     return TaskSpec(
         kind="pretrain",
         model=model,
-        compute_loss=make_pretrain_loss(model_config, train.accum_grad, CodeUsageMonitor(options.code_usage_warn)),
+        compute_loss=make_pretrain_loss(
+            model_config, train.accum_grad, CodeUsageMonitor(options.code_usage_warn)
+        ),
         param_groups=[{"params": [p for p in model.parameters() if p.requires_grad]}],
         train_dataset=PretrainDataset(strategy),
         valid_dataset=PretrainDataset(strategy),
         make_cut_filter=make_filter,
-        params={"kind": "pretrain", "model_config": dataclasses.asdict(model_config),
-                "pretrain_options": config_to_dict(options)},
+        params={
+            "kind": "pretrain",
+            "model_config": dataclasses.asdict(model_config),
+            "pretrain_options": config_to_dict(options),
+        },
         # without the contrastive loss the quantizer's codebooks get no gradient
         find_unused_parameters=model_config.contrastive_weight == 0.0,
     )
@@ -146,7 +173,12 @@ def run_pretraining(
     """One process of stage 4 (see :func:`w2vbert.training.runner.run_training`)."""
     run_training(
         lambda device: build_pretrain_task(options, model_config, data, train, device),
-        train, data, extra_config={"pretrain": config_to_dict(options), "model": dataclasses.asdict(model_config)},
+        train,
+        data,
+        extra_config={
+            "pretrain": config_to_dict(options),
+            "model": dataclasses.asdict(model_config),
+        },
     )
 
 

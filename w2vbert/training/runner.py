@@ -17,7 +17,13 @@ import torch
 from torch import nn
 
 from w2vbert.data.filters import CutFilter, scan
-from w2vbert.data.sampling import DataConfig, create_dataloader, create_sampler, load_cuts, sampler_state_dict
+from w2vbert.data.sampling import (
+    DataConfig,
+    create_dataloader,
+    create_sampler,
+    load_cuts,
+    sampler_state_dict,
+)
 from w2vbert.training.config import TrainingConfig
 from w2vbert.training.dataclass_args import config_to_dict
 from w2vbert.training.ddp import DistInfo, cleanup_distributed, setup_distributed
@@ -67,8 +73,12 @@ def run_training(
     extra_config: dict[str, Any] | None = None,
 ) -> TrainState:
     """Train on this process (rank from the environment); returns the final training state."""
-    kind = "cuda" if train_config.device == "cuda" or (
-        train_config.device == "auto" and torch.cuda.is_available()) else "cpu"
+    kind = (
+        "cuda"
+        if train_config.device == "cuda"
+        or (train_config.device == "auto" and torch.cuda.is_available())
+        else "cpu"
+    )
     info = setup_distributed(kind)
     try:
         exp_dir = train_config.exp_dir
@@ -93,19 +103,39 @@ def run_training(
         train_cuts = load_cuts(data_config.train_cuts, "--train-cuts").filter(train_filter)
         epoch_seconds = None
         if data_config.scan_cuts and info.is_main:
-            _, epoch_seconds = scan(load_cuts(data_config.train_cuts, "--train-cuts"), task.make_cut_filter(),
-                                    "--train-cuts")
+            _, epoch_seconds = scan(
+                load_cuts(data_config.train_cuts, "--train-cuts"),
+                task.make_cut_filter(),
+                "--train-cuts",
+            )
             logger.info(f"Training data per epoch: {epoch_seconds / 3600:.2f} h")
-        sampler = create_sampler(train_cuts, data_config, train=True, world_size=info.world_size,
-                                 rank=info.rank, seed=train_config.seed)
-        train_dl = create_dataloader(task.train_dataset, sampler, data_config.num_workers, train_config.seed)
+        sampler = create_sampler(
+            train_cuts,
+            data_config,
+            train=True,
+            world_size=info.world_size,
+            rank=info.rank,
+            seed=train_config.seed,
+        )
+        train_dl = create_dataloader(
+            task.train_dataset, sampler, data_config.num_workers, train_config.seed
+        )
         valid_dl = None
         if data_config.valid_cuts is not None:
-            valid_cuts = load_cuts(data_config.valid_cuts, "--valid-cuts").filter(task.make_cut_filter())
-            valid_sampler = create_sampler(valid_cuts, data_config, train=False, world_size=info.world_size,
-                                           rank=info.rank, seed=train_config.seed)
-            valid_dl = create_dataloader(task.valid_dataset, valid_sampler, data_config.num_workers,
-                                         train_config.seed)
+            valid_cuts = load_cuts(data_config.valid_cuts, "--valid-cuts").filter(
+                task.make_cut_filter()
+            )
+            valid_sampler = create_sampler(
+                valid_cuts,
+                data_config,
+                train=False,
+                world_size=info.world_size,
+                rank=info.rank,
+                seed=train_config.seed,
+            )
+            valid_dl = create_dataloader(
+                task.valid_dataset, valid_sampler, data_config.num_workers, train_config.seed
+            )
 
         optimizer = create_optimizer(task.param_groups, train_config)
         trainer = Trainer(
@@ -125,7 +155,9 @@ def run_training(
         )
         trainer.maybe_resume()
         state = trainer.train()
-        logger.info(f"Done: batch_idx_train {state.batch_idx_train}, {state.num_bad_steps} skipped steps")
+        logger.info(
+            f"Done: batch_idx_train {state.batch_idx_train}, {state.num_bad_steps} skipped steps"
+        )
         return state
     finally:
         cleanup_distributed()
