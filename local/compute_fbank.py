@@ -66,40 +66,25 @@ def main() -> None:
     from multiprocessing import get_context
 
     import torch
-    from lhotse import load_manifest_lazy
 
     from w2vbert.data.cli import setup_cli_logging
     from w2vbert.data.compute_features import (
-        FeatureError,
         LengthFilter,
         compute_fbank_part,
+        find_manifest_parts,
+        untranscribed_parts,
         write_pretrain_cuts,
     )
 
     setup_cli_logging(args.log_file or args.output_dir / "log" / "compute_fbank.log")
     if args.nj > 1:
         torch.set_num_threads(1)
-    suffix = "_supervisions_"
-    parts = args.parts or sorted(
-        p.name[len(args.prefix + suffix) : -len(".jsonl.gz")]
-        for p in args.manifest_dir.glob(f"{args.prefix}{suffix}*.jsonl.gz")
-    )
-    if not parts:
-        raise FeatureError(f"No {args.prefix}{suffix}*.jsonl.gz manifests in {args.manifest_dir}")
+    parts = args.parts or find_manifest_parts(args.manifest_dir, args.prefix)
     train_parts = args.train_parts or [p for p in parts if p.startswith("train")]
     eval_parts = args.eval_parts or [p for p in parts if p.startswith(("dev", "test"))]
     pretrain_parts = args.pretrain_parts
     if pretrain_parts is None:
-        pretrain_parts = []
-        for part in parts:
-            sup = next(
-                iter(
-                    load_manifest_lazy(args.manifest_dir / f"{args.prefix}{suffix}{part}.jsonl.gz")
-                ),
-                None,
-            )
-            if sup is not None and sup.text is None:
-                pretrain_parts.append(part)
+        pretrain_parts = untranscribed_parts(args.manifest_dir, args.prefix, parts)
     logging.info(
         "Parts %s; train %s; eval %s; pretrain %s", parts, train_parts, eval_parts, pretrain_parts
     )

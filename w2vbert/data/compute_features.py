@@ -71,6 +71,28 @@ class LengthFilter:
         return None
 
 
+def find_manifest_parts(manifest_dir: Path, prefix: str) -> list[str]:
+    """Parts having a ``{prefix}_supervisions_{part}.jsonl.gz`` in ``manifest_dir``, sorted."""
+    head = f"{prefix}_supervisions_"
+    parts = sorted(
+        p.name[len(head) : -len(".jsonl.gz")] for p in Path(manifest_dir).glob(f"{head}*.jsonl.gz")
+    )
+    if not parts:
+        raise FeatureError(f"No {head}*.jsonl.gz manifests in {manifest_dir}")
+    return parts
+
+
+def untranscribed_parts(manifest_dir: Path, prefix: str, parts: Sequence[str]) -> list[str]:
+    """The ``parts`` whose (first) supervision has no text: Libri-Light-style unlabelled parts."""
+    found = []
+    for part in parts:
+        path = Path(manifest_dir) / f"{prefix}_supervisions_{part}.jsonl.gz"
+        first = next(iter(load_manifest_lazy(path)), None)
+        if first is not None and first.text is None:
+            found.append(part)
+    return found
+
+
 def downmix_recording(recording: Recording, out_dir: Path) -> Recording:
     """A mono copy of a multi-channel recording: the mean of its channels, written as 16-bit
     FLAC into ``out_dir`` (Lhotse's own downmix keeps the audio in memory, which a manifest
