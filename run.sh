@@ -29,6 +29,8 @@ bpe_vocab_size=""
 decode_epoch=""
 decode_avg=""
 decoding_methods=""
+pretrain_extra_args=""   # extra flags for python -m w2vbert.pretrain (quoted string)
+finetune_extra_args=""   # extra flags for python -m w2vbert.finetune
 
 help_message=$(cat <<'HELP'
 Usage: ./run.sh [options]
@@ -57,6 +59,7 @@ Options:
   --pretrain-preset NAME     tiny|mini|base|xl|xxl; and --pretrain-epochs, --pretrain-max-duration,
                              --pretrain-lr, --finetune-epochs, --finetune-max-duration, --finetune-lr,
                              --bpe-vocab-size, --decode-epoch, --decode-avg, --decoding-methods
+  --pretrain-extra-args "..." --finetune-extra-args "..."   more flags for stage 4 / 5
   Defaults per corpus: egs/librispeech/conf/<corpus>.sh.
 Each stage logs to <exp-dir>/log/stage-N-NAME.log; a finished stage leaves stage-N-NAME.done.
 HELP

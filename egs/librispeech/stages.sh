@@ -5,8 +5,25 @@ _need() {  # _need N NAME FILE: a stage whose script has not landed fails honest
   if [ ! -f "$3" ]; then not_implemented "$1" "$2"; exit 1; fi
 }
 
+_cuts() {  # _cuts PART: the fbank cuts file of a part
+  echo "$data_dir/fbank/${prefix}_cuts_$1.jsonl.gz"
+}
+
+_first() { echo "$1"; }
+
+_decode_all() {  # every decoding method on every dev and test part
+  local method sets=()
+  for part in $dev_parts $test_parts; do sets+=("$part=$(_cuts "$part")"); done
+  for method in $decoding_methods; do
+    python -m w2vbert.decode --exp-dir "$exp_dir/finetune" --epoch "$decode_epoch" --avg "$decode_avg" \
+      --use-averaged-model --bpe-model "$lang_dir/bpe.model" --decoding-method "$method" \
+      --beam-size 4 --cuts "${sets[@]}" || return 1
+  done
+}
+
 run_recipe_stage() {
   local n=$1
+  lang_dir=$data_dir/lang_bpe_$bpe_vocab_size
   case $n in
     0)
       if [ "$corpus" = mini ]; then
@@ -25,24 +42,37 @@ run_recipe_stage() {
         --output-dir "$data_dir/manifests" --prefix "$prefix" --nj "$nj" ;;
     2)
       _need 2 fbank local/compute_fbank.py
+      local sp=(); [ "$speed_perturb" = true ] && sp=(--speed-perturb)
       run_stage 2 fbank python local/compute_fbank.py --manifest-dir "$data_dir/manifests" \
-        --output-dir "$data_dir/fbank" --prefix "$prefix" --nj "$nj" ;;
+        --output-dir "$data_dir/fbank" --prefix "$prefix" --nj "$nj" \
+        --pretrain-parts $unlabelled_parts "${sp[@]}" ;;
     3)
       _need 3 bpe local/train_bpe.py
-      run_stage 3 bpe python local/train_bpe.py --lang-dir "$data_dir/lang_bpe_$bpe_vocab_size" \
-        --vocab-size "$bpe_vocab_size" ;;
+      run_stage 3 bpe python local/train_bpe.py --lang-dir "$lang_dir" --vocab-size "$bpe_vocab_size" \
+        --transcripts $(for p in $train_parts; do _cuts "$p"; done) ;;
     4)
       _need 4 pretrain w2vbert/pretrain.py
-      run_stage 4 pretrain python -m w2vbert.pretrain --exp-dir "$exp_dir/pretrain" ;;
+      run_stage 4 pretrain python -m w2vbert.pretrain --exp-dir "$exp_dir/pretrain" \
+        --train-cuts "$(_cuts pretrain)" --valid-cuts "$(_cuts "$(_first $dev_parts)")" \
+        --model-preset "$pretrain_preset" --num-epochs "$pretrain_epochs" \
+        --max-duration "$pretrain_max_duration" --base-lr "$pretrain_lr" --seed "$seed" \
+        $pretrain_extra_args ;;
     5)
       _need 5 finetune w2vbert/finetune.py
-      run_stage 5 finetune python -m w2vbert.finetune --exp-dir "$exp_dir/finetune" ;;
+      run_stage 5 finetune python -m w2vbert.finetune --exp-dir "$exp_dir/finetune" \
+        --init-from "$exp_dir/pretrain/epoch-$pretrain_epochs.pt" --bpe-model "$lang_dir/bpe.model" \
+        --train-cuts "$(_cuts "$(_first $train_parts)")" --valid-cuts "$(_cuts "$(_first $dev_parts)")" \
+        --num-epochs "$finetune_epochs" --max-duration "$finetune_max_duration" \
+        --base-lr "$finetune_lr" --seed "$seed" $finetune_extra_args ;;
     6)
       _need 6 decode w2vbert/decode.py
-      run_stage 6 decode python -m w2vbert.decode --exp-dir "$exp_dir/finetune" ;;
+      run_stage 6 decode _decode_all ;;
     7)
       _need 7 export w2vbert/export_onnx.py
-      run_stage 7 export python -m w2vbert.export_onnx --exp-dir "$exp_dir/finetune" ;;
+      run_stage 7 export python -m w2vbert.export_onnx --exp-dir "$exp_dir/finetune" \
+        --epoch "$decode_epoch" --avg "$decode_avg" --use-averaged-model --int8 \
+        --tokens "$lang_dir/tokens.txt" --check-cuts "$(_cuts "$(_first $test_parts)")" \
+        --decode-dir "$exp_dir/finetune/greedy_search" ;;
     8)
       _need 8 compare egs/librispeech/compare.sh
       run_stage 8 compare bash egs/librispeech/compare.sh ;;

@@ -23,3 +23,5 @@ unlabelled_parts="train-clean-100 train-clean-360 train-other-500"
 : "${decode_avg:=5}"
 : "${decoding_methods:=greedy_search modified_beam_search}"
 speed_perturb=true
+: "${pretrain_extra_args:=}"
+: "${finetune_extra_args:=}"

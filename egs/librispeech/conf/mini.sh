@@ -22,3 +22,5 @@ mini_unlabelled_minutes=120
 : "${decode_avg:=3}"
 : "${decoding_methods:=greedy_search modified_beam_search}"
 speed_perturb=false
+: "${pretrain_extra_args:=}"
+: "${finetune_extra_args:=}"
