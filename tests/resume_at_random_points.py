@@ -62,86 +62,36 @@ def _commands(task: str, work: Path) -> tuple[callable, callable]:
     train, dev = tiny_corpus.make_cuts(work, "train", 24), tiny_corpus.make_cuts(
         work, "dev", 2, seed=1
     )
-    common = [
-        "--train-cuts",
-        str(train),
-        "--valid-cuts",
-        str(dev),
-        "--max-duration",
-        "5",
-        "--num-buckets",
-        "2",
-        "--warmup-steps",
-        "5",
-        "--save-every-n",
-        "1",
-        "--keep-last-k",
-        "3",
-        "--num-epochs",
-        "3",
-        "--device",
-        "cpu",
-        "--log-interval",
-        "5",
-    ]
+    data = f"--train-cuts {train} --valid-cuts {dev} --max-duration 5 --num-buckets 2 --device cpu"
+    train_flags = (
+        "--warmup-steps 5 --save-every-n 1 --keep-last-k 3 --num-epochs 5 --log-interval 5"
+    )
+    common = f"{data} {train_flags}".split()
+    pretrain = [sys.executable, "-m", "w2vbert.pretrain", "--model-preset", "tiny"]
     if task == "pretrain":
 
         def cmd(exp: Path) -> list[str]:
-            return [
-                sys.executable,
-                "-m",
-                "w2vbert.pretrain",
-                "--model-preset",
-                "tiny",
-                "--exp-dir",
-                str(exp),
-                *common,
-            ]
+            return [*pretrain, "--exp-dir", str(exp), *common]
 
     else:
         bpe = tiny_corpus.make_bpe(work)
         pre = work / "pretrain"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "w2vbert.pretrain",
-                "--model-preset",
-                "tiny",
-                "--exp-dir",
-                str(pre),
-                *common[:-6],
-                "--num-epochs",
-                "1",
-                "--device",
-                "cpu",
-            ],
-            check=True,
-            env=ENV,
-            capture_output=True,
-            cwd=ROOT,
-        )
+        pre_cmd = [*pretrain, "--exp-dir", str(pre), *data.split(), "--num-epochs", "1"]
+        subprocess.run(pre_cmd, check=True, env=ENV, capture_output=True, cwd=ROOT)
+        finetune = [
+            sys.executable,
+            "-m",
+            "w2vbert.finetune",
+            "--init-from",
+            str(pre / "epoch-1.pt"),
+        ]
+        finetune += ["--bpe-model", str(bpe), "--decoder-dim", "16", "--joiner-dim", "16"]
 
         def cmd(exp: Path) -> list[str]:
-            return [
-                sys.executable,
-                "-m",
-                "w2vbert.finetune",
-                "--init-from",
-                str(pre / "epoch-1.pt"),
-                "--bpe-model",
-                str(bpe),
-                "--decoder-dim",
-                "16",
-                "--joiner-dim",
-                "16",
-                "--exp-dir",
-                str(exp),
-                *common,
-            ]
+            return [*finetune, "--exp-dir", str(exp), *common]
 
     def final(exp: Path) -> dict:
-        return torch.load(exp / "epoch-3.pt", weights_only=False)
+        return torch.load(exp / "epoch-5.pt", weights_only=False)
 
     return cmd, final
 
@@ -153,6 +103,16 @@ def _identical(a: dict, b: dict) -> bool:
         a[key].keys() == b[key].keys() and all(torch.equal(a[key][k], b[key][k]) for k in a[key])
         for key in ("model", "model_avg")
     )
+
+
+def _newest_batch(exp: Path) -> int:
+    """Largest <batch> of the checkpoint-<batch>.pt files in ``exp`` (0 if none)."""
+    nums = [
+        int(p.stem.split("-")[1])
+        for p in exp.glob("checkpoint-*.pt")
+        if p.stem.split("-")[1].isdigit()
+    ]
+    return max(nums, default=0)
 
 
 def _timed_reference(cmd: list[str], exp: Path) -> tuple[float, float]:
@@ -198,26 +158,24 @@ def main() -> None:
                 cmd(exp), env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
             t0 = time.time()
-            # start-up time varies with the machine's load: time the kill from the first checkpoint
-            while (
-                proc.poll() is None
-                and not any(exp.glob("checkpoint-*.pt"))
-                and time.time() - t0 < 120
-            ):
-                time.sleep(0.005)
-            time.sleep(rng.uniform(0.0, total - first))
+            # kill at a random step (start-up time varies with the load): once checkpoint-<k>.pt (or a
+            # later one) exists, after a random 0-60 ms (inside the next step or checkpoint write)
+            k = rng.randint(1, reference["batch_idx_train"] - 1)
+            while proc.poll() is None and _newest_batch(exp) < k and time.time() - t0 < 300:
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, 0.06))
             delay = time.time() - t0
             finished_early = proc.poll() is not None
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            left = sorted(p.name for p in exp.glob("*.pt")) if exp.is_dir() else []
+            left = f"newest checkpoint-{_newest_batch(exp)}.pt" if exp.is_dir() else "nothing"
             tmp_files = [p.name for p in exp.glob(".*.tmp*")] if exp.is_dir() else []
             rerun = subprocess.run(cmd(exp), env=ENV, cwd=ROOT, capture_output=True, text=True)
             same = rerun.returncode == 0 and _identical(reference, final(exp))
             ok += same
             print(
                 f"trial {trial}: SIGKILL after {delay:.2f} s{' (had finished)' if finished_early else ''}; "
-                f"files left: {left[-3:]}; mid-write temp files: {tmp_files}; "
+                f"k={k}, {left}; mid-write temp files: {tmp_files}; "
                 f"resumed -> {'bit-identical' if same else 'DIFFERENT rc=%d' % rerun.returncode}"
             )
         print(f"{ok}/{args.trials} bit-identical ({args.task})")

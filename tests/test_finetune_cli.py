@@ -252,3 +252,21 @@ def test_from_scratch_needs_a_preset(setup, tmp_path, capsys):
             ]
         )
     assert "needs --model-preset" in capsys.readouterr().err
+
+
+def test_missing_init_checkpoint_is_a_usage_error_naming_it(setup, tmp_path, capsys):
+    missing = tmp_path / "exp" / "pretrain" / "epoch-9.pt"
+    with pytest.raises(SystemExit) as e:
+        finetune.main(
+            [
+                "--init-from",
+                str(missing),
+                "--bpe-model",
+                str(setup["bpe"]),
+                "--train-cuts",
+                str(setup["train"]),
+                "--exp-dir",
+                str(tmp_path),
+            ]
+        )
+    assert e.value.code == 2 and f"--init-from {missing} does not exist" in capsys.readouterr().err

@@ -297,13 +297,8 @@ class Trainer:
         stop = False
         while self.state.epoch <= c.num_epochs and not stop:
             s = self.state
-            tracker, t0, audio, epoch_audio, grad_norm = (
-                MetricsTracker(),
-                time.time(),
-                0.0,
-                0.0,
-                0.0,
-            )
+            tracker, t0 = MetricsTracker(), time.time()
+            audio = epoch_audio = grad_norm = 0.0  # audio seconds since the last log line / in the epoch
             for batch in self._epoch_iterator():
                 batch = move_to_device(batch, self.device)
                 try:
