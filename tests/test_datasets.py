@@ -120,3 +120,16 @@ def test_sampler_state_restores_the_position_even_when_the_sampler_ran_ahead():
 def test_data_config_reports_problems():
     with pytest.raises(ValueError, match="(?s)max_duration.*num_buckets"):
         DataConfig(max_duration=0, num_buckets=1)
+
+
+def test_on_the_fly_features_match_the_recipe_fbank_shape(corpus):
+    pytest.importorskip("kaldifeat")
+    from w2vbert.data.datasets import create_input_strategy
+
+    cuts, _ = corpus
+    batch = PretrainDataset(create_input_strategy(on_the_fly_feats=True))[cuts]
+    stored = PretrainDataset()[cuts]
+    assert batch["features"].shape[2] == 80
+    assert batch["cut_ids"] == stored["cut_ids"]
+    # same frame counts as the stored features (lhotse Fbank with snip_edges=False), +-1 frame
+    assert (batch["feature_lens"] - stored["feature_lens"]).abs().max() <= 1

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from lhotse import CutSet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -270,3 +271,22 @@ def test_missing_init_checkpoint_is_a_usage_error_naming_it(setup, tmp_path, cap
             ]
         )
     assert e.value.code == 2 and f"--init-from {missing} does not exist" in capsys.readouterr().err
+
+
+def test_lstm_prediction_network_trains_through_the_same_loss(setup):
+    from w2vbert.data.datasets import AsrDataset, BpeTokenizer
+    from w2vbert.training.finetuning import make_finetune_loss
+
+    options = FinetuneOptions(
+        init_from=str(setup["pre"]),
+        bpe_model=setup["bpe"],
+        decoder_type="lstm",
+        decoder_dim=16,
+        joiner_dim=16,
+    )
+    task = build_finetune_task(options, {}, DataConfig(), torch.device("cpu"))
+    batch = AsrDataset(BpeTokenizer(setup["bpe"]))[CutSet.from_file(setup["train"]).subset(first=2)]
+    loss, metrics, frames = make_finetune_loss(options)(task.model, batch, 0)
+    loss.backward()
+    assert torch.isfinite(loss) and frames > 0 and {"simple_loss", "pruned_loss"} <= set(metrics)
+    assert task.model.decoder.__class__.__name__ == "LstmDecoder"

@@ -147,3 +147,16 @@ def test_missing_train_cuts_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as e:
         pretrain.main(["--model-preset", "tiny"])
     assert e.value.code == 2 and "--train-cuts is required" in capsys.readouterr().err
+
+
+def test_code_usage_monitor_warns_once_per_window_when_usage_collapses(caplog):
+    from w2vbert.training.pretraining import CodeUsageMonitor
+
+    monitor = CodeUsageMonitor(threshold=0.1, window=5)
+    for step in range(5):
+        monitor.update(0.5, step)
+    assert "collapse" not in caplog.text
+    for step in range(5, 20):
+        monitor.update(0.01, step)
+    # the window is all low from step 9 on; then at most one warning per 5 batches: steps 9, 14, 19
+    assert caplog.text.count("Codebook collapse?") == 3
