@@ -164,3 +164,12 @@ def test_training_flags_use_icefall_names_and_boolean_pairs(tmp_path):
     assert (config.world_size, config.num_epochs, config.start_epoch) == (2, 3, 2)
     assert not config.tensorboard and config.use_bf16 and not config.use_fp16
     assert (config.save_every_n, config.keep_last_k, config.average_period) == (8, 2, 5)
+
+
+def test_an_epoch_without_batches_is_a_clear_error(tmp_path):
+    # 2 short cuts, --drop-last and batches of 4 s: every bucket is incomplete and dropped
+    trainer = toy_training.build_trainer(
+        toy_training.toy_config(tmp_path, num_epochs=2), num_cuts=2
+    )
+    with pytest.raises(RuntimeError, match="Epoch 1 gave no batch.*--no-drop-last"):
+        trainer.train()

@@ -39,7 +39,9 @@ class DataConfig:
     num_buckets: int = _f(30, "Duration buckets of the DynamicBucketingSampler.")
     shuffle: bool = _f(True, "Shuffle training cuts (seeded by --seed and the epoch).")
     drop_last: bool = _f(
-        True, "Drop the last incomplete batches (equal batch counts on every rank)."
+        False,
+        "Drop incomplete batches (a bucket that ran out before --max-duration); on small data with "
+        "many buckets this can drop everything. Ranks get equal batch counts either way.",
     )
     num_workers: int = _f(
         0, "DataLoader worker processes (0: exact resume; >0: faster, RNG not restorable)."

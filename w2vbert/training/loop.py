@@ -298,7 +298,9 @@ class Trainer:
         while self.state.epoch <= c.num_epochs and not stop:
             s = self.state
             tracker, t0 = MetricsTracker(), time.time()
-            audio = epoch_audio = grad_norm = 0.0  # audio seconds since the last log line / in the epoch
+            audio = epoch_audio = grad_norm = (
+                0.0  # audio seconds since the last log line / in the epoch
+            )
             for batch in self._epoch_iterator():
                 batch = move_to_device(batch, self.device)
                 try:
@@ -324,6 +326,12 @@ class Trainer:
                     tracker, t0, audio = MetricsTracker(), time.time(), 0.0
                 if stop:
                     break
+            if s.batch_idx_in_epoch == 0 and not stop:
+                raise RuntimeError(
+                    f"Epoch {s.epoch} gave no batch: the sampler yields nothing (all cuts filtered out, "
+                    "or --drop-last with buckets smaller than --max-duration; try --no-drop-last, "
+                    "fewer --num-buckets or a smaller --max-duration)."
+                )
             if self._window_batches > 0:  # partial accumulation window at the epoch end
                 self._optimizer_step(None)
             if stop:
