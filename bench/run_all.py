@@ -110,9 +110,13 @@ def bench_pretrain(a, pythons: dict[str, str], log_dir: Path) -> dict:
         ("ours-20ms", "project", "step_ours.py", ["--frame-stride", "2"]),
         ("hf", "hf", "step_hf.py", ["--steps", str(a.hf_steps)]),
     ]
+    wanted = [x.strip() for x in a.systems.split(",") if x.strip()]
+    systems = [sys_ for sys_ in systems if sys_[0] in wanted]
     runs: dict[str, list[dict]] = {name: [] for name, *_ in systems}
     for rep in range(a.repeats):
         for name, env_name, script, extra in systems:
+            if name == "hf" and rep >= a.hf_repeats:
+                continue
             if env_name not in pythons:
                 runs[name].append({"error": f"no {env_name} venv ({pythons.get('why_' + env_name)})"})
                 continue
@@ -141,6 +145,9 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--steps", type=int, default=5, help="timed steps per process (median)")
     p.add_argument("--hf-steps", type=int, default=5, help="timed steps of HF (~15 s each)")
+    p.add_argument("--hf-repeats", type=int, default=1, help="rounds that include HF (slow)")
+    p.add_argument("--systems", default="ours-40ms,fairseq2,ours-20ms,hf",
+                   help="systems of the pre-training row, in the order they alternate")
     p.add_argument("--timeout", type=float, default=1200, help="seconds per process")
     p.add_argument("--out-dir", type=Path, default=HERE)
     p.add_argument("--note", default="", help="a line for BENCHMARKS.md (e.g. machine under load)")
@@ -160,7 +167,8 @@ def main() -> None:
     pythons = {"project": sys.executable}
     if "pretrain" in rows:
         results["peers"] = {}
-        for peer in ("fairseq2", "hf"):
+        wanted = a.systems.split(",")
+        for peer in [pe for pe in ("fairseq2", "hf") if pe in wanted]:
             try:
                 info = ensure_peer(peer, log=log)
                 pythons[peer] = str(venv_python(peer))
