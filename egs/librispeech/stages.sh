@@ -71,7 +71,7 @@ run_recipe_stage() {
       _need 7 export w2vbert/export_onnx.py
       run_stage 7 export python -m w2vbert.export_onnx --exp-dir "$exp_dir/finetune" \
         --epoch "$decode_epoch" --avg "$decode_avg" --use-averaged-model --int8 \
-        --tokens "$lang_dir/tokens.txt" --check-cuts "$(_cuts "$(_first $test_parts)")" \
+        --tokens "$lang_dir/tokens.txt" --check-cuts "$(_cuts "$(_first $test_parts)")" --test-set "$(_first $test_parts)" \
         --decode-dir "$exp_dir/finetune/greedy_search" ;;
     8)
       _need 8 compare egs/librispeech/compare.sh

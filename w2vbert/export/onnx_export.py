@@ -172,10 +172,12 @@ def quantize_int8(src: Path, dst: Path) -> None:
     """int8 dynamic quantisation of the MatMul weights (as icefall); keeps the metadata."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    root = logging.getLogger()  # onnxruntime logs an unrelated pre-processing hint there
-    hint = logging.Filter()
-    hint.filter = lambda record: "pre-processing before quantization" not in record.getMessage()  # type: ignore[method-assign]
-    root.addFilter(hint)
+    # onnxruntime's quantizer logs one INFO line per tensor (to the root logger and its own):
+    # raise both to WARNING while it runs.
+    loggers = [logging.getLogger(), logging.getLogger("onnxruntime")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
     try:
         quantize_dynamic(
             model_input=str(src),
@@ -184,7 +186,8 @@ def quantize_int8(src: Path, dst: Path) -> None:
             weight_type=QuantType.QInt8,
         )
     finally:
-        root.removeFilter(hint)
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
     missing = {k: v for k, v in read_metadata(src).items() if read_metadata(dst).get(k) != v}
     if missing:
         add_metadata(dst, missing)
