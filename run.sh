@@ -65,6 +65,7 @@ Each stage logs to <exp-dir>/log/stage-N-NAME.log; a finished stage leaves stage
 HELP
 )
 
+run_command="./run.sh${*:+ $*}"
 . utils/parse_options.sh
 . utils/stage_lib.sh
 
@@ -81,6 +82,11 @@ if [ ! -f "$conf" ]; then
 fi
 . "$conf"
 log_dir=$exp_dir/log
+# Stages that are shell functions are re-run when any of these settings changes.
+stage_settings="corpus=$corpus seed=$seed data_dir=$data_dir preset=$pretrain_preset \
+pretrain=$pretrain_epochs/$pretrain_max_duration/$pretrain_lr/$pretrain_extra_args \
+finetune=$finetune_epochs/$finetune_max_duration/$finetune_lr/$finetune_extra_args \
+bpe=$bpe_vocab_size decode=$decode_epoch/$decode_avg/$decoding_methods"
 mkdir -p "$log_dir"
 
 if [ "$dry_run" != true ]; then
@@ -94,7 +100,8 @@ for n in $(seq "$stage" "$stop_stage"); do
   run_recipe_stage "$n"
 done
 log "run.sh: finished stages $stage..$stop_stage in $SECONDS s"
-if [ "$stop_stage" -ge 6 ] && [ "$dry_run" != true ] && [ -f "$exp_dir/RESULTS.md" ]; then
-  cat "$exp_dir/RESULTS.md"
-  log "results: $exp_dir/RESULTS.md"
+if [ "$stop_stage" -ge 4 ] && [ "$dry_run" != true ]; then
+  _report > "$log_dir/report.log" 2>&1 || { log "ERROR: writing the results failed; see $log_dir/report.log"; exit 1; }
+  awk '/^## /{show = ($0 ~ /^## (Recognition|Comparison|Time per stage)/)} show && !/^!\[/' "$exp_dir/RESULTS.md"
+  log "results: $exp_dir/RESULTS.md (plots in $exp_dir/plots/)"
 fi

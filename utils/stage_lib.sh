@@ -1,5 +1,6 @@
 # Shell helpers shared by run.sh and other recipes' run scripts: logging and stage running.
-# Needs: stage, stop_stage, force (true/false), dry_run (true/false), log_dir.
+# Needs: stage, stop_stage, force (true/false), dry_run (true/false), log_dir;
+# optional: stage_settings (settings that stages run as shell functions depend on).
 
 log() {
   # log MESSAGE...: time, caller file and line, message (as icefall's prepare.sh)
@@ -17,6 +18,9 @@ run_stage() {
   if [ "$n" -lt "$stage" ] || [ "$n" -gt "$stop_stage" ]; then return 0; fi
   local logf=$log_dir/stage-$n-$name.log done=$log_dir/stage-$n-$name.done
   local cmd; cmd=$(printf '%q ' "$@")
+  if [ "$(type -t "$1")" = function ]; then
+    cmd+="# ${stage_settings:-}"  # a function's command line does not show its settings
+  fi
   if [ -f "$done" ] && [ "$(cat "$done")" = "$cmd" ] && [ "$force" != true ]; then
     log "stage $n ($name): already done, skipping (--force true re-runs it)"
     return 0

@@ -11,13 +11,50 @@ _cuts() {  # _cuts PART: the fbank cuts file of a part
 
 _first() { echo "$1"; }
 
-_decode_all() {  # every decoding method on every dev and test part
-  local method sets=()
+_pretrain() {  # _pretrain EXP_DIR [more flags]: stage 4's command (also used by stage 8)
+  local dir=$1; shift
+  python -m w2vbert.pretrain --exp-dir "$dir" \
+    --train-cuts "$(_cuts pretrain)" --valid-cuts "$(_cuts "$(_first $dev_parts)")" \
+    --model-preset "$pretrain_preset" --num-epochs "$pretrain_epochs" \
+    --max-duration "$pretrain_max_duration" --base-lr "$pretrain_lr" --seed "$seed" \
+    $pretrain_extra_args "$@"
+}
+
+_finetune() {  # _finetune EXP_DIR INIT_FROM [more flags]: stage 5's command (also used by stage 8)
+  local dir=$1 init=$2; shift 2
+  python -m w2vbert.finetune --exp-dir "$dir" --init-from "$init" --model-preset "$pretrain_preset" \
+    --bpe-model "$lang_dir/bpe.model" \
+    --train-cuts "$(_cuts "$(_first $train_parts)")" --valid-cuts "$(_cuts "$(_first $dev_parts)")" \
+    --num-epochs "$finetune_epochs" --max-duration "$finetune_max_duration" \
+    --base-lr "$finetune_lr" --seed "$seed" $finetune_extra_args "$@"
+}
+
+_decode() {  # _decode EXP_DIR METHOD...: decode every dev and test part
+  local dir=$1 method sets=(); shift
   for part in $dev_parts $test_parts; do sets+=("$part=$(_cuts "$part")"); done
-  for method in $decoding_methods; do
-    python -m w2vbert.decode --exp-dir "$exp_dir/finetune" --epoch "$decode_epoch" --avg "$decode_avg" \
+  for method in "$@"; do
+    python -m w2vbert.decode --exp-dir "$dir" --epoch "$decode_epoch" --avg "$decode_avg" \
       --use-averaged-model --bpe-model "$lang_dir/bpe.model" --decoding-method "$method" \
       --beam-size 4 --cuts "${sets[@]}" || return 1
+  done
+}
+
+_report() {  # writes $exp_dir/RESULTS.md and plots from whatever has run
+  python -m w2vbert.report --exp-dir "$exp_dir" --dev-sets $dev_parts --test-sets $test_parts \
+    --title "w2v-BERT recipe: results on the $corpus corpus" --command "$run_command"
+}
+
+_compare() {  # stage 8: (a) scratch, (c) contrastive only, (d) MLM only; (b) is stages 4-6
+  local c=$exp_dir/compare obj
+  for obj in contrastive mlm; do
+    _pretrain "$c/pretrain-$obj" --objective "$obj" || return 1
+  done
+  _finetune "$c/finetune-scratch" none || return 1
+  for obj in contrastive mlm; do
+    _finetune "$c/finetune-$obj" "$c/pretrain-$obj/epoch-$pretrain_epochs.pt" || return 1
+  done
+  for sys in scratch contrastive mlm; do
+    _decode "$c/finetune-$sys" greedy_search || return 1
   done
 }
 
@@ -26,7 +63,7 @@ run_recipe_stage() {
   lang_dir=$data_dir/lang_bpe_$bpe_vocab_size
   case $n in
     0)
-      if [ "$corpus" = mini ]; then
+      if [ "$synthetic" = true ]; then
         _need 0 corpus local/make_mini_corpus.py
         run_stage 0 corpus python local/make_mini_corpus.py --out-dir "$corpus_dir" --seed "$seed" \
           --nj "$nj" --train-minutes "$mini_train_minutes" --dev-minutes "$mini_dev_minutes" \
@@ -52,21 +89,13 @@ run_recipe_stage() {
         --transcripts $(for p in $train_parts; do _cuts "$p"; done) ;;
     4)
       _need 4 pretrain w2vbert/pretrain.py
-      run_stage 4 pretrain python -m w2vbert.pretrain --exp-dir "$exp_dir/pretrain" \
-        --train-cuts "$(_cuts pretrain)" --valid-cuts "$(_cuts "$(_first $dev_parts)")" \
-        --model-preset "$pretrain_preset" --num-epochs "$pretrain_epochs" \
-        --max-duration "$pretrain_max_duration" --base-lr "$pretrain_lr" --seed "$seed" \
-        $pretrain_extra_args ;;
+      run_stage 4 pretrain _pretrain "$exp_dir/pretrain" ;;
     5)
       _need 5 finetune w2vbert/finetune.py
-      run_stage 5 finetune python -m w2vbert.finetune --exp-dir "$exp_dir/finetune" \
-        --init-from "$exp_dir/pretrain/epoch-$pretrain_epochs.pt" --bpe-model "$lang_dir/bpe.model" \
-        --train-cuts "$(_cuts "$(_first $train_parts)")" --valid-cuts "$(_cuts "$(_first $dev_parts)")" \
-        --num-epochs "$finetune_epochs" --max-duration "$finetune_max_duration" \
-        --base-lr "$finetune_lr" --seed "$seed" $finetune_extra_args ;;
+      run_stage 5 finetune _finetune "$exp_dir/finetune" "$exp_dir/pretrain/epoch-$pretrain_epochs.pt" ;;
     6)
       _need 6 decode w2vbert/decode.py
-      run_stage 6 decode _decode_all ;;
+      run_stage 6 decode _decode "$exp_dir/finetune" $decoding_methods ;;
     7)
       _need 7 export w2vbert/export_onnx.py
       run_stage 7 export python -m w2vbert.export_onnx --exp-dir "$exp_dir/finetune" \
@@ -74,8 +103,7 @@ run_recipe_stage() {
         --tokens "$lang_dir/tokens.txt" --check-cuts "$(_cuts "$(_first $test_parts)")" --test-set "$(_first $test_parts)" \
         --decode-dir "$exp_dir/finetune/greedy_search" ;;
     8)
-      _need 8 compare egs/librispeech/compare.sh
-      run_stage 8 compare bash egs/librispeech/compare.sh ;;
+      run_stage 8 compare _compare ;;
     *)
       echo "run.sh: there is no stage $n (stages are 0..8; see --help)" >&2; exit 2 ;;
   esac

@@ -1,6 +1,7 @@
 # LibriSpeech (and, optionally, Libri-Light) as in the paper, scaled to what one machine can do:
 # fine-tune on train-clean-100 (or all 960 h with --full-librispeech true), pre-train on the 960 h audio.
 prefix=librispeech
+synthetic=false   # stage 0 downloads or links it
 corpus_dir=$download_dir/LibriSpeech
 : "${full_librispeech:=false}"
 if [ "$full_librispeech" = true ]; then

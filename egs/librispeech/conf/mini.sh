@@ -1,6 +1,7 @@
 # Bundled mini corpus, synthesised on this machine with espeak-ng (stage 0).
 # Sizes and training budgets are tuned so that the default ./run.sh stays within ~30 min on 2 cores.
 prefix=mini
+synthetic=true    # stage 0 synthesises it (local/make_mini_corpus.py)
 corpus_dir=$download_dir/mini
 train_parts="train-mini"          # labelled: fine-tuning set (LibriSpeech layout)
 dev_parts="dev-mini"

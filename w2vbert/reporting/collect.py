@@ -1,0 +1,96 @@
+"""Reads what the stages left in an exp dir: stage times, decode results, training metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecodeResult:
+    """One `results-<set>-<suffix>.json` written by `w2vbert.decode`."""
+
+    set_name: str
+    method: str
+    suffix: str
+    wer: float
+    """Word error rate in percent."""
+    rtf: float
+    """Decoding time / audio duration."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PretrainSummary:
+    """The last validation (else training) row of a pre-training `metrics.jsonl`."""
+
+    steps: int
+    final: dict[str, float]
+    train_curve: list[dict[str, float]] = field(repr=False)
+
+
+def stage_times(log_dir: Path) -> dict[str, int]:
+    """`{"4 pretrain": seconds}` from `stage-times.txt`; the newest entry of a stage wins."""
+    times: dict[str, int] = {}
+    path = log_dir / "stage-times.txt"
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 3:
+                times[f"{parts[0]} {parts[1]}"] = int(parts[2])
+    return dict(sorted(times.items(), key=lambda kv: int(kv[0].split()[0])))
+
+
+def decode_results(finetune_dir: Path) -> list[DecodeResult]:
+    """Every decode result under `<finetune_dir>/<method>/results-*.json`, newest last."""
+    results = []
+    files = sorted(finetune_dir.glob("*/results-*.json"), key=lambda p: p.stat().st_mtime)
+    for path in files:
+        d = json.loads(path.read_text())
+        results.append(
+            DecodeResult(
+                set_name=d["set"], method=d["method"], suffix=d["suffix"], wer=float(d["wer"]),
+                rtf=float(d["rtf"]),
+            )
+        )
+    return results
+
+
+def latest_by_set(results: list[DecodeResult], method: str) -> dict[str, DecodeResult]:
+    """`{set: result}` of one method, keeping the newest result of each set."""
+    return {r.set_name: r for r in results if r.method == method}
+
+
+def read_metrics(exp_dir: Path) -> list[dict]:
+    """Rows of `<exp_dir>/metrics.jsonl` (training and validation), in order."""
+    path = exp_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a kill: ignore it
+                logger.warning("%s: skipping an unreadable line", path)
+    return rows
+
+
+def pretrain_summary(exp_dir: Path) -> PretrainSummary | None:
+    """Final metrics of a pre-training run, or None when it has none."""
+    rows = read_metrics(exp_dir)
+    if not rows:
+        return None
+    train = [r for r in rows if r.get("split") == "train"]
+    valid = [r for r in rows if r.get("split") == "valid"]
+    final = (valid or train)[-1]
+    return PretrainSummary(steps=int(rows[-1]["step"]), final=final, train_curve=train)
+
+
+def export_check(finetune_dir: Path) -> Path | None:
+    """The newest `export-check-*.md` report of stage 7, or None."""
+    files = sorted(finetune_dir.glob("export-check-*.md"), key=lambda p: p.stat().st_mtime)
+    return files[-1] if files else None
