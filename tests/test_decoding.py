@@ -178,3 +178,26 @@ def test_greedy_and_beam_search_recover_transcripts_of_an_overfit_model(one_thre
     encoder_out, encoder_out_lens = model.encoder(x, x_lens)
     assert greedy_search_batch(model, encoder_out, encoder_out_lens) == transcripts
     assert modified_beam_search(model, encoder_out, encoder_out_lens, beam=4) == transcripts
+
+
+def test_unk_is_never_emitted_when_treated_as_blank() -> None:
+    """With unk_id, both searches behave as if <unk> were blank (sherpa-onnx's rule)."""
+    torch.manual_seed(0)
+    model = _random_model_for_unk_test()
+    enc = torch.randn(2, 12, 16)
+    lens = torch.tensor([12, 9])
+    unk = 2
+    with torch.no_grad():
+        # make <unk> the most likely symbol everywhere
+        model.joiner.output_linear.bias.data[unk] += 50.0
+        plain = greedy_search_batch(model, enc, lens)
+        assert any(unk in h for h in plain)
+        for hyps in (greedy_search_batch(model, enc, lens, unk_id=unk),
+                     modified_beam_search(model, enc, lens, beam=3, unk_id=unk)):
+            assert all(unk not in h for h in hyps)
+
+
+def _random_model_for_unk_test() -> torch.nn.Module:
+    from w2vbert.model.transducer import create_transducer
+
+    return create_transducer(torch.nn.Identity(), 16, 10, decoder_dim=8, joiner_dim=8).eval()

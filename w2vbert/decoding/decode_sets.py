@@ -98,12 +98,17 @@ def load_model_state(config: DecodeConfig) -> tuple[dict[str, torch.Tensor], dic
 
 
 def _search(
-    method: str, model: torch.nn.Module, enc: torch.Tensor, lens: torch.Tensor, beam: int
+    method: str,
+    model: torch.nn.Module,
+    enc: torch.Tensor,
+    lens: torch.Tensor,
+    beam: int,
+    unk_id: int | None,
 ) -> list[list[int]]:
     if method == "greedy_search":
-        return greedy_search_batch(model, enc, lens)
+        return greedy_search_batch(model, enc, lens, unk_id=unk_id)
     if method == "modified_beam_search":
-        return modified_beam_search(model, enc, lens, beam=beam)
+        return modified_beam_search(model, enc, lens, beam=beam, unk_id=unk_id)
     return fast_beam_search(model, enc, lens, beam=float(beam))
 
 
@@ -141,7 +146,10 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
                 enc, lens = model.encoder(
                     batch["features"].to(device), batch["feature_lens"].to(device)
                 )
-                hyps = _search(config.decoding_method, model, enc, lens, config.beam_size)
+                hyps = _search(
+                    config.decoding_method, model, enc, lens, config.beam_size,
+                    tokenizer.sp.unk_id(),
+                )
                 for cut_id, ref, hyp in zip(batch["cut_ids"], batch["texts"], hyps):
                     results.append((cut_id, ref.split(), tokenizer.sp.decode(hyp).split()))
                 audio += float(batch["durations"].sum())

@@ -74,13 +74,15 @@ def _gather_state(state: State, index: Tensor) -> State:
 
 @torch.no_grad()
 def greedy_search_batch(
-    model: nn.Module, encoder_out: Tensor, encoder_out_lens: Tensor
+    model: nn.Module, encoder_out: Tensor, encoder_out_lens: Tensor, unk_id: int | None = None
 ) -> list[list[int]]:
     """Greedy search, at most one symbol per frame, batched over utterances.
 
     Args:
         model: a :class:`~w2vbert.model.transducer.Transducer` (uses ``.decoder``, ``.joiner``).
         encoder_out: (N, S, M); encoder_out_lens: (N,).
+        unk_id: when given, this token is treated as blank (never emitted nor fed to the
+            decoder), as sherpa-onnx does, so that both decode alike.
     Returns:
         N token-id lists (no blanks), in the input order.
     """
@@ -105,6 +107,8 @@ def greedy_search_batch(
             enc_proj[:num_active, t], dec_proj[:num_active], project_input=False
         )  # (n', K)
         tokens = logits.argmax(dim=-1)  # (n',)
+        if unk_id is not None:
+            tokens = tokens.masked_fill(tokens == unk_id, blank_id)
         emitted = (tokens != blank_id).nonzero(as_tuple=True)[0]
         if emitted.numel() == 0:
             continue
@@ -145,7 +149,11 @@ def _merge_candidates(
 
 @torch.no_grad()
 def modified_beam_search(
-    model: nn.Module, encoder_out: Tensor, encoder_out_lens: Tensor, beam: int = 4
+    model: nn.Module,
+    encoder_out: Tensor,
+    encoder_out_lens: Tensor,
+    beam: int = 4,
+    unk_id: int | None = None,
 ) -> list[list[int]]:
     """Beam search with at most one symbol per frame, batched over utterances and hypotheses.
 
@@ -157,6 +165,7 @@ def modified_beam_search(
         model: a :class:`~w2vbert.model.transducer.Transducer`.
         encoder_out: (N, S, M); encoder_out_lens: (N,).
         beam: B, hypotheses kept per utterance.
+        unk_id: when given, extending by this token counts as blank (sherpa-onnx's rule).
     Returns:
         N token-id lists (the highest log-probability hypothesis), in the input order.
     """
@@ -196,6 +205,8 @@ def modified_beam_search(
         )  # (n', B*K)
         top_scores, top_idx = scores.topk(min(beam, scores.size(1)), dim=-1)  # (n', B')
         top_src, top_tok = top_idx // num_tokens, top_idx % num_tokens
+        if unk_id is not None:
+            top_tok = top_tok.masked_fill(top_tok == unk_id, blank_id)
 
         # Built as Python lists (one transfer per frame, not one per slot on a GPU).
         new_src = list(range(rows))  # default: an empty slot keeps its own state

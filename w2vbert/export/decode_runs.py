@@ -194,6 +194,8 @@ def pytorch_decode(
     """
     from w2vbert.decoding.search import greedy_search_batch, modified_beam_search
 
+    # sherpa-onnx treats <unk> as blank: decode the same way so transcripts can be compared
+    unk_id = next((i for i, sym in id_to_symbol.items() if sym == "<unk>"), None)
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {METHODS}, but is {method!r} instead.")
     model.eval()
@@ -207,9 +209,11 @@ def pytorch_decode(
         )
         encoder_out, encoder_out_lens = model.encoder(x, x_lens)  # (N, S, M), (N,)
         if method == "greedy_search":
-            hyps = greedy_search_batch(model, encoder_out, encoder_out_lens)
+            hyps = greedy_search_batch(model, encoder_out, encoder_out_lens, unk_id=unk_id)
         else:
-            hyps = modified_beam_search(model, encoder_out, encoder_out_lens, beam=beam)
+            hyps = modified_beam_search(
+                model, encoder_out, encoder_out_lens, beam=beam, unk_id=unk_id
+            )
         run.elapsed_seconds += time.perf_counter() - start
         for utt, hyp in zip(batch, hyps):
             run.hyps[utt.id] = token_ids_to_words(hyp, id_to_symbol)
