@@ -15,11 +15,21 @@ def partial_path(path: Path) -> Path:
     return path.parent / f".partial-{os.getpid()}.{path.name}"
 
 
+def naming_error(error: OSError, path: Path, what: str) -> OSError:
+    """``error`` again (same errno, so the same OSError subclass) with ``path`` as its file name
+    and ``what`` before the reason: a write to a full disk raises ``[Errno 28] No space left on
+    device`` naming no file."""
+    reason = f"{what}: {error.strerror or error}"
+    return OSError(error.errno, reason, str(path)) if error.errno else OSError(f"{reason}: {path}")
+
+
 @contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
     """Yields a temporary path to write; renames it to ``path`` if the block succeeds.
 
-    On an exception the temporary file is removed and ``path`` is left as it was.
+    On an exception the temporary file is removed and ``path`` is left as it was; an OSError
+    that names no file (e.g. a full disk) is raised again naming ``path``. (Nest two of these
+    only around their own writes, or the inner one names its file for the outer one's error.)
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,6 +37,10 @@ def atomic_output(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise naming_error(e, path, "writing failed") from e
     finally:
         if tmp.exists():
             tmp.unlink()

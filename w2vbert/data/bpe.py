@@ -74,6 +74,9 @@ def train_bpe(
     if vocab_size < 4:
         raise ValueError(f"vocab_size must be >= 4 (3 special symbols + 1), but is {vocab_size}")
     lang_dir.mkdir(parents=True, exist_ok=True)
+    # Forced: a run killed between writing tokens.txt and bpe.model must not leave the old model
+    # beside the new tokens looking finished.
+    model_path.unlink(missing_ok=True)
     words_path = lang_dir / "transcript_words.txt"
     _write_lines(words_path, transcripts)
 

@@ -10,7 +10,9 @@ The pre-training cuts file ``{prefix}_cuts_pretrain.jsonl.gz`` is the union of t
 (speed-perturbed copies left out).
 
 The cuts file is written last, under a temporary name renamed on success, so a killed run never
-leaves a finished-looking part; a stale feature directory without its cuts file is removed.
+leaves a finished-looking part; a stale feature directory without its cuts file is removed. A
+forced re-run deletes the old cuts file before its features; a failed feature write (e.g. a full
+disk) deletes the part's feature directory and raises an OSError naming it.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from lhotse import (
     load_manifest_lazy,
 )
 
-from w2vbert.data.atomic import atomic_output
+from w2vbert.data.atomic import atomic_output, naming_error
 from w2vbert.data.fbank import SAMPLING_RATE, fbank_extractor, num_encoder_frames, num_fbank_frames
 
 logger = logging.getLogger(__name__)
@@ -174,14 +176,18 @@ def _compute(
     extractor = fbank_extractor()
     storage = feats_dir if num_jobs > 1 else feats_dir / "feats-0"
     feats_dir.mkdir(parents=True, exist_ok=True)
-    with_feats = cuts.compute_and_store_features(
-        extractor=extractor,
-        storage_path=storage,
-        num_jobs=num_jobs,
-        storage_type=LilcomChunkyWriter,
-        executor=executor if num_jobs > 1 else None,
-        progress_bar=False,
-    ).to_eager()
+    try:
+        with_feats = cuts.compute_and_store_features(
+            extractor=extractor,
+            storage_path=storage,
+            num_jobs=num_jobs,
+            storage_type=LilcomChunkyWriter,
+            executor=executor if num_jobs > 1 else None,
+            progress_bar=False,
+        ).to_eager()
+    except OSError as e:  # e.g. a full disk: free what was written, say where
+        shutil.rmtree(feats_dir, ignore_errors=True)
+        raise naming_error(e, feats_dir, f"Part {part}: storing features failed") from e
     done = {c.id for c in with_feats}
     lost = [c for c in cuts if c.id not in done]
     if lost:
@@ -222,6 +228,9 @@ def compute_fbank_part(
     if cuts_path.is_file() and not force:
         logger.info("Part %s: %s exists, skipping", part, cuts_path)
         return cuts_path
+    if cuts_path.is_file():  # forced: the old cuts must not outlive their features
+        logger.info("Part %s: removing %s (forced re-run)", part, cuts_path)
+        cuts_path.unlink()
     if feats_dir.exists():
         logger.info(
             "Part %s: removing features of an unfinished or forced run: %s", part, feats_dir

@@ -284,9 +284,10 @@ def prepare_manifests(
             logger.info("Part %s: %s and %s exist, skipping", part, rec_path, sup_path)
             continue
         recordings, supervisions = prepare_part(corpus_dir, part, num_jobs)
-        with atomic_output(sup_path) as tmp_sup, atomic_output(rec_path) as tmp_rec:
+        with atomic_output(sup_path) as tmp_sup:  # renamed last: its presence means done
             supervisions.to_file(tmp_sup)
-            recordings.to_file(tmp_rec)
+            with atomic_output(rec_path) as tmp_rec:
+                recordings.to_file(tmp_rec)
         hours = sum(r.duration for r in recordings) / 3600.0
         logger.info(
             "Part %s: %d recordings (%.3f h), %d supervisions, %d speakers -> %s",

@@ -23,6 +23,7 @@ import logging
 import os
 import random
 import re
+import shutil
 from pathlib import Path
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -70,8 +71,24 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _write_error(path: Path, error: OSError | RuntimeError) -> OSError:
+    """An OSError naming ``path`` for a failed write (a full disk makes ``torch.save`` raise a
+    RuntimeError such as "unexpected pos 704 vs 598" that names no file)."""
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.1f} MiB free there"
+    except OSError:  # pragma: no cover - the directory vanished
+        free = "free space unknown"
+    errno = getattr(error, "errno", None)
+    reason = getattr(error, "strerror", None) or str(error)
+    message = f"Writing {path} failed ({free}; the previous file, if any, is kept): {reason}"
+    return OSError(errno, message) if errno else OSError(message)
+
+
 def atomic_torch_save(obj: Any, path: Path | str) -> None:
-    """``torch.save(obj, path)`` that never leaves a partial ``path`` (temp file + fsync + rename)."""
+    """``torch.save(obj, path)`` that never leaves a partial ``path`` (temp file + fsync + rename).
+
+    A failed write (e.g. a full disk) removes the temp file and raises an OSError naming ``path``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -83,6 +100,9 @@ def atomic_torch_save(obj: Any, path: Path | str) -> None:
         if after_temp_write_hook is not None:
             after_temp_write_hook(path)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:
+        tmp.unlink(missing_ok=True)
+        raise _write_error(path, e) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
