@@ -1,0 +1,129 @@
+"""Issue 9, bad input not covered elsewhere: very short/long and 8 kHz audio at stage 2, an
+unknown option to every stage CLI, and run.sh's stage 5 without stage 4's checkpoint.
+
+(Corrupt/empty/missing audio, transcripts, stereo and 22.05 kHz: tests/test_data_manifests.py and
+tests/test_data_fbank.py; --init-from problems: tests/test_finetune_cli.py.)
+"""
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import kaldifeat
+import numpy as np
+import pytest
+import scipy.signal
+import soundfile as sf
+import torch
+from data_fixtures import make_librispeech_part, signal, write_flac
+from lhotse import load_manifest
+
+from w2vbert.data.compute_features import LengthFilter, compute_fbank_part
+from w2vbert.data.espeak import resample
+from w2vbert.data.manifests import prepare_manifests
+
+REPO = Path(__file__).resolve().parents[1]
+LILCOM_ATOL = 2**-6 + 1e-4  # LilcomChunkyWriter rounds to multiples of 2**-5
+
+
+def _kaldifeat(samples: np.ndarray) -> np.ndarray:
+    """The recipe's fbank options set by hand on kaldifeat (not through Lhotse): (T, 80)."""
+    opts = kaldifeat.FbankOptions()
+    opts.frame_opts.dither = 0.0
+    opts.frame_opts.snip_edges = False
+    opts.frame_opts.samp_freq = 16000
+    opts.mel_opts.num_bins = 80
+    opts.mel_opts.low_freq = 20.0
+    opts.mel_opts.high_freq = -400.0
+    return kaldifeat.Fbank(opts)(torch.from_numpy(samples.astype(np.float32))).numpy()
+
+
+def _stage12(root: Path, part: str, length_filter: LengthFilter | None):
+    prepare_manifests(root / "c", root / "m", "toy", [part])
+    return load_manifest(
+        compute_fbank_part(root / "m", root / "f", "toy", part, length_filter=length_filter)
+    )
+
+
+def test_0_1_s_and_60_s_audio_are_dropped_from_training_with_a_logged_count_and_kept_for_eval(
+    tmp_path, caplog
+):
+    for part in ("train-x", "dev-x"):
+        paths = make_librispeech_part(tmp_path / "c", part, seconds=1.0)
+        write_flac(paths["11-100-0000"], signal(0.1))
+        write_flac(paths["11-100-0001"], signal(60.0))
+    with caplog.at_level(logging.INFO):
+        train = _stage12(tmp_path, "train-x", LengthFilter())
+    assert [c.id for c in train] == ["12-200-0000"]
+    assert (
+        "Part train-x: kept 1 of 3 cuts; dropped: 1 longer than 30.0 s, 1 shorter than 0.3 s"
+        in caplog.text
+    )
+    dev = {c.id: c for c in _stage12(tmp_path, "dev-x", None)}  # dev/test: no length filter
+    assert dev["11-100-0000"].load_features().shape == (10, 80)
+    assert dev["11-100-0001"].load_features().shape == (6000, 80)
+
+
+def test_8_khz_audio_is_upsampled_to_16_khz_features_with_a_warning(tmp_path, caplog):
+    make_librispeech_part(tmp_path / "c", "train-x", seconds=1.0, sampling_rate=8000)
+    with caplog.at_level(logging.WARNING):
+        cuts = _stage12(tmp_path, "train-x", LengthFilter())
+    assert "Part train-x: resampling 3 cut(s) from [8000] Hz to 16000 Hz" in caplog.text
+    for cut in cuts:
+        audio, rate = sf.read(cut.recording.sources[0].source, dtype="float32")
+        got = cut.load_features()
+        assert rate == 8000 and cut.sampling_rate == 16000 and got.shape == (100, 80)
+        # Lhotse's resampler is scipy's polyphase filter (up 2, down 1): exact up to lilcom.
+        exact = _kaldifeat(scipy.signal.resample_poly(audio, 2, 1).astype(np.float32))
+        assert np.abs(got - exact).max() <= LILCOM_ATOL
+        # An independent (FFT) resampler agrees in the mel bins below 4 kHz (bin ~61); above
+        # it the 8 kHz audio has no energy and the log of ~0 depends on the filter's leakage.
+        other = _kaldifeat(resample(audio, 8000, 16000))
+        assert np.abs(got[:, :55] - other[:, :55]).mean() < 0.02
+
+
+CLIS = [
+    ["local/make_mini_corpus.py"],
+    ["local/download_librispeech.py"],
+    ["local/prepare_manifests.py", "--corpus-dir", "c", "--prefix", "p"],
+    ["local/compute_fbank.py", "--prefix", "p"],
+    ["local/train_bpe.py", "--text", "t.txt", "--lang-dir", "lang"],
+    ["-m", "w2vbert.pretrain"],
+    ["-m", "w2vbert.finetune"],
+    ["-m", "w2vbert.decode", "--cuts", "test=cuts.jsonl.gz"],
+    ["-m", "w2vbert.average", "--exp-dir", "exp", "--epoch", "2"],
+    ["-m", "w2vbert.export_onnx"],
+]
+
+
+@pytest.mark.parametrize("cli", CLIS, ids=[c[0] if c[0] != "-m" else c[1] for c in CLIS])
+def test_unknown_option_exits_2_naming_it_and_writes_nothing(cli, tmp_path):
+    # Required options are given so that the unknown one is the only problem.
+    cmd = [sys.executable, *[str(REPO / a) if a.startswith("local/") else a for a in cli]]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [*cmd, "--no-such-option", "1"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "error: unrecognized arguments: --no-such-option 1" in proc.stderr
+    assert not list(tmp_path.iterdir())  # no log, no output directory
+
+
+def test_run_sh_stage_5_without_stage_4_checkpoint_fails_naming_the_missing_epoch_file(tmp_path):
+    if not (Path(sys.prefix) / ".w2vbert-setup-done").is_file():
+        pytest.skip("needs the recipe's set-up venv (path.sh would set one up)")
+    exp = tmp_path / "exp"
+    proc = subprocess.run(
+        ["./run.sh", "--stage", "5", "--stop-stage", "5", "--pretrain-epochs", "3",
+         "--exp-dir", str(exp), "--data-dir", str(tmp_path / "data")],
+        cwd=REPO, env={**os.environ, "W2VBERT_VENV": sys.prefix},
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert f"error: --init-from {exp}/pretrain/epoch-3.pt does not exist" in out
+    assert f"stage 5 (finetune) failed after" in out and "stage-5-finetune.log" in out
+    assert not (exp / "log" / "stage-5-finetune.done").exists()
+    assert not (exp / "finetune").exists()
