@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 import sentencepiece as spm
 from lhotse import load_manifest_lazy
 
-from w2vbert.data.atomic import atomic_output, partial_path
+from w2vbert.data.atomic import atomic_output, partial_path, remove_stale_partials
 from w2vbert.data.compute_features import is_speed_perturbed
 
 logger = logging.getLogger(__name__)
@@ -80,6 +80,8 @@ def train_bpe(
     words_path = lang_dir / "transcript_words.txt"
     _write_lines(words_path, transcripts)
 
+    for name in ("unigram.model", "unigram.vocab"):  # left by a killed run
+        remove_stale_partials(lang_dir / name)
     prefix = partial_path(lang_dir / "unigram")
     try:
         spm.SentencePieceTrainer.train(
