@@ -49,8 +49,11 @@ def time_steps(step: Callable[[], object], *, warmup: int, steps: int) -> list[f
         dt = time.perf_counter() - t0
         if i >= warmup:
             times.append(dt)
-        print(f"  step {i + 1}/{warmup + steps}: {dt:.3f} s{' (warm-up)' if i < warmup else ''}",
-              file=sys.stderr, flush=True)
+        print(
+            f"  step {i + 1}/{warmup + steps}: {dt:.3f} s{' (warm-up)' if i < warmup else ''}",
+            file=sys.stderr,
+            flush=True,
+        )
     return times
 
 
@@ -90,13 +93,46 @@ def _fix_grouped_conv_backward() -> None:
     import torch
     from torch.utils import flop_counter as fc
 
-    def conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation,
-                           transposed, _output_padding, _groups, output_mask, out_shape=None,
-                           **kwargs) -> int:
+    def conv_backward_flop(
+        grad_out_shape,
+        x_shape,
+        w_shape,
+        _bias,
+        _stride,
+        _padding,
+        _dilation,
+        transposed,
+        _output_padding,
+        _groups,
+        output_mask,
+        out_shape=None,
+        **kwargs,
+    ) -> int:
         forward = fc.conv_flop_count(x_shape, w_shape, grad_out_shape, transposed=transposed)
         return forward * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
 
     fc.flop_registry[torch.ops.aten.convolution_backward] = fc.shape_wrapper(conv_backward_flop)
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5, inner: int = 3) -> float:
+    """Best fp32 GFLOP/s of ``inner`` n x n ``torch.mm`` products, over ``repeats`` timings.
+
+    Each step benchmark measures it in its own process just before its timed steps; the
+    report's matmul peak is the best of these and of ``matmul_peak.py`` (robust to load).
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
+    out = torch.empty(n, n)
+    torch.mm(x, y, out=out)
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            torch.mm(x, y, out=out)
+        best = max(best, 2 * n**3 * inner / (time.perf_counter() - t0) / 1e9)
+    return round(best, 1)
 
 
 def count_flops(fn: Callable[[], object]) -> int:

@@ -74,8 +74,12 @@ def main() -> None:
     p.add_argument("--num-utts", type=int, default=8)
     p.add_argument("--batch-size", type=int, default=1, help="utterances decoded together")
     p.add_argument("--beam", type=int, default=4)
-    p.add_argument("--blank-bias", type=float, default=1.0,
-                   help="added to the blank logit (1.0: ~3 tokens per audio second greedy)")
+    p.add_argument(
+        "--blank-bias",
+        type=float,
+        default=1.0,
+        help="added to the blank logit (1.0: ~3 tokens per audio second greedy)",
+    )
     p.set_defaults(threads=1, frame_stride=4, fe_channels=None)
     a = p.parse_args()
     set_threads(a.threads)
@@ -90,8 +94,14 @@ def main() -> None:
 
     model = build_transducer(a)
     utts = make_utterances(a)
-    result = {"backend": a.backend, "audio_seconds": round(sum(u.duration for u in utts), 2),
-              "num_utts": len(utts), "batch_size": a.batch_size, "beam": a.beam, "methods": {}}
+    result = {
+        "backend": a.backend,
+        "audio_seconds": round(sum(u.duration for u in utts), 2),
+        "num_utts": len(utts),
+        "batch_size": a.batch_size,
+        "beam": a.beam,
+        "methods": {},
+    }
     with tempfile.TemporaryDirectory(prefix="w2vbert-bench-") as tmp:
         tokens = os.path.join(tmp, "tokens.txt")
         write_tokens(tokens, a.vocab)
@@ -106,17 +116,31 @@ def main() -> None:
                 if files is None:
                     pytorch_decode(model, utts[:1], method, id_to_symbol, beam=a.beam, batch_size=1)
                 else:
-                    sherpa_decode(files, utts[:1], method, num_threads=a.threads,
-                                  max_active_paths=a.beam, batch_size=1)
+                    sherpa_decode(
+                        files,
+                        utts[:1],
+                        method,
+                        num_threads=a.threads,
+                        max_active_paths=a.beam,
+                        batch_size=1,
+                    )
             if files is None:
-                run = pytorch_decode(model, utts, method, id_to_symbol, beam=a.beam,
-                                     batch_size=a.batch_size)
+                run = pytorch_decode(
+                    model, utts, method, id_to_symbol, beam=a.beam, batch_size=a.batch_size
+                )
             else:
-                run = sherpa_decode(files, utts, method, num_threads=a.threads,
-                                    max_active_paths=a.beam, batch_size=a.batch_size)
+                run = sherpa_decode(
+                    files,
+                    utts,
+                    method,
+                    num_threads=a.threads,
+                    max_active_paths=a.beam,
+                    batch_size=a.batch_size,
+                )
             words = sum(len(h) for h in run.hyps.values())
             result["methods"][method] = {
-                "rtf": round(run.rtf, 4), "elapsed_s": round(run.elapsed_seconds, 3),
+                "rtf": round(run.rtf, 4),
+                "elapsed_s": round(run.elapsed_seconds, 3),
                 "tokens_per_audio_s": round(words / run.audio_seconds, 2),
                 "hyps": {k: " ".join(v) for k, v in sorted(run.hyps.items())},
             }

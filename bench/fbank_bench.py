@@ -1,5 +1,7 @@
 #!/usr/bin/env python
-"""80-dim fbank throughput: kaldifeat (``w2vbert.data.fbank``, Lhotse ``KaldifeatFbank``) vs Lhotse ``Fbank``.
+"""80-dim fbank throughput: kaldifeat (``w2vbert.data.fbank``) vs Lhotse ``Fbank``.
+
+The kaldifeat side is the recipe's fbank (Lhotse ``KaldifeatFbank`` with icefall's options).
 
 One extractor and thread count per process. Input: ``--seconds`` of random 16 kHz audio,
 extracted ``--steps`` times after a warm-up; audio-seconds per second from the median.
@@ -27,7 +29,11 @@ def make_extractor(name: str):
 
         return fbank_extractor()
     except ImportError:
-        from lhotse.features.kaldifeat import KaldifeatFbank, KaldifeatFbankConfig, KaldifeatMelOptions
+        from lhotse.features.kaldifeat import (
+            KaldifeatFbank,
+            KaldifeatFbankConfig,
+            KaldifeatMelOptions,
+        )
 
         return KaldifeatFbank(KaldifeatFbankConfig(mel_opts=KaldifeatMelOptions(num_bins=80)))
 
@@ -53,8 +59,11 @@ def main() -> None:
 
     times = time_steps(step, warmup=a.warmup, steps=a.steps)
     result = step_summary(times, a.seconds)
-    result.update(extractor=a.extractor, feats_shape=list(out["feats"].shape),
-                  extractor_class=type(extractor).__name__)
+    result.update(
+        extractor=a.extractor,
+        feats_shape=list(out["feats"].shape),
+        extractor_class=type(extractor).__name__,
+    )
     emit(result)
 
 

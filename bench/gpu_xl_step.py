@@ -92,12 +92,20 @@ def run_config(batch: int, a, torch, device) -> dict:
     del model, opt, x
     if cuda:
         torch.cuda.empty_cache()
-    return {"batch": batch, "seconds": a.seconds, "max_duration": batch * a.seconds,
-            "params": params, "frame_stride": cfg.frame_stride, "sec_per_step": round(sec, 4),
-            "step_times": [round(t, 4) for t in times],
-            "audio_sec_per_sec": round(batch * a.seconds / sec, 1),
-            "peak_gpu_mem_gb": None if peak_mem is None else round(peak_mem / 2**30, 2), "flops_per_step": flops,
-            "tflops_per_s": round(flops / sec / 1e12, 1), "final_loss": round(last_loss, 3)}
+    return {
+        "batch": batch,
+        "seconds": a.seconds,
+        "max_duration": batch * a.seconds,
+        "params": params,
+        "frame_stride": cfg.frame_stride,
+        "sec_per_step": round(sec, 4),
+        "step_times": [round(t, 4) for t in times],
+        "audio_sec_per_sec": round(batch * a.seconds / sec, 1),
+        "peak_gpu_mem_gb": None if peak_mem is None else round(peak_mem / 2**30, 2),
+        "flops_per_step": flops,
+        "tflops_per_s": round(flops / sec / 1e12, 1),
+        "final_loss": round(last_loss, 3),
+    }
 
 
 def main() -> int:
@@ -111,8 +119,11 @@ def main() -> int:
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start)")
     p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the GPU")
     p.add_argument("--out", type=Path, default=HERE / "gpu_xl_step.json")
-    p.add_argument("--cpu-dry-run", action="store_true",
-                   help="run the code path on the CPU (use with --preset tiny; for testing)")
+    p.add_argument(
+        "--cpu-dry-run",
+        action="store_true",
+        help="run the code path on the CPU (use with --preset tiny; for testing)",
+    )
     a = p.parse_args()
 
     import torch
@@ -120,8 +131,10 @@ def main() -> int:
     if a.cpu_dry_run:
         device = torch.device("cpu")
     elif not torch.cuda.is_available():
-        print(f"gpu_xl_step: no CUDA device (torch {torch.__version__}); this benchmark needs a "
-              "GPU (H100/H200). Nothing measured.")
+        print(
+            f"gpu_xl_step: no CUDA device (torch {torch.__version__}); this benchmark needs a "
+            "GPU (H100/H200). Nothing measured."
+        )
         return 0
     else:
         device = torch.device("cuda")
@@ -129,9 +142,15 @@ def main() -> int:
         torch.backends.cudnn.allow_tf32 = True
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (dry run)"
     peak = peak_tflops(name, a.peak_tflops)
-    result = {"device": name, "torch": torch.__version__, "preset": a.preset,
-              "date": time.strftime("%Y-%m-%d %H:%M"), "peak_tflops": peak,
-              "compile": a.compile, "configs": []}
+    result = {
+        "device": name,
+        "torch": torch.__version__,
+        "preset": a.preset,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "peak_tflops": peak,
+        "compile": a.compile,
+        "configs": [],
+    }
     t_start = time.perf_counter()
     for batch in (int(b) for b in a.batches.split(",") if b.strip()):
         try:
@@ -145,17 +164,37 @@ def main() -> int:
         print(json.dumps(r), flush=True)
     ok = [r for r in result["configs"] if "error" not in r]
     if ok:  # headline: the first (smallest) batch, as the "realistic max-duration"
-        result.update({k: ok[0].get(k) for k in ("batch", "seconds", "sec_per_step",
-                                                 "audio_sec_per_sec", "peak_gpu_mem_gb", "mfu")})
+        result.update(
+            {
+                k: ok[0].get(k)
+                for k in (
+                    "batch",
+                    "seconds",
+                    "sec_per_step",
+                    "audio_sec_per_sec",
+                    "peak_gpu_mem_gb",
+                    "mfu",
+                )
+            }
+        )
     result["wall_s"] = round(time.perf_counter() - t_start, 1)
     text = json.dumps(result, indent=1) + "\n"
     a.out.write_text(text)
     if os.environ.get("OUT"):
         Path(os.environ["OUT"], "gpu_xl_step.json").write_text(text)
-    print(f"gpu_xl_step: {name}: " + "; ".join(
-        f"batch {r['batch']}: " + (r["error"] if "error" in r else
-                                   f"{r['audio_sec_per_sec']:.0f} audio-s/s, {r['peak_gpu_mem_gb']} GB, "
-                                   f"MFU {r.get('mfu')}") for r in result["configs"]))
+    print(
+        f"gpu_xl_step: {name}: "
+        + "; ".join(
+            f"batch {r['batch']}: "
+            + (
+                r["error"]
+                if "error" in r
+                else f"{r['audio_sec_per_sec']:.0f} audio-s/s, {r['peak_gpu_mem_gb']} GB, "
+                f"MFU {r.get('mfu')}"
+            )
+            for r in result["configs"]
+        )
+    )
     return 0
 
 

@@ -43,8 +43,15 @@ def main() -> None:
         dt = time.perf_counter() - t0
         rates.append(2 * a.n**3 * a.inner / dt / 1e9)
     rates.sort()
-    emit({"n": a.n, "dtype": a.dtype, "gflops_best": round(rates[-1], 1),
-          "gflops_median": round(rates[len(rates) // 2], 1), "gflops_all": [round(r, 1) for r in rates]})
+    emit(
+        {
+            "n": a.n,
+            "dtype": a.dtype,
+            "gflops_best": round(rates[-1], 1),
+            "gflops_median": round(rates[len(rates) // 2], 1),
+            "gflops_all": [round(r, 1) for r in rates],
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Peer virtual environments for the benchmarks (fairseq2, Hugging Face), kept out of the project's env.
+"""Peer virtual environments for the benchmarks (fairseq2, HF), kept out of the project's env.
 
 Each peer gets its own venv under ``$W2VBERT_BENCH_CACHE`` (default
 ``~/.cache/w2vbert/bench-venvs/<name>``), created on first use with the pinned requirements below
@@ -28,7 +28,9 @@ STAMP = ".bench-peer-done"
 
 def cache_dir() -> Path:
     """The folder that holds one venv per peer."""
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "w2vbert" / "bench-venvs"
+    default = (
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "w2vbert" / "bench-venvs"
+    )
     return Path(os.environ.get("W2VBERT_BENCH_CACHE", default))
 
 
@@ -73,10 +75,15 @@ def ensure_peer(name: str, log=print) -> dict:
         "import importlib.metadata as m, json; "
         f"print(json.dumps({{p: m.version(p) for p in {_probe_pkgs(name)!r}}}))"
     )
-    versions = json.loads(subprocess.run([py, "-c", probe], check=True, capture_output=True,
-                                         text=True).stdout)
-    info = {"spec": PEER_SPECS[name], "install_s": round(install_s, 1), "versions": versions,
-            "date": time.strftime("%Y-%m-%d %H:%M")}
+    versions = json.loads(
+        subprocess.run([py, "-c", probe], check=True, capture_output=True, text=True).stdout
+    )
+    info = {
+        "spec": PEER_SPECS[name],
+        "install_s": round(install_s, 1),
+        "versions": versions,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
     (root / STAMP).write_text(json.dumps(info))
     log(f"[peers] {name} ready in {install_s:.0f} s: {versions}")
     return info

@@ -43,17 +43,22 @@ def main() -> None:
             f.write(events.table(sort_by="self_cpu_time_total", row_limit=200))
     total_us = sum(e.self_cpu_time_total for e in events)
     rows = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[: a.top]
-    emit({
-        "system": f"ours-{10 * cfg.frame_stride}ms",
-        "profiled_steps": a.steps,
-        "self_cpu_ms_per_step": round(total_us / 1e3 / a.steps, 1),
-        "top_ops": [
-            {"op": e.key, "calls_per_step": e.count // a.steps,
-             "self_cpu_ms_per_step": round(e.self_cpu_time_total / 1e3 / a.steps, 1),
-             "share": round(e.self_cpu_time_total / total_us, 4)}
-            for e in rows
-        ],
-    })
+    emit(
+        {
+            "system": f"ours-{10 * cfg.frame_stride}ms",
+            "profiled_steps": a.steps,
+            "self_cpu_ms_per_step": round(total_us / 1e3 / a.steps, 1),
+            "top_ops": [
+                {
+                    "op": e.key,
+                    "calls_per_step": e.count // a.steps,
+                    "self_cpu_ms_per_step": round(e.self_cpu_time_total / 1e3 / a.steps, 1),
+                    "share": round(e.self_cpu_time_total / total_us, 4),
+                }
+                for e in rows
+            ],
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,14 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _harness import current_rss_mb, emit, peak_rss_mb, set_threads, step_summary, time_steps  # noqa: E402
+from _harness import (
+    current_rss_mb,
+    emit,
+    peak_rss_mb,
+    set_threads,
+    step_summary,
+    time_steps,
+)  # noqa: E402
 
 
 def main() -> None:
@@ -60,9 +67,16 @@ def main() -> None:
 
     def pruned_step() -> None:
         simple, pruned = pruned_rnnt_loss(
-            simple_am=simple_am_proj(enc), simple_lm=simple_lm_proj(dec),
-            am=enc_proj(enc), lm=dec_proj(dec), joiner=joiner, symbols=symbols,
-            symbol_lens=symbol_lens, frame_lens=frame_lens, prune_range=a.prune_range)
+            simple_am=simple_am_proj(enc),
+            simple_lm=simple_lm_proj(dec),
+            am=enc_proj(enc),
+            lm=dec_proj(dec),
+            joiner=joiner,
+            symbols=symbols,
+            symbol_lens=symbol_lens,
+            frame_lens=frame_lens,
+            prune_range=a.prune_range,
+        )
         (0.5 * simple + pruned).backward()
 
     def full_step() -> None:
@@ -79,10 +93,15 @@ def main() -> None:
     peak = peak_rss_mb()
     result = step_summary(times, 0.0)
     result.pop("audio_sec_per_sec")
-    result.update(mode=a.mode, backend=backend_name(), shape=dict(N=n, S=s, U=u, K=k, J=j),
-                  prune_range=a.prune_range if a.mode == "pruned" else None,
-                  peak_rss_mb=round(peak, 1), rss_before_mb=round(rss_before, 1),
-                  peak_delta_mb=round(peak - rss_before, 1))
+    result.update(
+        mode=a.mode,
+        backend=backend_name(),
+        shape=dict(N=n, S=s, U=u, K=k, J=j),
+        prune_range=a.prune_range if a.mode == "pruned" else None,
+        peak_rss_mb=round(peak, 1),
+        rss_before_mb=round(rss_before, 1),
+        peak_delta_mb=round(peak - rss_before, 1),
+    )
     emit(result)
 
 

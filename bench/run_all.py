@@ -38,12 +38,22 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def run_one(name: str, python: str, script: str, args: list[str], *, threads: int,
-            timeout: float, log_dir: Path, project: bool = True) -> dict:
+def run_one(
+    name: str,
+    python: str,
+    script: str,
+    args: list[str],
+    *,
+    threads: int,
+    timeout: float,
+    log_dir: Path,
+    project: bool = True,
+) -> dict:
     """Runs ``python bench/<script> args`` in a fresh process; returns its BENCH_RESULT dict
     (or ``{"error": ...}``). Its stderr goes to ``log_dir/<name>.log``."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               PYTHONUNBUFFERED="1")
+    env = dict(
+        os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1"
+    )
     env.pop("PYTHONPATH", None)
     if project:
         env["PYTHONPATH"] = str(REPO)
@@ -54,8 +64,15 @@ def run_one(name: str, python: str, script: str, args: list[str], *, threads: in
         with open(log_path, "w") as err:
             err.write("$ " + shlex.join(cmd) + "\n")
             err.flush()
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env,
-                                  timeout=timeout, cwd=REPO)
+            proc = subprocess.run(
+                cmd,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                env=env,
+                timeout=timeout,
+                cwd=REPO,
+            )
     except subprocess.TimeoutExpired:
         log(f"{name}: timed out after {timeout:.0f} s (log: {log_path})")
         return {"error": f"timed out after {timeout:.0f} s"}
@@ -65,7 +82,7 @@ def run_one(name: str, python: str, script: str, args: list[str], *, threads: in
         tail = log_path.read_text().strip().splitlines()[-3:]
         log(f"{name}: failed (exit {proc.returncode}; log: {log_path}): {' | '.join(tail)}")
         return {"error": f"exit {proc.returncode}: {tail[-1] if tail else 'no output'}"}
-    result = json.loads(lines[-1][len(RESULT_TAG):])
+    result = json.loads(lines[-1][len(RESULT_TAG) :])
     result["wall_s"] = round(wall, 1)
     return result
 
@@ -79,9 +96,15 @@ def machine_info(threads: int) -> dict:
             model = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {"cpu": model, "cores": os.cpu_count(), "threads": threads, "torch": torch.__version__,
-            "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-            "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def pool(runs: list[dict]) -> dict:
@@ -93,12 +116,27 @@ def pool(runs: list[dict]) -> dict:
     first = ok[0]
     sec = statistics.median(times)
     audio = first["audio_sec_per_sec"] * first["sec_per_step"]  # audio seconds per batch
-    out = {k: first.get(k) for k in ("system", "params", "frame_rate_hz", "encoder_steps",
-                                     "flops_per_step", "torch", "feature_encoder_channels",
-                                     "masked_fraction")}
-    out.update(sec_per_step=round(sec, 4), audio_sec_per_sec=round(audio / sec, 3),
-               peak_rss_mb=max(r["peak_rss_mb"] for r in ok), num_steps=len(times),
-               step_min=round(min(times), 4), step_max=round(max(times), 4))
+    out = {
+        k: first.get(k)
+        for k in (
+            "system",
+            "params",
+            "frame_rate_hz",
+            "encoder_steps",
+            "flops_per_step",
+            "torch",
+            "feature_encoder_channels",
+            "masked_fraction",
+        )
+    }
+    out.update(
+        sec_per_step=round(sec, 4),
+        audio_sec_per_sec=round(audio / sec, 3),
+        peak_rss_mb=max(r["peak_rss_mb"] for r in ok),
+        num_steps=len(times),
+        step_min=round(min(times), 4),
+        step_max=round(max(times), 4),
+    )
     return out
 
 
@@ -118,40 +156,69 @@ def bench_pretrain(a, pythons: dict[str, str], log_dir: Path) -> dict:
             if name == "hf" and rep >= a.hf_repeats:
                 continue
             if env_name not in pythons:
-                runs[name].append({"error": f"no {env_name} venv ({pythons.get('why_' + env_name)})"})
+                runs[name].append(
+                    {"error": f"no {env_name} venv ({pythons.get('why_' + env_name)})"}
+                )
                 continue
             flops = [] if rep == 0 else ["--no-flops"]  # count FLOPs once per system
             log(f"pre-training step: {name} (round {rep + 1}/{a.repeats})")
-            r = run_one(f"pretrain_{name}_r{rep + 1}", pythons[env_name], script,
-                        common + extra + flops, threads=a.threads, timeout=a.timeout,
-                        log_dir=log_dir, project=env_name == "project")
+            r = run_one(
+                f"pretrain_{name}_r{rep + 1}",
+                pythons[env_name],
+                script,
+                common + extra + flops,
+                threads=a.threads,
+                timeout=a.timeout,
+                log_dir=log_dir,
+                project=env_name == "project",
+            )
             if "error" not in r:
-                log(f"  {r['sec_per_step']:.3f} s/step, {r['audio_sec_per_sec']:.2f} audio-s/s, "
-                    f"peak RSS {r['peak_rss_mb']:.0f} MB")
+                log(
+                    f"  {r['sec_per_step']:.3f} s/step, {r['audio_sec_per_sec']:.2f} audio-s/s, "
+                    f"peak RSS {r['peak_rss_mb']:.0f} MB"
+                )
             runs[name].append(r)
     summary = {name: pool(rs) for name, rs in runs.items()}
     for name, s in summary.items():  # FLOPs were counted in round 1 only
         if "error" not in s and s.get("flops_per_step") is None:
-            s["flops_per_step"] = next((r.get("flops_per_step") for r in runs[name]
-                                        if r.get("flops_per_step")), None)
+            s["flops_per_step"] = next(
+                (r.get("flops_per_step") for r in runs[name] if r.get("flops_per_step")), None
+            )
     return {"runs": runs, "summary": summary}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", default=",".join(ROWS), help=f"comma-separated subset of {ROWS}")
-    p.add_argument("--threads", type=int, default=2, help="threads of the pre-training/loss/fbank rows")
-    p.add_argument("--repeats", type=int, default=2, help="alternating rounds of the pre-training row")
+    p.add_argument(
+        "--threads", type=int, default=2, help="threads of the pre-training/loss/fbank rows"
+    )
+    p.add_argument(
+        "--repeats", type=int, default=2, help="alternating rounds of the pre-training row"
+    )
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--steps", type=int, default=5, help="timed steps per process (median)")
     p.add_argument("--hf-steps", type=int, default=5, help="timed steps of HF (~15 s each)")
     p.add_argument("--hf-repeats", type=int, default=1, help="rounds that include HF (slow)")
-    p.add_argument("--systems", default="ours-40ms,fairseq2,ours-20ms,hf",
-                   help="systems of the pre-training row, in the order they alternate")
+    p.add_argument(
+        "--systems",
+        default="ours-40ms,fairseq2,ours-20ms,hf",
+        help="systems of the pre-training row, in the order they alternate",
+    )
     p.add_argument("--timeout", type=float, default=1200, help="seconds per process")
     p.add_argument("--out-dir", type=Path, default=HERE)
     p.add_argument("--note", default="", help="a line for BENCHMARKS.md (e.g. machine under load)")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only rewrite BENCHMARKS.md from the results.json in --out-dir",
+    )
     a = p.parse_args()
+    if a.report_only:
+        write_report(
+            json.loads((a.out_dir / "results.json").read_text()), a.out_dir / "BENCHMARKS.md"
+        )
+        return
     rows = [r.strip() for r in a.only.split(",") if r.strip()]
     unknown = sorted(set(rows) - set(ROWS))
     if unknown:
@@ -160,9 +227,13 @@ def main() -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     command = "bench/run.sh " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "bench/run.sh"
-    results: dict = {"command": command.strip(), "note": a.note, "machine": machine_info(a.threads),
-                     "settings": {k: v for k, v in vars(a).items() if k not in ("out_dir", "note")},
-                     "rows": rows}
+    results: dict = {
+        "command": command.strip(),
+        "note": a.note,
+        "machine": machine_info(a.threads),
+        "settings": {k: v for k, v in vars(a).items() if k not in ("out_dir", "note")},
+        "rows": rows,
+    }
 
     pythons = {"project": sys.executable}
     if "pretrain" in rows:
@@ -178,23 +249,40 @@ def main() -> None:
                 results["peers"][peer] = {"error": str(e)}
                 log(f"peer {peer} unavailable: {e}")
         log("matmul peak (fp32, torch.mm 2048^2)")
-        results["matmul"] = run_one("matmul_peak", sys.executable, "matmul_peak.py",
-                                    ["--threads", str(a.threads)], threads=a.threads,
-                                    timeout=300, log_dir=log_dir)
+        results["matmul"] = run_one(
+            "matmul_peak",
+            sys.executable,
+            "matmul_peak.py",
+            ["--threads", str(a.threads)],
+            threads=a.threads,
+            timeout=300,
+            log_dir=log_dir,
+        )
         results["pretrain"] = bench_pretrain(a, pythons, log_dir)
         log("matmul peak again (after the pre-training row)")
-        results["matmul_after"] = run_one("matmul_peak_after", sys.executable, "matmul_peak.py",
-                                          ["--threads", str(a.threads)], threads=a.threads,
-                                          timeout=300, log_dir=log_dir)
+        results["matmul_after"] = run_one(
+            "matmul_peak_after",
+            sys.executable,
+            "matmul_peak.py",
+            ["--threads", str(a.threads)],
+            threads=a.threads,
+            timeout=300,
+            log_dir=log_dir,
+        )
 
     if "rnnt" in rows:
         results["rnnt"] = {}
         for mode in ("pruned", "full"):
             log(f"RNN-T loss: {mode}")
             results["rnnt"][mode] = run_one(
-                f"rnnt_{mode}", sys.executable, "rnnt_loss_bench.py",
+                f"rnnt_{mode}",
+                sys.executable,
+                "rnnt_loss_bench.py",
                 [mode, "--threads", str(a.threads), "--steps", str(a.steps)],
-                threads=a.threads, timeout=a.timeout, log_dir=log_dir)
+                threads=a.threads,
+                timeout=a.timeout,
+                log_dir=log_dir,
+            )
 
     if "fbank" in rows:
         results["fbank"] = {}
@@ -202,17 +290,28 @@ def main() -> None:
             for extractor in ("kaldifeat", "lhotse"):
                 log(f"fbank: {extractor}, {threads} thread(s)")
                 results["fbank"][f"{extractor}_{threads}"] = run_one(
-                    f"fbank_{extractor}_{threads}", sys.executable, "fbank_bench.py",
+                    f"fbank_{extractor}_{threads}",
+                    sys.executable,
+                    "fbank_bench.py",
                     [extractor, "--threads", str(threads), "--steps", str(max(a.steps, 20))],
-                    threads=threads, timeout=a.timeout, log_dir=log_dir)
+                    threads=threads,
+                    timeout=a.timeout,
+                    log_dir=log_dir,
+                )
 
     if "decode" in rows:
         results["decode"] = {}
         for backend in ("pytorch", "sherpa-onnx"):
             log(f"decoding RTF: {backend}, 1 thread")
             results["decode"][backend] = run_one(
-                f"decode_{backend}", sys.executable, "decode_rtf.py", [backend, "--threads", "1"],
-                threads=1, timeout=a.timeout, log_dir=log_dir)
+                f"decode_{backend}",
+                sys.executable,
+                "decode_rtf.py",
+                [backend, "--threads", "1"],
+                threads=1,
+                timeout=a.timeout,
+                log_dir=log_dir,
+            )
 
     if "profile" in rows:
         results["profile"] = {}
@@ -220,18 +319,34 @@ def main() -> None:
             name = f"ours-{10 * stride}ms"
             log(f"profile: {name}")
             results["profile"][name] = run_one(
-                f"profile_{name}", sys.executable, "profile_ours.py",
-                ["--frame-stride", str(stride), "--threads", str(a.threads), "--steps", "2",
-                 "--no-flops", "--table", str(log_dir / f"profile_{name}.txt")],
-                threads=a.threads, timeout=a.timeout, log_dir=log_dir)
+                f"profile_{name}",
+                sys.executable,
+                "profile_ours.py",
+                [
+                    "--frame-stride",
+                    str(stride),
+                    "--threads",
+                    str(a.threads),
+                    "--steps",
+                    "2",
+                    "--no-flops",
+                    "--table",
+                    str(log_dir / f"profile_{name}.txt"),
+                ],
+                threads=a.threads,
+                timeout=a.timeout,
+                log_dir=log_dir,
+            )
 
     results["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["total_wall_s"] = round(time.perf_counter() - t_start, 1)
     a.out_dir.mkdir(parents=True, exist_ok=True)
     (a.out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     write_report(results, a.out_dir / "BENCHMARKS.md")
-    log(f"wrote {a.out_dir / 'results.json'} and {a.out_dir / 'BENCHMARKS.md'} "
-        f"in {results['total_wall_s']:.0f} s")
+    log(
+        f"wrote {a.out_dir / 'results.json'} and {a.out_dir / 'BENCHMARKS.md'} "
+        f"in {results['total_wall_s']:.0f} s"
+    )
 
 
 if __name__ == "__main__":

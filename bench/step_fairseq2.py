@@ -16,7 +16,16 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _harness import count_flops, current_rss_mb, emit, peak_rss_mb, set_threads, step_summary, time_steps  # noqa: E402
+from _harness import (  # noqa: E402
+    count_flops,
+    current_rss_mb,
+    emit,
+    matmul_gflops,
+    peak_rss_mb,
+    set_threads,
+    step_summary,
+    time_steps,
+)
 from _step_args import step_parser  # noqa: E402
 
 
@@ -81,6 +90,7 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
         last["loss"] = float(loss.aggregate.detach())
 
+    peak_here = matmul_gflops()
     times = time_steps(step, warmup=a.warmup, steps=a.steps)
     hook.remove()
     result = step_summary(times, a.batch * a.seconds)
@@ -94,6 +104,7 @@ def main() -> None:
         frame_rate_hz=round(steps_seen[-1] / a.seconds, 2) if steps_seen else None,
         encoder_steps=steps_seen[-1] if steps_seen else None,
         flops_per_step=flops,
+        matmul_gflops=peak_here,
         peak_rss_mb=round(peak_rss_mb(), 1),
         rss_start_mb=round(rss_start, 1),
         final_loss=round(last["loss"], 3),

@@ -13,7 +13,16 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _harness import count_flops, current_rss_mb, emit, peak_rss_mb, set_threads, step_summary, time_steps  # noqa: E402
+from _harness import (  # noqa: E402
+    count_flops,
+    current_rss_mb,
+    emit,
+    matmul_gflops,
+    peak_rss_mb,
+    set_threads,
+    step_summary,
+    time_steps,
+)
 from _step_args import step_parser  # noqa: E402
 
 
@@ -66,8 +75,12 @@ def main() -> None:
     seq_len = int(model._get_feat_extract_output_lengths(torch.tensor(samples)))
 
     def make_masks():
-        mask = _compute_mask_indices((a.batch, seq_len), mask_prob=0.65, mask_length=10, min_masks=2)
-        neg = _sample_negative_indices((a.batch, seq_len), cfg.num_negatives, mask_time_indices=mask)
+        mask = _compute_mask_indices(
+            (a.batch, seq_len), mask_prob=0.65, mask_length=10, min_masks=2
+        )
+        neg = _sample_negative_indices(
+            (a.batch, seq_len), cfg.num_negatives, mask_time_indices=mask
+        )
         return torch.tensor(mask, dtype=torch.bool), torch.tensor(neg, dtype=torch.long)
 
     last = {}
@@ -80,6 +93,7 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
         last["loss"] = float(out.loss.detach())
 
+    peak_here = matmul_gflops()
     times = time_steps(step, warmup=a.warmup, steps=a.steps)
     result = step_summary(times, a.batch * a.seconds)
     flops = None
@@ -95,6 +109,7 @@ def main() -> None:
         frame_rate_hz=round(seq_len / a.seconds, 2),
         encoder_steps=seq_len,
         flops_per_step=flops,
+        matmul_gflops=peak_here,
         peak_rss_mb=round(peak_rss_mb(), 1),
         rss_start_mb=round(rss_start, 1),
         final_loss=round(last["loss"], 3),

@@ -17,7 +17,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from _harness import count_flops, current_rss_mb, emit, peak_rss_mb, set_threads, step_summary, time_steps  # noqa: E402
+from _harness import (  # noqa: E402
+    count_flops,
+    current_rss_mb,
+    emit,
+    matmul_gflops,
+    peak_rss_mb,
+    set_threads,
+    step_summary,
+    time_steps,
+)
 from _step_args import step_parser  # noqa: E402
 
 
@@ -47,10 +56,19 @@ def bench_config(a, preset: str = "base"):
 
 def ours_parser():
     p = step_parser(__doc__.splitlines()[0])
-    p.add_argument("--frame-stride", type=int, default=4, choices=[2, 4],
-                   help="fbank frames per encoder step: 4 = 40 ms, 2 = 20 ms")
-    p.add_argument("--fe-channels", type=int, default=None,
-                   help="Conv2d channels of the feature encoder (default: the base preset's)")
+    p.add_argument(
+        "--frame-stride",
+        type=int,
+        default=4,
+        choices=[2, 4],
+        help="fbank frames per encoder step: 4 = 40 ms, 2 = 20 ms",
+    )
+    p.add_argument(
+        "--fe-channels",
+        type=int,
+        default=None,
+        help="Conv2d channels of the feature encoder (default: the base preset's)",
+    )
     return p
 
 
@@ -83,8 +101,11 @@ def build(a):
         opt.zero_grad(set_to_none=True)
         state["updates"] += 1
         model.set_num_updates(state["updates"])
-        state.update(loss=float(loss.aggregate.detach()), steps=int(out.seq_lens.max()),
-                     masked=int(out.num_masked.sum()))
+        state.update(
+            loss=float(loss.aggregate.detach()),
+            steps=int(out.seq_lens.max()),
+            masked=int(out.num_masked.sum()),
+        )
 
     return cfg, model, step, forward_backward, state
 
@@ -98,6 +119,7 @@ def main() -> None:
     rss_start = current_rss_mb()
     cfg, model, step, forward_backward, state = build(a)
     params = sum(p.numel() for p in model.parameters())
+    peak_here = matmul_gflops()
     times = time_steps(step, warmup=a.warmup, steps=a.steps)
     result = step_summary(times, a.batch * a.seconds)
     flops = None
@@ -112,6 +134,7 @@ def main() -> None:
         masked_fraction=round(state["masked"] / (state["steps"] * a.batch), 3),
         feature_encoder_channels=cfg.feature_encoder_channels,
         flops_per_step=flops,
+        matmul_gflops=peak_here,
         peak_rss_mb=round(peak_rss_mb(), 1),
         rss_start_mb=round(rss_start, 1),
         final_loss=round(state["loss"], 3),
