@@ -58,7 +58,9 @@ def _naive_greedy(model: Transducer, encoder_out: Tensor, length: int) -> list[i
 
 
 def _exact_best_sequence(model: Transducer, encoder_out: Tensor, length: int) -> list[int]:
-    """Sums the probability of all alignments (a symbol or blank per frame) per token sequence."""
+    """Sums the probability of all alignments (a symbol or blank per frame) per token sequence;
+    the best by log-probability per symbol of the context-padded sequence (icefall's and
+    sherpa-onnx's length normalisation)."""
     decoder, blank = model.decoder, model.blank_id
     c = decoder.context_size
     vocab = model.joiner.output_linear.out_features
@@ -83,7 +85,7 @@ def _exact_best_sequence(model: Transducer, encoder_out: Tensor, length: int) ->
         totals[prefix] = float(
             torch.logaddexp(torch.tensor(totals.get(prefix, -math.inf)), torch.tensor(score))
         )
-    return list(max(totals, key=totals.get))
+    return list(max(totals, key=lambda seq: totals[seq] / (c + len(seq))))
 
 
 @pytest.mark.parametrize("context_size", [1, 2, 3])

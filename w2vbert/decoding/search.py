@@ -167,7 +167,8 @@ def modified_beam_search(
         beam: B, hypotheses kept per utterance.
         unk_id: when given, extending by this token counts as blank (sherpa-onnx's rule).
     Returns:
-        N token-id lists (the highest log-probability hypothesis), in the input order.
+        N token-id lists (the best hypothesis by length-normalised log-probability), in the
+        input order.
     """
     if beam < 1:
         raise ValueError(f"`beam` must be >= 1, but is {beam} instead.")
@@ -238,7 +239,12 @@ def modified_beam_search(
         dec_proj = torch.cat([sub_proj, dec_proj[rows:]])
         state = tuple(torch.cat([ss, s[rows:]]) for ss, s in zip(sub_state, state))
 
-    best = log_probs.argmax(dim=-1).tolist()
+    # The winner is chosen by log-probability per symbol of the context-padded sequence, as
+    # icefall's and sherpa-onnx's `get_most_probable(length_norm=True)` do.
+    context_size = getattr(decoder, "context_size", 1)
+    lengths = torch.tensor([[context_size + len(seq) for seq in row] for row in seqs],
+                           dtype=log_probs.dtype, device=device)  # (N, B)
+    best = (log_probs / lengths).argmax(dim=-1).tolist()
     return _unsort([list(seqs[i][b]) for i, b in enumerate(best)], order)
 
 
