@@ -25,6 +25,7 @@ def test_resume_from_a_checkpoint_of_another_world_size_is_refused_naming_it(tmp
     ckpt_io.atomic_torch_save(ckpt, newest)
     trainer = toy_training.build_trainer(toy_training.toy_config(tmp_path, num_epochs=2))
     with pytest.raises(
-        ValueError, match=rf"Checkpoint {newest} was written with --world-size 2, but this run has 1"
+        ValueError,
+        match=rf"Checkpoint {newest} was written with --world-size 2, but this run has 1",
     ):
         trainer.maybe_resume()
