@@ -29,3 +29,13 @@ def test_resume_from_a_checkpoint_of_another_world_size_is_refused_naming_it(tmp
         match=rf"Checkpoint {newest} was written with --world-size 2, but this run has 1",
     ):
         trainer.maybe_resume()
+
+
+def test_a_finished_run_started_again_trains_nothing_and_writes_no_file(tmp_path):
+    toy_training.build_trainer(toy_training.toy_config(tmp_path, num_epochs=1)).train()
+    files = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.pt")}
+    again = toy_training.build_trainer(toy_training.toy_config(tmp_path, num_epochs=1))
+    assert again.maybe_resume() == tmp_path / "epoch-1.pt"
+    steps = again.state.batch_idx_train
+    assert again.train().batch_idx_train == steps > 0
+    assert {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.pt")} == files
