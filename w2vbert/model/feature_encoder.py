@@ -97,17 +97,21 @@ class FbankFeatureEncoder(nn.Module):
         """Encoder steps for ``seq_lens`` input frames (see :func:`output_lengths`)."""
         return output_lengths(seq_lens, self.frame_stride)
 
-    def _normalize(self, x: Tensor, valid: Tensor, x_lens: Tensor) -> Tensor:
-        # x: (N, T, F); valid: (N, T, 1) float
+    def _normalize(self, x: Tensor, valid: Tensor | None, x_lens: Tensor) -> Tensor:
+        # x: (N, T, F); valid: (N, T, 1) float, or None when no frame is padding
         if self.input_norm == "utterance":
+            if valid is None:
+                centred = x - x.mean(dim=1, keepdim=True)
+                var = centred.square().mean(dim=1, keepdim=True)  # (N, 1, F)
+                return centred * torch.rsqrt(var + 1e-5)
             count = x_lens.clamp(min=1).to(x.dtype).view(-1, 1, 1)  # (N, 1, 1)
             mean = (x * valid).sum(dim=1, keepdim=True) / count  # (N, 1, F)
             centred = (x - mean) * valid
             var = centred.square().sum(dim=1, keepdim=True) / count
             return centred * torch.rsqrt(var + 1e-5)
         if self.frame_norm is not None:
-            return self.frame_norm(x) * valid
-        return x * valid
+            x = self.frame_norm(x)
+        return x if valid is None else x * valid
 
     def forward(self, x: Tensor, x_lens: Tensor) -> tuple[Tensor, Tensor]:
         """Encode fbank frames.
@@ -124,14 +128,23 @@ class FbankFeatureEncoder(nn.Module):
                 f"`x` must be (N, T, {self.num_mel_bins}), but has shape {tuple(x.shape)} instead."
             )
         num_frames = x.size(1)
-        valid = (~make_padding_mask(x_lens, num_frames)).unsqueeze(2).to(x.dtype)  # (N, T, 1)
+        # Without padding the masks are all ones: skip the multiplications (they cost a pass over
+        # the (N, C, T1, F1) tensor each way). Tracing/export always builds them.
+        exporting = torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+        padded = exporting or not bool((x_lens == num_frames).all())
+        valid = None
+        if padded:
+            valid = (~make_padding_mask(x_lens, num_frames)).unsqueeze(2).to(x.dtype)  # (N, T, 1)
         x = self._normalize(x, valid, x_lens)
 
-        h = torch.relu(self.conv1(x.unsqueeze(1)))  # (N, 1, T, F) -> (N, C, T1, F1)
+        # In-place ReLU: the convolutions' backward needs their inputs, not their outputs, and
+        # ReLU's backward needs only its result, so overwriting the conv output is safe.
+        h = self.conv1(x.unsqueeze(1)).relu_()  # (N, 1, T, F) -> (N, C, T1, F1)
         lens1 = _halve(x_lens)
-        valid1 = ~make_padding_mask(lens1, h.size(2))  # (N, T1)
-        h = h * valid1.view(h.size(0), 1, -1, 1).to(h.dtype)
-        h = torch.relu(self.conv2(h))  # (N, C, T1, F1) -> (N, C, S, F2)
+        if padded:
+            valid1 = ~make_padding_mask(lens1, h.size(2))  # (N, T1)
+            h = h * valid1.view(h.size(0), 1, -1, 1).to(h.dtype)
+        h = self.conv2(h).relu_()  # (N, C, T1, F1) -> (N, C, S, F2)
         seq_lens = lens1 if self.frame_stride == 2 else _halve(lens1)
 
         n, c, s, f = h.shape
