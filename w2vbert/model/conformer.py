@@ -95,11 +95,18 @@ class RotarySelfAttention(nn.Module):
             (N, S, M).
         """
         n, s, m = x.shape
+        # One permuted view (3, N, H, S, D); split (not slicing) so the backward is one cat
+        # instead of zero-filled full-size gradients per slice.
         qkv = self.qkv(self.norm(x)).view(n, s, 3, self.num_heads, self.head_dim)
-        qk = apply_rotary(qkv[:, :, :2], cos.to(qkv.dtype), sin.to(qkv.dtype))  # (N, S, 2, H, D)
-        q = qk[:, :, 0].transpose(1, 2)  # (N, S, H, D) -> (N, H, S, D)
-        k = qk[:, :, 1].transpose(1, 2)
-        v = qkv[:, :, 2].transpose(1, 2)
+        qk, v = qkv.permute(2, 0, 3, 1, 4).split((2, 1), dim=0)  # (2, N, H, S, D), (1, N, H, S, D)
+        cos_h = cos.reshape(s, -1).to(qkv.dtype)  # (S, D/2)
+        sin_h = sin.reshape(s, -1).to(qkv.dtype)
+        cos_f = torch.cat((cos_h, cos_h), dim=-1)  # (S, D)
+        sin_f = torch.cat((-sin_h, sin_h), dim=-1)  # sign of the rotation folded into the table
+        x1, x2 = qk.chunk(2, dim=-1)
+        qk = qk * cos_f + torch.cat((x2, x1), dim=-1) * sin_f  # = apply_rotary, two multiplies
+        q, k = qk.unbind(0)  # (N, H, S, D) each
+        v = v.squeeze(0)
         dropout_p = self.attn_dropout_p if self.training else 0.0
         h = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
         h = h.transpose(1, 2).reshape(n, s, m)  # (N, H, S, D) -> (N, S, M)
@@ -190,7 +197,7 @@ class ConformerEncoder(nn.Module):
             return seqs
         n, s, _ = seqs.shape
         cos, sin = rotary_tables(s, self.head_dim, self.rotary_base, seqs.device, seqs.dtype)
-        cos = cos.view(s, 1, 1, -1)  # broadcast over (N, S, 2, H, D/2)
+        cos = cos.view(s, 1, 1, -1)  # the blocks' contract: (S, 1, 1, D/2)
         sin = sin.view(s, 1, 1, -1)
         if padding_mask is None:
             attn_mask, valid = None, None
