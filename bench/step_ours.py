@@ -78,11 +78,15 @@ def build(a):
 
     from w2vbert.model.w2vbert import create_w2vbert_model
     from w2vbert.objectives.w2vbert_loss import w2vbert_loss
+    from w2vbert.training.config import TrainingConfig
+    from w2vbert.training.optim import create_optimizer
 
     cfg = bench_config(a)
     model = create_w2vbert_model(cfg)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr)
+    # The optimizer that pre-training builds (fused AdamW on CPU; the project's Adam settings).
+    opt_config = TrainingConfig(optimizer="adamw", base_lr=a.lr, weight_decay=0.01)
+    opt = create_optimizer(model.parameters(), opt_config)
     frames = int(round(a.seconds * 100))  # 10 ms fbank hop
     x = torch.randn(a.batch, frames, cfg.num_mel_bins)
     x_lens = torch.full((a.batch,), frames, dtype=torch.int64)

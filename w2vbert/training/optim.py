@@ -63,15 +63,35 @@ def param_groups_with_scales(
     return out
 
 
+_FUSED_DEVICES = ("cpu", "cuda")  # torch's fused Adam/AdamW kernels (CPU since torch 2.4)
+
+
+def _implementation(params: list[nn.Parameter]) -> dict[str, bool]:
+    """``fused=True`` when every parameter is a floating-point tensor on a device with fused
+    Adam kernels (CPU and CUDA included), else ``{}`` (torch's default: foreach on CUDA).
+
+    On CPU the fused kernel is ~3x faster than the per-parameter loop that torch picks by default
+    (and than foreach). Results differ from the loop in the last bits, so a run must resume with
+    the implementation it started with: ``load_state_dict`` restores the saved groups' ``fused``.
+    """
+    if params and all(p.is_floating_point() and p.device.type in _FUSED_DEVICES for p in params):
+        return {"fused": True}
+    return {}
+
+
 def create_optimizer(
     params: Iterable[nn.Parameter] | list[dict[str, Any]], config: TrainingConfig
 ) -> torch.optim.Optimizer:
-    """Adam or AdamW (``config.optimizer``) with lr ``config.base_lr`` (the schedule sets it per step)."""
+    """Adam or AdamW (``config.optimizer``) with lr ``config.base_lr`` (the schedule sets it per
+    step); the fused implementation where the parameters allow it (see :func:`_implementation`)."""
+    params = list(params)
+    flat = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
     kwargs = dict(
         lr=config.base_lr,
         betas=(config.adam_beta1, config.adam_beta2),
         eps=config.adam_eps,
         weight_decay=config.weight_decay,
+        **_implementation(flat),
     )
     if config.optimizer == "adamw":
         return torch.optim.AdamW(params, **kwargs)
