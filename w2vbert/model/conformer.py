@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from w2vbert.model.dropout import dropout
+
 
 def rotary_tables(
     num_steps: int, head_dim: int, base: float, device: torch.device, dtype: torch.dtype
@@ -59,8 +61,8 @@ class FeedForward(nn.Module):
         """(N, S, M) -> (N, S, M)."""
         h = F.silu(self.inner(self.norm(x)))
         if self.inner_dropout_p > 0.0:  # on the wide (N, S, F) tensor: costly on CPU
-            h = F.dropout(h, self.inner_dropout_p, self.training)
-        return F.dropout(self.outer(h), self.dropout_p, self.training)
+            h = dropout(h, self.inner_dropout_p, self.training)
+        return dropout(self.outer(h), self.dropout_p, self.training)
 
 
 class RotarySelfAttention(nn.Module):
@@ -110,7 +112,7 @@ class RotarySelfAttention(nn.Module):
         dropout_p = self.attn_dropout_p if self.training else 0.0
         h = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
         h = h.transpose(1, 2).reshape(n, s, m)  # (N, H, S, D) -> (N, S, M)
-        return F.dropout(self.out(h), self.dropout_p, self.training)
+        return dropout(self.out(h), self.dropout_p, self.training)
 
 
 class ConvModule(nn.Module):
@@ -137,7 +139,7 @@ class ConvModule(nn.Module):
             h = h * valid
         h = self.depthwise(h.transpose(1, 2)).transpose(1, 2)  # conv over S on (N, M, S)
         h = self.pointwise2(F.silu(self.depthwise_norm(h)))
-        return F.dropout(h, self.dropout_p, self.training)
+        return dropout(h, self.dropout_p, self.training)
 
 
 class ConformerBlock(nn.Module):

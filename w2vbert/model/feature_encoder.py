@@ -10,6 +10,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from w2vbert.model.dropout import Dropout
 from w2vbert.model.masking import make_padding_mask
 
 InputNorm = Literal["utterance", "frame", "none"]
@@ -91,7 +92,7 @@ class FbankFeatureEncoder(nn.Module):
         freq_out = _halve(_halve(num_mel_bins))
         self.proj = nn.Linear(num_channels * int(freq_out), model_dim)
         self.layer_norm = nn.LayerNorm(model_dim)
-        self.dropout = nn.Dropout(dropout_p)
+        self.dropout = Dropout(dropout_p)
 
     def output_lengths(self, seq_lens: Tensor | int) -> Tensor | int:
         """Encoder steps for ``seq_lens`` input frames (see :func:`output_lengths`)."""
