@@ -61,9 +61,6 @@ class W2VBertConfig:
     """Masked span length, in encoder steps."""
     min_num_mask_spans: int = 1
     """Minimum masked spans per utterance."""
-    feature_grad_scale: float = 1.0
-    """Gradient into the feature encoder during pre-training x this (wav2vec 2.0's
-    ``feature_grad_mult``, 0.1 there): slows the drift of the quantizer's targets."""
 
     # Quantizer
     num_codebooks: int = 1
@@ -111,7 +108,6 @@ class W2VBertConfig:
             "attn_dropout_p",
             "ffn_inner_dropout_p",
             "mask_p",
-            "feature_grad_scale",
         ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 p.append(f"`{name}` must be in [0, 1], but is {getattr(self, name)} instead.")
@@ -207,7 +203,6 @@ def mini() -> W2VBertConfig:
         num_mlm_layers=3,
         num_codebook_entries=320,
         codebook_dim=192,
-        feature_grad_scale=0.1,
     )
 
 

@@ -117,11 +117,9 @@ class W2VBertModel(nn.Module):
         mask_p: float,
         mask_span_len: int,
         min_num_mask_spans: int = 1,
-        feature_grad_scale: float = 1.0,
     ) -> None:
         """
         Args:
-            feature_grad_scale: gradient into the feature encoder x this (1: unchanged).
             final_proj: Linear(M, C) on the context at masked steps; ``None`` = no contrastive loss.
             mlm_head: Linear(M, G*V) on the MLM module's output at masked steps; ``None`` = no MLM.
         """
@@ -135,7 +133,6 @@ class W2VBertModel(nn.Module):
         self.mask_p = mask_p
         self.mask_span_len = mask_span_len
         self.min_num_mask_spans = min_num_mask_spans
-        self.feature_grad_scale = feature_grad_scale
 
     def set_num_updates(self, num_updates: int) -> None:
         """Call once per optimiser step: anneals the quantizer's Gumbel temperature."""
@@ -151,10 +148,6 @@ class W2VBertModel(nn.Module):
             generator: for the span mask and the random vectors (global RNG if ``None``).
         """
         feats, seq_lens = self.encoder.feature_encoder(x, x_lens)  # (N, S, M)
-        if self.feature_grad_scale != 1.0 and torch.is_grad_enabled():
-            # same values, gradient scaled (wav2vec 2.0's GradMultiply)
-            scale = self.feature_grad_scale
-            feats = feats * scale + feats.detach() * (1.0 - scale)
         num_seqs, num_steps, _ = feats.shape
         mask = compute_span_mask(
             seq_lens, num_steps, self.mask_p, self.mask_span_len, self.min_num_mask_spans,
@@ -273,5 +266,4 @@ def create_w2vbert_model(config: W2VBertConfig) -> W2VBertModel:
         mask_p=config.mask_p,
         mask_span_len=config.mask_span_len,
         min_num_mask_spans=config.min_num_mask_spans,
-        feature_grad_scale=config.feature_grad_scale,
     )
