@@ -21,8 +21,11 @@ _pretrain() {  # _pretrain EXP_DIR [more flags]: stage 4's command (also used by
 }
 
 _finetune() {  # _finetune EXP_DIR INIT_FROM [more flags]: stage 5's command (also used by stage 8)
-  local dir=$1 init=$2; shift 2
-  python -m w2vbert.finetune --exp-dir "$dir" --init-from "$init" --model-preset "$pretrain_preset" \
+  local dir=$1 init=$2 preset=(); shift 2
+  # from a checkpoint the encoder's configuration is the checkpoint's (the ablations move blocks
+  # between the contrastive and MLM modules); from scratch it is the preset's
+  [ "$init" = none ] && preset=(--model-preset "$pretrain_preset")
+  python -m w2vbert.finetune --exp-dir "$dir" --init-from "$init" "${preset[@]}" \
     --bpe-model "$lang_dir/bpe.model" \
     --train-cuts "$(_cuts "$(_first $train_parts)")" --valid-cuts "$(_cuts "$(_first $dev_parts)")" \
     --num-epochs "$finetune_epochs" --max-duration "$finetune_max_duration" \
