@@ -160,3 +160,29 @@ def test_code_usage_monitor_warns_once_per_window_when_usage_collapses(caplog):
         monitor.update(0.01, step)
     # the window is all low from step 9 on; then at most one warning per 5 batches: steps 9, 14, 19
     assert caplog.text.count("Codebook collapse?") == 3
+
+
+def test_quantizer_param_group_has_its_own_lr_scale_and_frozen_steps():
+    from w2vbert.model.config import get_w2vbert_config
+    from w2vbert.model.w2vbert import create_w2vbert_model
+    from w2vbert.training.config import TrainingConfig
+    from w2vbert.training.optim import create_optimizer, create_scheduler
+    from w2vbert.training.pretraining import PretrainOptions, pretrain_param_groups
+
+    model = create_w2vbert_model(get_w2vbert_config("tiny"))
+    options = PretrainOptions(quantizer_lr_scale=0.1, quantizer_frozen_steps=2)
+    groups = pretrain_param_groups(model, options)
+    assert [g["name"] for g in groups] == ["model", "quantizer"]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in model.quantizer.parameters()}
+    count = sum(len(g["params"]) for g in groups)
+    assert count == len(list(model.parameters()))
+    train = TrainingConfig(base_lr=1e-3, warmup_steps=0)
+    optimizer = create_optimizer(groups, train)
+    scheduler = create_scheduler(optimizer, train)
+    lrs = []
+    for _ in range(4):
+        lrs.append([g["lr"] for g in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == [1e-3, 0.0] and lrs[1] == [1e-3, 0.0]
+    assert lrs[2] == pytest.approx([1e-3, 1e-4]) and lrs[3] == pytest.approx([1e-3, 1e-4])

@@ -187,3 +187,43 @@ def test_every_parameter_of_the_default_model_gets_a_gradient():
     w2vbert_loss(model(*_batch())).aggregate.backward()
     unused = [name for name, p in model.named_parameters() if p.grad is None]
     assert unused == []
+
+
+def test_stacked_input_is_the_normalised_fbank_stacked_per_encoder_step():
+    model = create_w2vbert_model(_tiny())
+    fe = model.encoder.feature_encoder
+    x, x_lens = _batch()
+    stacked = fe.stacked_input(x, x_lens)  # (N, S, 4 * 80)
+    feats, seq_lens = fe(x, x_lens)
+    assert stacked.shape == (3, feats.size(1), 4 * 80)
+    # utterance 1 alone (77 valid frames): per-bin mean/var normalisation, 4 frames per step
+    xs = x[1, :77]
+    norm = (xs - xs.mean(0)) / (xs.var(0, unbiased=False) + 1e-5).sqrt()
+    s = int(seq_lens[1])
+    padded = torch.cat((norm, norm.new_zeros(4 * s - 77, 80)))
+    torch.testing.assert_close(stacked[1, :s], padded.reshape(s, 320), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("quantizer_input", ["fbank", "features"])
+def test_quantizer_input_selects_what_the_quantizer_sees(quantizer_input):
+    config = _tiny(quantizer_input=quantizer_input)
+    model = create_w2vbert_model(config)
+    expected = 4 * 80 if quantizer_input == "fbank" else config.model_dim
+    assert model.quantizer.weight_proj.in_features == expected
+    out = model(*_batch())
+    w2vbert_loss(out, **config.loss_kwargs()).aggregate.backward()
+    grads = [p.grad for p in model.encoder.feature_encoder.parameters()]
+    assert all(g is not None for g in grads)
+
+
+def test_target_projection_and_learned_mask_vector_get_gradients():
+    model = create_w2vbert_model(_tiny())
+    assert model.target_proj is not None and model.mask_embed is not None
+    out = model(*_batch())
+    w2vbert_loss(out, **_tiny().loss_kwargs()).aggregate.backward()
+    assert model.target_proj.weight.grad.abs().sum() > 0
+    assert model.mask_embed.grad.abs().sum() > 0
+    plain = create_w2vbert_model(_tiny(target_proj=False, mask_fill="random"))
+    assert plain.target_proj is None and plain.mask_embed is None
+    assert plain(*_batch()).quantized_targets.size(1) == out.quantized_targets.size(1)
+

@@ -52,6 +52,11 @@ _compare() {  # stage 8: (a) scratch, (c) contrastive only, (d) MLM only; (b) is
   for obj in contrastive mlm; do
     _pretrain "$c/pretrain-$obj" --objective "$obj" || return 1
   done
+  # claim 3 (codebook collapse) with the quantizer on the learned features, pre-training only
+  for obj in w2vbert mlm; do
+    _pretrain "$c/pretrain-features-$obj" --objective "$obj" --quantizer-input features \
+      --num-epochs "${compare_features_epochs:-2}" || return 1
+  done
   _finetune "$c/finetune-scratch" none || return 1
   for obj in contrastive mlm; do
     _finetune "$c/finetune-$obj" "$c/pretrain-$obj/epoch-$pretrain_epochs.pt" || return 1

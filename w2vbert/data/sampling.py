@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 from lhotse import CutSet
-from lhotse.dataset import DynamicBucketingSampler
+from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
 from lhotse.dataset.sampling.base import CutSampler
 
 from w2vbert.training.dataclass_args import add_dataclass_arguments, dataclass_from_args
@@ -36,6 +36,12 @@ class DataConfig:
     )
     valid_cuts: Path | None = _f(None, "Validation CutSet (optional).")
     max_duration: float = _f(200.0, "Seconds of audio per batch (per rank).")
+    valid_max_duration: float | None = _f(
+        None,
+        "Seconds of audio per validation batch (default: --max-duration). Pre-training's code "
+        "usage is counted per batch, so a batch holding the whole dev set gives the share of "
+        "codebook entries used on it.",
+    )
     num_buckets: int = _f(30, "Duration buckets of the DynamicBucketingSampler.")
     shuffle: bool = _f(True, "Shuffle training cuts (seeded by --seed and the epoch).")
     drop_last: bool = _f(
@@ -59,6 +65,10 @@ class DataConfig:
         problems = []
         if self.max_duration <= 0:
             problems.append(f"`max_duration` must be > 0, but is {self.max_duration} instead.")
+        if self.valid_max_duration is not None and self.valid_max_duration <= 0:
+            problems.append(
+                f"`valid_max_duration` must be > 0, but is {self.valid_max_duration} instead."
+            )
         if self.num_buckets < 2:
             problems.append(f"`num_buckets` must be >= 2, but is {self.num_buckets} instead.")
         if self.num_workers < 0:
@@ -98,7 +108,20 @@ def create_sampler(
     rank: int = 0,
     seed: int = 0,
 ) -> DynamicBucketingSampler:
-    """A DynamicBucketingSampler over ``cuts``; each rank gets its own share of every step's batches."""
+    """A DynamicBucketingSampler over ``cuts``; each rank gets its own share of every step's batches.
+
+    Validation with ``config.valid_max_duration`` set uses a plain SimpleCutSampler instead (no
+    duration buckets), so that a large enough value puts the whole dev set in one batch.
+    """
+    if not train and config.valid_max_duration is not None:
+        return SimpleCutSampler(
+            cuts,
+            max_duration=config.valid_max_duration,
+            shuffle=False,
+            world_size=world_size,
+            rank=rank,
+            seed=seed,
+        )
     return DynamicBucketingSampler(
         cuts,
         max_duration=config.max_duration,

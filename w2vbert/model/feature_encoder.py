@@ -114,6 +114,24 @@ class FbankFeatureEncoder(nn.Module):
             x = self.frame_norm(x)
         return x if valid is None else x * valid
 
+    def stacked_input(self, x: Tensor, x_lens: Tensor) -> Tensor:
+        """The normalised fbank, ``frame_stride`` frames stacked per encoder step (no parameters
+        are learned on this path except the optional frame LayerNorm).
+
+        Args:
+            x: (N, T, F) log-mel filterbanks; x_lens: (N,) valid frames.
+
+        Returns:
+            (N, S, frame_stride * F), S = ``output_lengths(T)``; step s stacks frames
+            ``[s * stride, (s + 1) * stride)`` (zero beyond ``x_lens``).
+        """
+        n, t, f = x.shape
+        valid = (~make_padding_mask(x_lens, t)).unsqueeze(2).to(x.dtype)  # (N, T, 1)
+        x = self._normalize(x, valid, x_lens)
+        s = int(self.output_lengths(t))
+        x = nn.functional.pad(x, (0, 0, 0, s * self.frame_stride - t))  # (N, S * stride, F)
+        return x.reshape(n, s, self.frame_stride * f)
+
     def forward(self, x: Tensor, x_lens: Tensor) -> tuple[Tensor, Tensor]:
         """Encode fbank frames.
 

@@ -5,7 +5,7 @@ C codevector dim, G codebooks, V entries per codebook.
 
 Pre-training forward (Chung et al. 2021):
 feature encoder -> span mask -> the *unmasked* features at masked steps go to the quantizer
-(targets: codevectors and code ids) -> masked steps replaced by random vectors -> contrastive
+(targets: codevectors and code ids) -> masked steps replaced by a learned vector (or random vectors) -> contrastive
 module -> context -> projection to C at masked steps (contrastive loss); MLM module on the
 context -> linear head to G*V logits at masked steps (MLM loss). Losses are computed by
 ``w2vbert.objectives.w2vbert_loss``.
@@ -85,7 +85,8 @@ class W2VBertOutput:
     num_masked: Tensor
     """(N,) int64 masked steps per utterance (sums to B)."""
     quantized_targets: Tensor
-    """(B, C) quantizer codevectors of the unmasked features (contrastive positives)."""
+    """(B, C) quantizer codevectors of the unmasked features, through the target projection when
+    the model has one (contrastive positives)."""
     target_ids: Tensor
     """(B, G) int64 code ids (MLM targets; discrete, so no gradient)."""
     projected_context: Tensor | None
@@ -114,14 +115,21 @@ class W2VBertModel(nn.Module):
         *,
         final_proj: nn.Linear | None,
         mlm_head: nn.Linear | None,
+        target_proj: nn.Linear | None = None,
         mask_p: float,
         mask_span_len: int,
         min_num_mask_spans: int = 1,
+        quantizer_input: str = "features",
+        mask_embed: bool = False,
     ) -> None:
         """
         Args:
             final_proj: Linear(M, C) on the context at masked steps; ``None`` = no contrastive loss.
             mlm_head: Linear(M, G*V) on the MLM module's output at masked steps; ``None`` = no MLM.
+            target_proj: Linear(C, C) on the codevectors (contrastive targets); ``None`` = none.
+            quantizer_input: ``"fbank"`` (stacked normalised fbank) or ``"features"`` (the
+                feature encoder's output), see ``W2VBertConfig.quantizer_input``.
+            mask_embed: replace masked steps by one learned vector (else by random vectors).
         """
         super().__init__()
         if final_proj is None and mlm_head is None:
@@ -130,9 +138,14 @@ class W2VBertModel(nn.Module):
         self.quantizer = quantizer
         self.final_proj = final_proj
         self.mlm_head = mlm_head
+        self.target_proj = target_proj
         self.mask_p = mask_p
         self.mask_span_len = mask_span_len
         self.min_num_mask_spans = min_num_mask_spans
+        self.quantizer_input = quantizer_input
+        self.mask_embed = None
+        if mask_embed:
+            self.mask_embed = nn.Parameter(torch.empty(encoder.output_dim).uniform_())
 
     def set_num_updates(self, num_updates: int) -> None:
         """Call once per optimiser step: anneals the quantizer's Gumbel temperature."""
@@ -145,7 +158,7 @@ class W2VBertModel(nn.Module):
 
         Args:
             x: (N, T, 80) log-mel filterbanks; x_lens: (N,) valid frames.
-            generator: for the span mask and the random vectors (global RNG if ``None``).
+            generator: for the span mask and any random vectors (global RNG if ``None``).
         """
         feats, seq_lens = self.encoder.feature_encoder(x, x_lens)  # (N, S, M)
         num_seqs, num_steps, _ = feats.shape
@@ -155,19 +168,29 @@ class W2VBertModel(nn.Module):
         )  # fmt: skip
         num_masked = mask.sum(dim=1)  # (N,)
 
-        q = self.quantizer(feats[mask])  # unmasked features at masked steps: (B, M)
+        if self.quantizer_input == "fbank":
+            q_in = self.encoder.feature_encoder.stacked_input(x, x_lens)  # (N, S, stride * F)
+        else:
+            q_in = feats  # (N, S, M)
+        q = self.quantizer(q_in[mask])  # unmasked input at masked steps: (B, M or stride * F)
 
         padding_mask = _padding_mask_or_none(seq_lens, num_steps)
-        noise = torch.randn(
-            feats.shape, generator=generator, device=feats.device, dtype=feats.dtype
-        )
-        noise = noise * _feature_std(feats.detach(), padding_mask)
-        masked = torch.where(mask.unsqueeze(2), noise, feats)  # random vectors at masked steps
+        if self.mask_embed is not None:
+            fill = self.mask_embed.to(feats.dtype).expand_as(feats)  # one learned vector
+        else:  # random vectors with the features' standard deviation
+            fill = torch.randn(
+                feats.shape, generator=generator, device=feats.device, dtype=feats.dtype
+            )
+            fill = fill * _feature_std(feats.detach(), padding_mask)
+        masked = torch.where(mask.unsqueeze(2), fill, feats)
 
         context = self.encoder.contrastive(masked, padding_mask)  # (N, S, M)
         projected = None
+        targets = q.quantized  # (B, C)
         if self.final_proj is not None:
             projected = self.final_proj(context[mask])  # (B, M) -> (B, C)
+            if self.target_proj is not None:
+                targets = self.target_proj(targets)
         mlm_logits = None
         if self.mlm_head is not None:
             mlm_out = self.encoder.mlm(context, padding_mask)[mask]  # (B, M)
@@ -178,7 +201,7 @@ class W2VBertModel(nn.Module):
             mask=mask,
             seq_lens=seq_lens,
             num_masked=num_masked,
-            quantized_targets=q.quantized,
+            quantized_targets=targets,
             target_ids=q.code_ids,
             projected_context=projected,
             mlm_logits=mlm_logits,
@@ -243,8 +266,11 @@ def create_w2vbert_model(config: W2VBertConfig) -> W2VBertModel:
     """The pre-training model. The contrastive projection exists iff ``contrastive_weight > 0``,
     the MLM head iff ``mlm_weight > 0``."""
     encoder = create_w2vbert_encoder(config)
+    quantizer_input_dim = config.model_dim
+    if config.quantizer_input == "fbank":
+        quantizer_input_dim = config.frame_stride * config.num_mel_bins
     quantizer = GumbelVectorQuantizer(
-        input_dim=config.model_dim,
+        input_dim=quantizer_input_dim,
         num_codebooks=config.num_codebooks,
         num_entries=config.num_codebook_entries,
         codebook_dim=config.codebook_dim,
@@ -252,9 +278,11 @@ def create_w2vbert_model(config: W2VBertConfig) -> W2VBertModel:
         min_temp=config.gumbel_min_temp,
         temp_decay=config.gumbel_temp_decay,
     )
-    final_proj = None
+    final_proj = target_proj = None
     if config.contrastive_weight > 0.0:
         final_proj = nn.Linear(config.model_dim, config.codebook_dim)
+        if config.target_proj:
+            target_proj = nn.Linear(config.codebook_dim, config.codebook_dim)
     mlm_head = None
     if config.mlm_weight > 0.0:
         mlm_head = nn.Linear(config.model_dim, config.num_codebooks * config.num_codebook_entries)
@@ -263,7 +291,10 @@ def create_w2vbert_model(config: W2VBertConfig) -> W2VBertModel:
         quantizer,
         final_proj=final_proj,
         mlm_head=mlm_head,
+        target_proj=target_proj,
         mask_p=config.mask_p,
         mask_span_len=config.mask_span_len,
         min_num_mask_spans=config.min_num_mask_spans,
+        quantizer_input=config.quantizer_input,
+        mask_embed=config.mask_fill == "learned",
     )

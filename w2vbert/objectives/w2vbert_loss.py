@@ -2,7 +2,8 @@
 
 ``aggregate = contrastive_weight * L_w + diversity_weight * L_d + mlm_weight * L_m``; with the
 defaults (1, 0.1, 1) this is the paper's ``beta * (L_w + alpha * L_d) + gamma * L_m``, alpha 0.1.
-The diversity weight is separate so that the MLM-only ablation keeps the diversity loss.
+The diversity weight is separate so that it can be tuned or ablated on its own (the MLM-only
+ablation sets both it and the contrastive weight to 0, the paper's beta = 0).
 
 Shapes: N batch, B masked steps (all utterances), K distractors, C codevector dim,
 G codebooks, V entries, P the largest number of masked steps of one utterance.

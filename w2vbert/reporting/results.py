@@ -37,7 +37,8 @@ class System:
     key: str
     label: str
     pretrain_dir: Path | None
-    finetune_dir: Path
+    finetune_dir: Path | None
+    """``None``: a pre-training-only row (no WER)."""
 
 
 def comparison_systems(exp_dir: Path) -> list[System]:
@@ -52,6 +53,10 @@ def comparison_systems(exp_dir: Path) -> list[System]:
                pretrain_dir=c / "pretrain-contrastive", finetune_dir=c / "finetune-contrastive"),
         System(key="d", label="(d) MLM only", pretrain_dir=c / "pretrain-mlm",
                finetune_dir=c / "finetune-mlm"),
+        System(key="b_features", label="(b') w2v-BERT, quantizer on learned features",
+               pretrain_dir=c / "pretrain-features-w2vbert", finetune_dir=None),
+        System(key="d_features", label="(d') MLM only, quantizer on learned features",
+               pretrain_dir=c / "pretrain-features-mlm", finetune_dir=None),
     ]
 
 
@@ -80,7 +85,8 @@ def write_results(exp_dir: Path, *, title: str, command: str, dev_sets: list[str
     check = export_check(exp_dir / "finetune")
     if check is not None:
         lines += ["## Export (stage 7, sherpa-onnx)", "", _export_table(check), ""]
-    systems = [s for s in comparison_systems(exp_dir) if (s.finetune_dir).is_dir()]
+    systems = [s for s in comparison_systems(exp_dir)
+               if any(d is not None and d.is_dir() for d in (s.finetune_dir, s.pretrain_dir))]
     if (exp_dir / "compare").is_dir():
         lines += _comparison(exp_dir, systems, dev_sets, test_sets)
     times = stage_times(exp_dir / "log")
@@ -116,7 +122,9 @@ def _comparison(exp_dir: Path, systems: list[System], dev_sets: list[str],
     wers: dict[str, dict[str, float]] = {}
     summaries: dict[str, PretrainSummary] = {}
     for s in systems:
-        by_set = latest_by_set(decode_results(s.finetune_dir), COMPARE_METHOD)
+        by_set = {}
+        if s.finetune_dir is not None:
+            by_set = latest_by_set(decode_results(s.finetune_dir), COMPARE_METHOD)
         wers[s.key] = {k: v.wer for k, v in by_set.items()}
         if s.pretrain_dir is not None and (p := pretrain_summary(s.pretrain_dir)) is not None:
             summaries[s.key] = p
@@ -166,14 +174,19 @@ def _claims(wers: dict[str, dict[str, float]], pre: dict[str, PretrainSummary],
                    f"**{'held' if b <= c else 'not held'}**")
     else:
         out.append("2. w2v-BERT vs contrastive only: not measured (run stage 8)")
-    d, bb = pre.get("d"), pre.get("b")
+    # the paper's collapse needs a quantizer whose input is learned: (b')/(d') when they ran
+    # (with the fixed fbank input of (b)/(d) the MLM-only quantizer gets no gradient at all)
+    d, bb = pre.get("d_features"), pre.get("b_features")
+    which = "(d') vs (b')"
+    if d is None or bb is None:
+        d, bb, which = pre.get("d"), pre.get("b"), "(d) vs (b)"
     if d is not None and bb is not None:
         d_ppl, d_acc = d.final.get("code_perplexity", 0.0), d.final.get("mlm_acc", 0.0)
         b_use = bb.final.get("code_usage", 0.0)
         collapsed = d_ppl <= COLLAPSE_MAX_PERPLEXITY and d_acc >= COLLAPSE_MIN_MLM_ACC
         alive = b_use >= ALIVE_MIN_USAGE
         out.append(
-            f"3. MLM only collapses (code perplexity {d_ppl:.1f} <= {COLLAPSE_MAX_PERPLEXITY:g} and "
+            f"3. {which}: MLM only collapses (code perplexity {d_ppl:.1f} <= {COLLAPSE_MAX_PERPLEXITY:g} and "
             f"MLM acc {d_acc:.3f} >= {COLLAPSE_MIN_MLM_ACC}) while w2v-BERT keeps most codes "
             f"(used {b_use:.1%} >= {ALIVE_MIN_USAGE:.0%}) -> **{'held' if collapsed and alive else 'not held'}**"
         )

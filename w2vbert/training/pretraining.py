@@ -17,7 +17,7 @@ from w2vbert.data.filters import CutFilter
 from w2vbert.data.sampling import DataConfig
 from w2vbert.model.config import W2VBertConfig, get_w2vbert_config, preset_names, with_objective
 from w2vbert.model.feature_encoder import output_lengths
-from w2vbert.model.w2vbert import create_w2vbert_model
+from w2vbert.model.w2vbert import W2VBertModel, create_w2vbert_model
 from w2vbert.objectives.w2vbert_loss import w2vbert_loss
 from w2vbert.training.config import TrainingConfig
 from w2vbert.training.dataclass_args import (
@@ -27,6 +27,7 @@ from w2vbert.training.dataclass_args import (
     dataclass_from_args,
     overrides_from_args,
 )
+from w2vbert.training.optim import param_groups_with_scales
 from w2vbert.training.runner import TaskSpec, run_training
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,20 @@ class PretrainOptions:
     )
     min_encoder_steps: int = field(
         default=4, metadata={"help": "Drop cuts giving fewer encoder steps."}
+    )
+    quantizer_lr_scale: float = field(
+        default=1.0,
+        metadata={
+            "help": "Learning-rate factor of the quantizer (projection + codebook) relative to "
+            "--base-lr: a slower quantizer keeps the targets of both losses from drifting."
+        },
+    )
+    quantizer_frozen_steps: int = field(
+        default=0,
+        metadata={
+            "help": "Keep the quantizer fixed (lr 0) for this many optimizer steps, so the "
+            "context network first learns to predict its initial (random-projection) codes."
+        },
     )
 
     @classmethod
@@ -128,6 +143,19 @@ def make_pretrain_loss(config: W2VBertConfig, accum_grad: int, monitor: CodeUsag
     return compute_loss
 
 
+def pretrain_param_groups(model: W2VBertModel, options: PretrainOptions) -> list[dict[str, Any]]:
+    """Two optimizer param groups: the quantizer (``--quantizer-lr-scale``,
+    ``--quantizer-frozen-steps``) and everything else."""
+    rest = (p for name, p in model.named_parameters() if not name.startswith("quantizer."))
+    return param_groups_with_scales(
+        [
+            ("model", rest, 1.0, 0),
+            ("quantizer", model.quantizer.parameters(), options.quantizer_lr_scale,
+             options.quantizer_frozen_steps),
+        ]
+    )  # fmt: skip
+
+
 def build_pretrain_task(
     options: PretrainOptions,
     model_config: W2VBertConfig,
@@ -153,7 +181,7 @@ def build_pretrain_task(
         compute_loss=make_pretrain_loss(
             model_config, train.accum_grad, CodeUsageMonitor(options.code_usage_warn)
         ),
-        param_groups=[{"params": [p for p in model.parameters() if p.requires_grad]}],
+        param_groups=pretrain_param_groups(model, options),
         train_dataset=PretrainDataset(strategy),
         valid_dataset=PretrainDataset(strategy),
         make_cut_filter=make_filter,
