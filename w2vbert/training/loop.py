@@ -259,7 +259,7 @@ class Trainer:
         values = tracker.averages()
         lrs = self.scheduler.get_last_lr()
         extra = {
-            "lr": lrs[-1],
+            "lr": max(lrs),  # the base schedule's lr (groups may run at a fraction of it)
             "grad_norm": grad_norm,
             "audio_sec_per_sec": audio / elapsed,
             "num_bad_steps": float(s.num_bad_steps),
