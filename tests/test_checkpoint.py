@@ -85,6 +85,26 @@ def test_training_keeps_only_the_last_k_checkpoints(tmp_path):
     assert len(ckpt_io.find_checkpoints(tmp_path)) == 2
 
 
+def test_keep_last_epochs_removes_older_epoch_files_only(tmp_path):
+    for n in (1, 2, 9, 10):
+        (tmp_path / f"epoch-{n}.pt").write_bytes(b"x")
+    (tmp_path / "epoch-1.pt.rank1").write_bytes(b"x")
+    (tmp_path / "checkpoint-4.pt").write_bytes(b"x")
+    (tmp_path / "epoch-10-avg-5.pt").write_bytes(b"x")  # an averaged model: not an epoch file
+    ckpt_io.remove_old_epochs(tmp_path, keep_last=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "checkpoint-4.pt", "epoch-10-avg-5.pt", "epoch-10.pt", "epoch-9.pt"
+    ]  # fmt: skip
+
+
+def test_training_keeps_only_the_last_epoch_files(tmp_path):
+    config = toy_training.toy_config(tmp_path, num_epochs=3, keep_last_epochs=2)
+    toy_training.build_trainer(config).train()
+    assert sorted(p.name for p in ckpt_io.find_epoch_checkpoints(tmp_path)) == [
+        "epoch-2.pt", "epoch-3.pt"
+    ]  # fmt: skip
+
+
 def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
     toy_training.build_trainer(
         toy_training.toy_config(tmp_path, num_epochs=1, save_every_n=4, keep_last_k=0)

@@ -242,6 +242,21 @@ def remove_old_checkpoints(exp_dir: Path | str, keep_last_k: int) -> None:
         logger.info(f"Removed old checkpoint {p}")
 
 
+def remove_old_epochs(exp_dir: Path | str, keep_last: int) -> None:
+    """Keep the newest ``keep_last`` ``epoch-<N>.pt`` (and their rank side files); 0 keeps all.
+
+    Decoding ``--epoch E --avg A`` reads epoch-(E-A+1..E).pt, or epoch-(E-A).pt and epoch-E.pt
+    with ``--use-averaged-model``: keep at least A + 1.
+    """
+    if keep_last <= 0:
+        return
+    for p in find_epoch_checkpoints(exp_dir)[keep_last:]:
+        for side in p.parent.glob(p.name + ".rank*"):
+            side.unlink(missing_ok=True)
+        p.unlink(missing_ok=True)
+        logger.info(f"Removed old epoch file {p}")
+
+
 # ----------------------------------------------------------------------------- the trainer's state
 # Functions of the Trainer (w2vbert.training.loop) that write and restore everything it holds.
 

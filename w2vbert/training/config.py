@@ -46,6 +46,11 @@ class TrainingConfig:
     bf16_on_cpu: bool = _f(False, "Allow --use-bf16 on CPU.")
     save_every_n: int = _f(4000, "Write checkpoint-<batch>.pt every this many batches (0: never).")
     keep_last_k: int = _f(30, "Keep only the newest k checkpoint-<batch>.pt files (0: keep all).")
+    keep_last_epochs: int = _f(
+        0,
+        "Keep only the newest k epoch-N.pt files (0: keep all, as icefall). Each holds the model, "
+        "the averaged model and the optimizer state; decoding with --avg A needs A + 1.",
+    )
     average_period: int = _f(200, "Update the averaged model every this many batches.")
     log_interval: int = _f(50, "Log training metrics every this many batches.")
     valid_interval: int = _f(
@@ -85,6 +90,7 @@ class TrainingConfig:
             "max_steps",
             "save_every_n",
             "keep_last_k",
+            "keep_last_epochs",
             "valid_interval",
             "warmup_steps",
         ):

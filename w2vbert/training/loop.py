@@ -339,6 +339,8 @@ class Trainer:
             self.validate()
             s.epoch_done = True
             self.save(self.exp_dir / f"epoch-{s.epoch}.pt")
+            if self.dist.is_main:
+                ckpt_io.remove_old_epochs(self.exp_dir, self.config.keep_last_epochs)
             self.state = TrainState(
                 epoch=s.epoch + 1,
                 batch_idx_train=s.batch_idx_train,

@@ -23,11 +23,13 @@ mini_unlabelled_minutes=120
 : "${decode_avg:=5}"
 : "${decoding_methods:=greedy_search modified_beam_search}"
 speed_perturb=false
+# Epoch files hold model + averaged model + Adam state: keep only what resuming and decoding
+# (--avg) read, or ./run.sh plus stage 8 leave ~21 GB behind.
 # Pre-training: a slower quantizer (0.1 x lr) so the targets do not drift faster than the context
 # network learns them; 160 ms masked spans (the espeak speech is fast: ~17 characters/s); the whole
 # dev set in one validation batch so that code_usage is the share of codes used on dev.
-: "${pretrain_extra_args:=--warmup-steps 100 --num-buckets 10 --log-interval 40 --gumbel-temp-decay 0.998 --quantizer-lr-scale 0.1 --mask-span-len 4 --mask-p 0.15 --valid-max-duration 400}"
-: "${finetune_extra_args:=--warmup-steps 100 --num-buckets 10 --log-interval 50 --model-warm-step 200 --ctc-loss-scale 0.5}"
+: "${pretrain_extra_args:=--warmup-steps 100 --num-buckets 10 --log-interval 40 --gumbel-temp-decay 0.998 --quantizer-lr-scale 0.1 --mask-span-len 4 --mask-p 0.15 --valid-max-duration 400 --keep-last-epochs 2}"
+: "${finetune_extra_args:=--warmup-steps 100 --num-buckets 10 --log-interval 50 --model-warm-step 200 --ctc-loss-scale 0.5 --keep-last-epochs $((decode_avg + 1))}"
 # Stage 8 also pre-trains w2v-BERT and MLM-only with the quantizer on the learned feature-encoder
 # output (the paper's wording) for this many epochs: the codebook-collapse check (claim 3).
 : "${compare_features_epochs:=4}"
