@@ -231,15 +231,20 @@ def load_for_rank(path: Path, rank: int) -> dict[str, Any]:
     return ckpt
 
 
-def remove_old_checkpoints(exp_dir: Path | str, keep_last_k: int) -> None:
-    """Keep the newest ``keep_last_k`` ``checkpoint-*.pt`` (and their rank side files); 0 keeps all."""
-    if keep_last_k <= 0:
+def _remove_all_but_newest(newest_first: list[Path], keep: int) -> None:
+    """Delete ``newest_first[keep:]`` and their rank side files; ``keep`` <= 0 keeps all."""
+    if keep <= 0:
         return
-    for p in find_checkpoints(exp_dir)[keep_last_k:]:
+    for p in newest_first[keep:]:
         for side in p.parent.glob(p.name + ".rank*"):
             side.unlink(missing_ok=True)
         p.unlink(missing_ok=True)
-        logger.info(f"Removed old checkpoint {p}")
+        logger.info(f"Removed old {p}")
+
+
+def remove_old_checkpoints(exp_dir: Path | str, keep_last_k: int) -> None:
+    """Keep the newest ``keep_last_k`` ``checkpoint-*.pt`` (and their rank side files); 0 keeps all."""
+    _remove_all_but_newest(find_checkpoints(exp_dir), keep_last_k)
 
 
 def remove_old_epochs(exp_dir: Path | str, keep_last: int) -> None:
@@ -248,13 +253,7 @@ def remove_old_epochs(exp_dir: Path | str, keep_last: int) -> None:
     Decoding ``--epoch E --avg A`` reads epoch-(E-A+1..E).pt, or epoch-(E-A).pt and epoch-E.pt
     with ``--use-averaged-model``: keep at least A + 1.
     """
-    if keep_last <= 0:
-        return
-    for p in find_epoch_checkpoints(exp_dir)[keep_last:]:
-        for side in p.parent.glob(p.name + ".rank*"):
-            side.unlink(missing_ok=True)
-        p.unlink(missing_ok=True)
-        logger.info(f"Removed old epoch file {p}")
+    _remove_all_but_newest(find_epoch_checkpoints(exp_dir), keep_last)
 
 
 # ----------------------------------------------------------------------------- the trainer's state
