@@ -1,5 +1,7 @@
 """w2v-BERT objective against hand-written references."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -139,3 +141,19 @@ def test_loss_raises_when_a_weighted_part_is_missing_from_the_output():
     loss = w2vbert_loss(out, contrastive_weight=0.0)
     loss.aggregate.backward()
     assert out.quantized_targets.grad is not None  # kept in the graph for DDP
+
+
+def test_without_block_same_code_a_collapsed_codebook_costs_ln_k_plus_1():
+    out = _output([6, 6], groups=1, entries=4)
+    out.target_ids = torch.zeros_like(out.target_ids)  # every step has code 0 ...
+    out.quantized_targets = out.quantized_targets[:1].expand_as(out.quantized_targets).clone()
+    idx = sample_distractors(out.num_masked, 5, _gen())
+    blocked = w2vbert_loss(out, num_distractors=5, distractors=idx)
+    plain = w2vbert_loss(out, num_distractors=5, distractors=idx, block_same_code=False)
+    assert blocked.contrastive.item() == pytest.approx(0.0, abs=1e-6)  # ... and costs nothing
+    # plain draw: the positive ties with all 5 distractors (the same vector): ln(1 + 5)
+    assert plain.contrastive.item() == pytest.approx(math.log(6), rel=1e-5)
+    logits = contrastive_logits(
+        out.projected_context, out.quantized_targets, out.target_ids, idx, 0.1, False
+    )
+    assert torch.isfinite(logits).all()

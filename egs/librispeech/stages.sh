@@ -55,6 +55,7 @@ _compare() {  # stage 8: (a) scratch, (c) contrastive only, (d) MLM only; (b) is
   # claim 3 (codebook collapse) with the quantizer on the learned features, pre-training only
   for obj in w2vbert mlm; do
     _pretrain "$c/pretrain-features-$obj" --objective "$obj" --quantizer-input features \
+      --no-block-same-code \
       --num-epochs "${compare_features_epochs:-2}" || return 1
   done
   _finetune "$c/finetune-scratch" none || return 1

@@ -96,6 +96,10 @@ class W2VBertConfig:
     """Distractors K per masked step, from other masked steps of the same utterance."""
     logit_temp: float = 0.1
     """Temperature dividing the cosine similarities of the contrastive loss."""
+    block_same_code: bool = True
+    """Give ``-inf`` to distractors whose codes equal the positive's (wav2vec 2.0's rule, kept by
+    fairseq2). It also makes a collapsed codebook cost nothing (every distractor blocked, loss 0);
+    ``False`` draws distractors plainly, as the paper describes, so collapse costs ln(K + 1)."""
     contrastive_weight: float = 1.0
     """Weight beta of the InfoNCE loss L_w (0 = MLM only)."""
     diversity_weight: float = 0.1
@@ -184,7 +188,7 @@ class W2VBertConfig:
     def loss_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``w2vbert_loss`` taken from this configuration."""
         names = ("contrastive_weight", "mlm_weight", "diversity_weight", "num_distractors",
-                 "logit_temp")  # fmt: skip
+                 "logit_temp", "block_same_code")  # fmt: skip
         return {name: getattr(self, name) for name in names}
 
 

@@ -103,11 +103,13 @@ def contrastive_logits(
     target_ids: Tensor,
     idx: DistractorIndices,
     logit_temp: float,
+    block_same_code: bool = True,
 ) -> Tensor:
     """Cosine-similarity logits of the positive (column 0) and the K distractors.
 
-    A distractor whose code ids equal the positive's (the same codevector) and the distractors
-    of an utterance with a single masked step get ``-inf``.
+    The distractors of an utterance with a single masked step get ``-inf``, and with
+    ``block_same_code`` so does a distractor whose code ids equal the positive's (the same
+    codevector).
 
     Args:
         context: (B, C) projected context vectors; targets: (B, C) quantized vectors;
@@ -127,10 +129,12 @@ def contrastive_logits(
     candidates = torch.cat((idx.positions.unsqueeze(1), idx.distractors), dim=1)  # (B, 1 + K)
     logits = sims.gather(1, candidates) / logit_temp
 
-    ids_pad = _per_utterance(target_ids, idx, max_masked)  # (N, P, G)
-    distractor_ids = ids_pad[idx.seq_ids.unsqueeze(1), idx.distractors]  # (B, K, G)
-    same_code = (distractor_ids == target_ids.unsqueeze(1)).all(dim=2)  # (B, K)
-    blocked = same_code | ~idx.valid.unsqueeze(1)
+    blocked = ~idx.valid.unsqueeze(1)  # (B, 1)
+    if block_same_code:
+        ids_pad = _per_utterance(target_ids, idx, max_masked)  # (N, P, G)
+        distractor_ids = ids_pad[idx.seq_ids.unsqueeze(1), idx.distractors]  # (B, K, G)
+        blocked = blocked | (distractor_ids == target_ids.unsqueeze(1)).all(dim=2)  # (B, K)
+    blocked = blocked.expand(-1, idx.distractors.size(1))
     blocked = torch.cat((torch.zeros_like(blocked[:, :1]), blocked), dim=1)  # positive kept
     return logits.masked_fill(blocked, float("-inf"))
 
@@ -143,6 +147,7 @@ def w2vbert_loss(
     diversity_weight: float = 0.1,
     num_distractors: int = 100,
     logit_temp: float = 0.1,
+    block_same_code: bool = True,
     generator: torch.Generator | None = None,
     distractors: DistractorIndices | None = None,
 ) -> W2VBertLoss:
@@ -152,6 +157,7 @@ def w2vbert_loss(
         output: the model's output.
         contrastive_weight, mlm_weight, diversity_weight: weights of L_w, L_m and L_d.
         num_distractors: K; logit_temp: temperature of the cosine similarities.
+        block_same_code: ``-inf`` for distractors with the positive's codes (wav2vec 2.0).
         generator: for the distractor draw (global RNG if ``None``).
         distractors: use these instead of drawing (tests).
     """
@@ -173,7 +179,12 @@ def w2vbert_loss(
             if distractors is None:
                 distractors = sample_distractors(output.num_masked, num_distractors, generator)
             logits = contrastive_logits(
-                output.projected_context, targets, output.target_ids, distractors, logit_temp
+                output.projected_context,
+                targets,
+                output.target_ids,
+                distractors,
+                logit_temp,
+                block_same_code,
             )
             labels = torch.zeros(num_masked, dtype=torch.int64, device=logits.device)
             contrastive = F.cross_entropy(logits, labels)
