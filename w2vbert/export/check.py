@@ -3,7 +3,9 @@
 Runs sherpa-onnx (fp32, and int8 when exported) with greedy_search and modified_beam_search, the
 PyTorch model on the same audio (for the RTF and an exact reference), and reads stage 6's
 ``recogs-*`` files when given. Pass criteria (the issue's): sherpa-onnx fp32 greedy transcripts
-identical to PyTorch greedy, int8 greedy WER within 0.5 absolute of PyTorch greedy. Writes
+identical to PyTorch greedy, int8 greedy WER within 0.5 absolute of PyTorch greedy, and (with
+stage 6's files) fp32 greedy WER within 1.0 absolute of stage 6's, whose features are the stored
+lilcom-compressed fbank (how many transcripts are identical is reported, not required). Writes
 ``<exp-dir>/export-check-<suffix>.{json,md}``.
 """
 
@@ -34,6 +36,10 @@ logger = logging.getLogger(__name__)
 
 INT8_MAX_WER_INCREASE = 0.5
 """Allowed absolute WER increase (percent) of int8 greedy over PyTorch greedy."""
+STAGE6_MAX_WER_DIFFERENCE = 1.0
+"""Allowed absolute WER difference (percent) of fp32 greedy vs stage 6's greedy. Not identity:
+stage 6 decodes the stored (lilcom-compressed) fbank, the check computes fbank from the samples
+as sherpa-onnx does, and a model that listens turns a few near-tied tokens on that difference."""
 
 
 def read_recogs(path: Path | str) -> dict[str, tuple[list[str], list[str]]]:
@@ -195,9 +201,16 @@ def run_check(
         result["fp32_greedy_differences_vs_pytorch"] = diffs
         if "greedy_search" in stage6:
             stage6_hyps = {k: v[1] for k, v in stage6["greedy_search"].items() if k in ids}
-            diffs6 = differences(stage6_hyps, runs["sherpa-onnx-fp32/greedy_search"].hyps)
-            checks["fp32_greedy_identical_to_stage6"] = not diffs6
+            fp32_hyps = runs["sherpa-onnx-fp32/greedy_search"].hyps
+            diffs6 = differences(stage6_hyps, fp32_hyps)
+            checks["fp32_greedy_identical_to_stage6"] = f"{len(ids) - len(diffs6)}/{len(ids)}"
             result["fp32_greedy_differences_vs_stage6"] = diffs6
+            if has_refs:
+                delta = word_error_rate(refs, fp32_hyps) - word_error_rate(refs, stage6_hyps)
+                checks["fp32_greedy_wer_minus_stage6"] = delta
+                checks[f"fp32_greedy_wer_within_{STAGE6_MAX_WER_DIFFERENCE}_of_stage6"] = (
+                    abs(delta) <= STAGE6_MAX_WER_DIFFERENCE
+                )
         if int8 is not None and has_refs:
             increase = word_error_rate(
                 refs, runs["sherpa-onnx-int8/greedy_search"].hyps
