@@ -145,6 +145,7 @@ def test_finetune_then_decode_and_average_write_icefall_outputs(setup, tmp_path,
         ).is_file()
     info = json.loads((exp / "greedy_search" / f"results-dev-{suffix}.json").read_text())
     assert info["num_utterances"] == 2 and info["rtf"] > 0 and info["wer"] >= 0
+    assert info["cer"] >= 0
 
     avg_file = tmp_path / "avg.pt"
     average.main(["--exp-dir", str(exp), "--epoch", "2", "--avg", "1", "--output", str(avg_file)])

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from w2vbert.reporting.results import write_results
 
 
@@ -40,12 +42,17 @@ def test_claims_use_the_feature_quantizer_rows_for_the_collapse_when_they_ran(tm
     _pretrain(c / "pretrain-features-w2vbert", code_perplexity=40.0, code_usage=0.6)
     _pretrain(c / "pretrain-features-mlm", code_perplexity=2.1, code_usage=0.02, mlm_acc=0.95)
 
-    text = write_results(exp, title="t", command="c", dev_sets=["dev"], test_sets=["test"]).read_text()
+    text = write_results(
+        exp, title="t", command="c", dev_sets=["dev"], test_sets=["test"]
+    ).read_text()
     claims = _claims(text)
     assert "40.00 vs 0.7 x 60.00 = 42.00 -> **held**" in claims[0]
     assert "40.00 vs 45.00 -> **held**" in claims[1]
     assert claims[2].startswith("3. (d') vs (b')") and claims[2].endswith("**held**")
-    assert "| (d') MLM only, quantizer on learned features | - | - | 2.1 | 2.0% | 0.950 |" in text
+    assert (
+        "| (d') MLM only, quantizer on learned features | - | - | - | - | 2.1 | 2.0% | 0.950 |"
+        in text
+    )
     assert (exp / "plots" / "compare-wer.png").is_file()
 
 
@@ -61,3 +68,22 @@ def test_claims_fall_back_to_b_and_d_and_say_not_held_with_the_numbers(tmp_path)
     assert "96.00 vs 0.7 x 97.00 = 67.90 -> **not held**" in claims[0]
     assert "not measured" in claims[1]
     assert claims[2].startswith("3. (d) vs (b)") and claims[2].endswith("**not held**")
+
+
+def test_cer_comes_from_the_results_file_or_else_from_the_recogs_file(tmp_path):
+    from w2vbert.decoding.scoring import write_recogs
+    from w2vbert.reporting.collect import decode_results
+
+    _decode(tmp_path / "finetune", {"dev": 50.0})
+    out = tmp_path / "finetune" / "greedy_search"
+    write_recogs(out / "recogs-dev-epoch-1-avg-1.txt", [("u", ["AB", "C"], ["AB", "D"])])
+    (r,) = decode_results(tmp_path / "finetune")
+    assert r.cer == pytest.approx(100.0 / 4)  # "AB C" -> "AB D": 1 of 4 characters
+    row = json.loads((out / "results-dev-epoch-1-avg-1.json").read_text()) | {"cer": 12.5}
+    (out / "results-dev-epoch-1-avg-1.json").write_text(json.dumps(row))
+    (r,) = decode_results(tmp_path / "finetune")
+    assert r.cer == 12.5
+    text = write_results(
+        tmp_path, title="t", command="c", dev_sets=["dev"], test_sets=[]
+    ).read_text()
+    assert "| greedy_search | 50.00 / 12.50 (0.010) |" in text

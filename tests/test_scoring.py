@@ -7,7 +7,13 @@ from pathlib import Path
 import kaldialign
 import pytest
 
-from w2vbert.decoding.scoring import write_error_stats, write_recogs, write_wer_summary
+from w2vbert.decoding.scoring import (
+    char_error_rate,
+    read_recogs,
+    write_error_stats,
+    write_recogs,
+    write_wer_summary,
+)
 
 # Hand count: utt-a 1 substitution (sat->sit) + 1 deletion (the); utt-b 1 insertion (big);
 # utt-c correct. 3 errors over 6 + 2 + 2 = 10 reference words: WER 30 %.
@@ -77,3 +83,16 @@ def test_wer_summary_lists_settings_best_first(tmp_path: Path) -> None:
 def test_error_stats_reject_empty_results(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="Set dev: `results` must not be empty"):
         write_error_stats(tmp_path / "errs.txt", "dev", [])
+
+
+def test_char_error_rate_counts_characters_of_the_joined_words_spaces_included():
+    # "the cat sat on the mat" (22 chars) -> "the cat sit on mat": a->i, then "the " deleted (4):
+    # 5 errors; "hello world" (11) -> "hello big world": "big " inserted (4); "a b" exact (3).
+    assert char_error_rate(RESULTS) == pytest.approx(100.0 * 9 / 36)
+    assert char_error_rate([("u", [], [])]) == 0.0
+
+
+def test_recogs_round_trip(tmp_path: Path):
+    path = tmp_path / "recogs-x.txt"
+    write_recogs(path, RESULTS)
+    assert read_recogs(path) == {k: (list(r), list(h)) for k, r, h in RESULTS}

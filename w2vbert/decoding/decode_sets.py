@@ -21,7 +21,12 @@ from lhotse.dataset import SimpleCutSampler
 
 from w2vbert.data.datasets import AsrDataset, BpeTokenizer
 from w2vbert.data.sampling import create_dataloader, load_cuts
-from w2vbert.decoding.scoring import write_error_stats, write_recogs, write_wer_summary
+from w2vbert.decoding.scoring import (
+    char_error_rate,
+    write_error_stats,
+    write_recogs,
+    write_wer_summary,
+)
 from w2vbert.decoding.search import fast_beam_search, greedy_search_batch, modified_beam_search
 from w2vbert.objectives.rnnt_backend import backend_name
 from w2vbert.training.averaging import averaged_model_from_epochs, averaging_suffix
@@ -147,7 +152,11 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
                     batch["features"].to(device), batch["feature_lens"].to(device)
                 )
                 hyps = _search(
-                    config.decoding_method, model, enc, lens, config.beam_size,
+                    config.decoding_method,
+                    model,
+                    enc,
+                    lens,
+                    config.beam_size,
                     tokenizer.sp.unk_id(),
                 )
                 for cut_id, ref, hyp in zip(batch["cut_ids"], batch["texts"], hyps):
@@ -164,6 +173,7 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
             "method": config.decoding_method,
             "suffix": suffix,
             "wer": wer,
+            "cer": char_error_rate(results),
             "rtf": seconds / max(audio, 1e-9),
             "decode_seconds": seconds,
             "audio_seconds": audio,
@@ -172,7 +182,8 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
         }
         (out_dir / f"results-{name}-{suffix}.json").write_text(json.dumps(info, indent=2) + "\n")
         logger.info(
-            f"{name} ({config.decoding_method}, {suffix}): WER {wer:.2f}%, RTF {info['rtf']:.4f} "
+            f"{name} ({config.decoding_method}, {suffix}): WER {wer:.2f}%, CER {info['cer']:.2f}%, "
+            f"RTF {info['rtf']:.4f} "
             f"({len(results)} utterances, {audio:.1f} s of audio); results in {out_dir}"
         )
         summary[name] = info

@@ -1,10 +1,11 @@
-"""WER scoring and icefall-style result files (recogs, errs, wer-summary), WER via kaldialign.
+"""WER/CER scoring and icefall-style result files (recogs, errs, wer-summary), via kaldialign.
 
 ``results`` everywhere is a list of ``(cut_id, ref_words, hyp_words)``.
 """
 
 from __future__ import annotations
 
+import ast
 import logging
 from collections import Counter
 from pathlib import Path
@@ -26,6 +27,38 @@ def write_recogs(path: str | Path, results: Sequence[Result]) -> None:
         for cut_id, ref, hyp in sorted(results, key=lambda r: r[0]):
             print(f"{cut_id}:\tref={list(ref)}", file=f)
             print(f"{cut_id}:\thyp={list(hyp)}", file=f)
+
+
+def read_recogs(path: Path | str) -> dict[str, tuple[list[str], list[str]]]:
+    """Stage 6's ``recogs-*.txt`` (``<id>:\\tref=[...]`` / ``<id>:\\thyp=[...]``) -> {id: (ref, hyp)}."""
+    refs: dict[str, list[str]] = {}
+    hyps: dict[str, list[str]] = {}
+    with open(path, encoding="utf-8") as f:
+        for num, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            head, sep, value = line.rstrip("\n").partition(":\t")
+            if not sep or not value.startswith(("ref=", "hyp=")):
+                raise ValueError(
+                    f"{path}:{num}: expected '<id>:\\tref=[...]' or '<id>:\\thyp=[...]', got {line!r}."
+                )
+            (refs if value.startswith("ref=") else hyps)[head] = list(ast.literal_eval(value[4:]))
+    if set(refs) != set(hyps):
+        raise ValueError(
+            f"{path}: ids with a ref but no hyp or vice versa: {sorted(set(refs) ^ set(hyps))[:10]}."
+        )
+    return {k: (refs[k], hyps[k]) for k in refs}
+
+
+def char_error_rate(results: Sequence[Result]) -> float:
+    """CER in percent: character edit distance of the space-joined words (spaces count, as in
+    Hugging Face ``evaluate``'s CER) over the reference characters."""
+    errors = num_chars = 0
+    for _, ref, hyp in results:
+        ref_chars, hyp_chars = list(" ".join(ref)), list(" ".join(hyp))
+        errors += kaldialign.edit_distance(ref_chars, hyp_chars)["total"]
+        num_chars += len(ref_chars)
+    return 100.0 * errors / num_chars if num_chars else (0.0 if errors == 0 else float("inf"))
 
 
 def write_error_stats(path: str | Path, set_name: str, results: Sequence[Result]) -> float:

@@ -11,7 +11,6 @@ lilcom-compressed fbank (how many transcripts are identical is reported, not req
 
 from __future__ import annotations
 
-import ast
 import json
 import logging
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import kaldialign
 import torch
 from torch import nn
 
+from w2vbert.decoding.scoring import read_recogs
 from w2vbert.export.decode_runs import (
     METHODS,
     DecodeRun,
@@ -40,27 +40,6 @@ STAGE6_MAX_WER_DIFFERENCE = 1.0
 """Allowed absolute WER difference (percent) of fp32 greedy vs stage 6's greedy. Not identity:
 stage 6 decodes the stored (lilcom-compressed) fbank, the check computes fbank from the samples
 as sherpa-onnx does, and a model that listens turns a few near-tied tokens on that difference."""
-
-
-def read_recogs(path: Path | str) -> dict[str, tuple[list[str], list[str]]]:
-    """Stage 6's ``recogs-*.txt`` (``<id>:\\tref=[...]`` / ``<id>:\\thyp=[...]``) -> {id: (ref, hyp)}."""
-    refs: dict[str, list[str]] = {}
-    hyps: dict[str, list[str]] = {}
-    with open(path, encoding="utf-8") as f:
-        for num, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            head, sep, value = line.rstrip("\n").partition(":\t")
-            if not sep or not value.startswith(("ref=", "hyp=")):
-                raise ValueError(
-                    f"{path}:{num}: expected '<id>:\\tref=[...]' or '<id>:\\thyp=[...]', got {line!r}."
-                )
-            (refs if value.startswith("ref=") else hyps)[head] = list(ast.literal_eval(value[4:]))
-    if set(refs) != set(hyps):
-        raise ValueError(
-            f"{path}: ids with a ref but no hyp or vice versa: {sorted(set(refs) ^ set(hyps))[:10]}."
-        )
-    return {k: (refs[k], hyps[k]) for k in refs}
 
 
 def word_error_rate(refs: dict[str, Sequence[str]], hyps: dict[str, Sequence[str]]) -> float:

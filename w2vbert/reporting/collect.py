@@ -7,6 +7,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from w2vbert.decoding.scoring import char_error_rate, read_recogs
+
 logger = logging.getLogger(__name__)
 
 
@@ -19,6 +21,8 @@ class DecodeResult:
     suffix: str
     wer: float
     """Word error rate in percent."""
+    cer: float | None
+    """Character error rate in percent (from the recogs file for results written without it)."""
     rtf: float
     """Decoding time / audio duration."""
 
@@ -50,9 +54,17 @@ def decode_results(finetune_dir: Path) -> list[DecodeResult]:
     files = sorted(finetune_dir.glob("*/results-*.json"), key=lambda p: p.stat().st_mtime)
     for path in files:
         d = json.loads(path.read_text())
+        cer = d.get("cer")
+        recogs = path.parent / f"recogs-{d['set']}-{d['suffix']}.txt"
+        if cer is None and recogs.is_file():
+            cer = char_error_rate([(k, r, h) for k, (r, h) in read_recogs(recogs).items()])
         results.append(
             DecodeResult(
-                set_name=d["set"], method=d["method"], suffix=d["suffix"], wer=float(d["wer"]),
+                set_name=d["set"],
+                method=d["method"],
+                suffix=d["suffix"],
+                wer=float(d["wer"]),
+                cer=None if cer is None else float(cer),
                 rtf=float(d["rtf"]),
             )
         )

@@ -68,13 +68,14 @@ def write_results(exp_dir: Path, *, title: str, command: str, dev_sets: list[str
     sets = dev_sets + test_sets
     results = decode_results(exp_dir / "finetune")
     if results:
-        lines += ["## Recognition (stage 6)", "", "WER % (real-time factor, 1 process):", "",
+        lines += ["## Recognition (stage 6)", "",
+                  "WER % / CER % (real-time factor, 1 process):", "",
                   "| decoding method | " + " | ".join(sets) + " |",
                   "|---|" + "---|" * len(sets)]
         for method in dict.fromkeys(r.method for r in results):
             by_set = latest_by_set(results, method)
-            cells = [f"{by_set[s].wer:.2f} ({by_set[s].rtf:.3f})" if s in by_set else "-"
-                     for s in sets]
+            cells = [f"{by_set[s].wer:.2f} / {_cer(by_set[s].cer)} ({by_set[s].rtf:.3f})"
+                     if s in by_set else "-" for s in sets]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         lines.append("")
     pre = pretrain_summary(exp_dir / "pretrain")
@@ -101,6 +102,10 @@ def write_results(exp_dir: Path, *, title: str, command: str, dev_sets: list[str
     return out
 
 
+def _cer(cer: float | None) -> str:
+    return "-" if cer is None else f"{cer:.2f}"
+
+
 def _pretrain_table(summaries: dict[str, PretrainSummary]) -> str:
     keys = ["loss", "contrastive", "mlm", "diversity", "contrastive_acc", "mlm_acc",
             "code_perplexity", "code_usage"]
@@ -120,26 +125,30 @@ def _export_table(check_md: Path) -> str:
 def _comparison(exp_dir: Path, systems: list[System], dev_sets: list[str],
                 test_sets: list[str]) -> list[str]:
     wers: dict[str, dict[str, float]] = {}
+    cers: dict[str, dict[str, float | None]] = {}
     summaries: dict[str, PretrainSummary] = {}
     for s in systems:
         by_set = {}
         if s.finetune_dir is not None:
             by_set = latest_by_set(decode_results(s.finetune_dir), COMPARE_METHOD)
         wers[s.key] = {k: v.wer for k, v in by_set.items()}
+        cers[s.key] = {k: v.cer for k, v in by_set.items()}
         if s.pretrain_dir is not None and (p := pretrain_summary(s.pretrain_dir)) is not None:
             summaries[s.key] = p
     labels = {s.key: s.label for s in systems}
     sets = dev_sets + test_sets
     lines = ["## Comparison (stage 8): same fine-tuning budget and data", "",
-             f"WER % ({COMPARE_METHOD}):", "",
-             "| system | " + " | ".join(sets) + " | code perplexity | codes used | MLM acc |",
-             "|---|" + "---|" * (len(sets) + 3)]
+             f"WER % and CER % ({COMPARE_METHOD}):", "",
+             "| system | " + " | ".join(f"{x} WER" for x in sets) + " | "
+             + " | ".join(f"{x} CER" for x in sets) + " | code perplexity | codes used | MLM acc |",
+             "|---|" + "---|" * (2 * len(sets) + 3)]
     for s in systems:
         p = summaries.get(s.key)
         extra = ([f"{p.final.get('code_perplexity', float('nan')):.1f}",
                   f"{p.final.get('code_usage', float('nan')):.1%}",
                   f"{p.final.get('mlm_acc', float('nan')):.3f}"] if p else ["-", "-", "-"])
         cells = [f"{wers[s.key][x]:.2f}" if x in wers[s.key] else "-" for x in sets]
+        cells += [_cer(cers[s.key].get(x)) for x in sets]
         lines.append(f"| {s.label} | " + " | ".join(cells + extra) + " |")
     lines += ["", "Claims of the paper, at this scale (test = unseen voices; nothing was tuned on it):", ""]
     lines += _claims(wers, summaries, test_sets[0] if test_sets else "")
