@@ -38,7 +38,7 @@ def test_run_sh_runs_every_stage_on_the_tiny_corpus(tmp_path: Path) -> None:
         assert (exp / "log" / f"stage-{n}-{name}.log").stat().st_size > 0, name
 
     results = (exp / "RESULTS.md").read_text()
-    wers = re.findall(r"\| greedy_search \| (\d+\.\d+) \(", results)
+    wers = re.findall(r"\| greedy_search \| (\d+\.\d+) / (\d+\.\d+) \(", results)  # WER / CER
     assert wers, results
     assert (exp / "plots" / "pretrain.png").is_file()
 
