@@ -114,23 +114,30 @@ def _fix_grouped_conv_backward() -> None:
     fc.flop_registry[torch.ops.aten.convolution_backward] = fc.shape_wrapper(conv_backward_flop)
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 5, inner: int = 3) -> float:
-    """Best fp32 GFLOP/s of ``inner`` n x n ``torch.mm`` products, over ``repeats`` timings.
+def matmul_gflops(
+    n: int = 2048, repeats: int = 5, inner: int = 3, device: str = "cpu", dtype: str = "float32"
+) -> float:
+    """Best GFLOP/s of ``inner`` n x n ``torch.mm`` products, over ``repeats`` timings.
 
-    Each step benchmark measures it in its own process just before its timed steps; the
-    report's matmul peak is the best of these and of ``matmul_peak.py`` (robust to load).
+    Each step benchmark measures it (fp32, CPU) in its own process just before its timed steps;
+    the report's matmul peak is the best of these and of ``matmul_peak.py`` (robust to load).
+    ``gpu_xl_step.py`` measures its bf16 CUDA peak with it too (synchronised timings).
     """
     import torch
 
+    dev, dt = torch.device(device), getattr(torch, dtype)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
-    out = torch.empty(n, n)
+    x, y = (torch.randn(n, n, generator=g).to(dev, dt) for _ in range(2))
+    out = torch.empty(n, n, device=dev, dtype=dt)
     torch.mm(x, y, out=out)
+    sync()
     best = 0.0
     for _ in range(repeats):
         t0 = time.perf_counter()
         for _ in range(inner):
             torch.mm(x, y, out=out)
+        sync()
         best = max(best, 2 * n**3 * inner / (time.perf_counter() - t0) / 1e9)
     return round(best, 1)
 

@@ -8,7 +8,7 @@ forward + backward + fused AdamW, ``--warmup`` untimed steps, then the median of
 CUDA-synchronised steps. Reports audio-s/s, peak GPU memory (``max_memory_allocated``) and MFU:
 FLOPs of one forward + backward by ``FlopCounterMode`` (matmuls, convolutions, SDPA) per second
 over the GPU's dense bf16 peak (H100 SXM / H200: 989 TFLOP/s, NVIDIA's spec sheets; other GPUs:
-``--peak-tflops``), and against a bf16 8192^3 matmul timed on the same GPU. Writes
+``--peak-tflops``), and against the best bf16 8192^3 matmul timed on the same GPU. Writes
 ``bench/gpu/gpu_xl_step[-compile].json`` (and ``$OUT/gpu_xl_step.json`` when ``$OUT`` is set);
 ``bench/report.py`` tabulates every ``bench/gpu/*.json``. Without CUDA it prints a message and
 exits 0. Eager: ~1.5 min for the 4 default batches on an H200; ``--compile``: ~2.5 min per batch.
@@ -40,21 +40,6 @@ def peak_tflops(device_name: str, override: float | None) -> float | None:
         if key in device_name:
             return value
     return None
-
-
-def measured_matmul_tflops(torch, device, n: int = 8192, reps: int = 10) -> float:
-    """bf16 (n, n) @ (n, n) TFLOP/s on ``device``: the mean of ``reps`` products after 3 warm-up."""
-    a_ = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b_ = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    for _ in range(3):
-        a_ @ b_
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *_: None)
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a_ @ b_
-    sync()
-    return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e12
 
 
 def profile_step(step, torch, path: Path, steps: int = 3) -> None:
@@ -173,6 +158,7 @@ def main() -> int:
         a.out = HERE / "gpu" / ("gpu_xl_step-compile.json" if a.compile else "gpu_xl_step.json")
 
     import torch
+    from _harness import matmul_gflops
 
     if a.cpu_dry_run:
         device = torch.device("cpu")
@@ -196,9 +182,10 @@ def main() -> int:
         "preset": a.preset,
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "peak_tflops": peak,
-        "measured_matmul_tflops": round(
-            measured_matmul_tflops(torch, device, 512 if a.cpu_dry_run else 8192), 1
-        ),
+        "measured_matmul_tflops": matmul_gflops(
+            512 if a.cpu_dry_run else 8192, device=device.type, dtype="bfloat16"
+        )
+        / 1000,
         "compile": a.compile,
         "configs": [],
     }
