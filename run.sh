@@ -31,6 +31,7 @@ decode_avg=""
 decoding_methods=""
 pretrain_extra_args=""   # extra flags for python -m w2vbert.pretrain (quoted string)
 finetune_extra_args=""   # extra flags for python -m w2vbert.finetune
+finetune_init_args=""    # more stage-5 flags only when it starts from a pre-trained encoder
 
 help_message=$(cat <<'HELP'
 Usage: ./run.sh [options]
@@ -60,6 +61,7 @@ Options:
                              --pretrain-lr, --finetune-epochs, --finetune-max-duration, --finetune-lr,
                              --bpe-vocab-size, --decode-epoch, --decode-avg, --decoding-methods
   --pretrain-extra-args "..." --finetune-extra-args "..."   more flags for stage 4 / 5
+  --finetune-init-args "..."  more stage-5 flags for pre-trained encoders only (not scratch)
   Defaults per corpus: egs/librispeech/conf/<corpus>.sh.
 Each stage logs to <exp-dir>/log/stage-N-NAME.log; a finished stage leaves stage-N-NAME.done.
 HELP
@@ -85,7 +87,7 @@ log_dir=$exp_dir/log
 # Stages that are shell functions are re-run when any of these settings changes.
 stage_settings="corpus=$corpus seed=$seed data_dir=$data_dir preset=$pretrain_preset \
 pretrain=$pretrain_epochs/$pretrain_max_duration/$pretrain_lr/$pretrain_extra_args \
-finetune=$finetune_epochs/$finetune_max_duration/$finetune_lr/$finetune_extra_args \
+finetune=$finetune_epochs/$finetune_max_duration/$finetune_lr/$finetune_extra_args/$finetune_init_args \
 bpe=$bpe_vocab_size decode=$decode_epoch/$decode_avg/$decoding_methods"
 mkdir -p "$log_dir"
 

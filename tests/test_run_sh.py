@@ -104,3 +104,56 @@ def test_failing_stage_stops_the_run_and_names_its_log(driver: Path, tmp_path: P
     assert str(log_dir / "stage-2-two.log") in out.stdout
     assert _count(log_dir, 3) == 0
     assert not (log_dir / "stage-2-two.done").exists()
+
+
+FINETUNE_DRIVER = r"""
+set -euo pipefail
+python() {{ echo "python $*"; }}   # print stage 5's command instead of training
+data_dir=data; prefix=mini; lang_dir=data/lang_bpe_32; seed=0; train_parts=train-mini
+dev_parts=dev-mini; finetune_epochs=3; finetune_max_duration=30; finetune_lr=1e-3
+finetune_extra_args="--ctc-loss-scale 0.5"; pretrain_preset=mini
+finetune_init_args="$1"
+. "{root}/egs/librispeech/stages.sh"
+_finetune exp/scratch none
+_finetune exp/pre exp/pretrain/epoch-10.pt --seed 7
+"""
+
+
+def test_finetune_init_args_apply_to_pretrained_encoders_only(tmp_path: Path) -> None:
+    script = tmp_path / "finetune.sh"
+    script.write_text(FINETUNE_DRIVER.format(root=ROOT))
+    out = _run(["bash", str(script), "--freeze-encoder-steps 300 --encoder-lr-scale 0.5"])
+    assert out.returncode == 0, out.stderr
+    scratch, pre = out.stdout.splitlines()
+    assert "--init-from none --model-preset mini" in scratch
+    assert "--freeze-encoder-steps" not in scratch
+    assert "--init-from exp/pretrain/epoch-10.pt --freeze-encoder-steps 300 --encoder-lr-scale 0.5" in pre
+    assert "--model-preset" not in pre
+    assert pre.endswith("--ctc-loss-scale 0.5 --seed 7")
+    # no init args: the pre-trained command has nothing extra (no empty argument either)
+    out = _run(["bash", str(script), ""])
+    assert out.returncode == 0, out.stderr
+    assert "--init-from exp/pretrain/epoch-10.pt --bpe-model" in out.stdout.splitlines()[1]
+
+
+def test_compare_gives_the_w2vbert_feature_run_its_own_args(tmp_path: Path) -> None:
+    script = tmp_path / "compare.sh"
+    script.write_text(FINETUNE_DRIVER.format(root=ROOT).replace(
+        "_finetune exp/scratch none\n_finetune exp/pre exp/pretrain/epoch-10.pt --seed 7\n",
+        "exp_dir=exp; test_parts=test-mini; pretrain_epochs=10; pretrain_max_duration=25\n"
+        "pretrain_lr=2e-3; pretrain_extra_args=; decode_epoch=3; decode_avg=1\n"
+        "compare_features_epochs=4; compare_features_w2vbert_args='--diversity-weight 1.0'\n"
+        "_compare\n",
+    ))
+    out = _run(["bash", str(script), "--freeze-encoder-steps 300"])
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    features = [x for x in lines if "pretrain-features-" in x]
+    assert len(features) == 2
+    w2v, mlm = features
+    assert "--objective w2vbert" in w2v and w2v.endswith("--num-epochs 4 --diversity-weight 1.0")
+    assert "--objective mlm" in mlm and "--diversity-weight" not in mlm
+    finetunes = [x for x in lines if "w2vbert.finetune" in x]
+    assert len(finetunes) == 3  # scratch, contrastive only, MLM only
+    assert "--freeze-encoder-steps" not in finetunes[0]
+    assert all("--freeze-encoder-steps 300" in x for x in finetunes[1:])

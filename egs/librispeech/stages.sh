@@ -21,11 +21,16 @@ _pretrain() {  # _pretrain EXP_DIR [more flags]: stage 4's command (also used by
 }
 
 _finetune() {  # _finetune EXP_DIR INIT_FROM [more flags]: stage 5's command (also used by stage 8)
-  local dir=$1 init=$2 preset=(); shift 2
+  local dir=$1 init=$2 args=(); shift 2
   # from a checkpoint the encoder's configuration is the checkpoint's (the ablations move blocks
-  # between the contrastive and MLM modules); from scratch it is the preset's
-  [ "$init" = none ] && preset=(--model-preset "$pretrain_preset")
-  python -m w2vbert.finetune --exp-dir "$dir" --init-from "$init" "${preset[@]}" \
+  # between the contrastive and MLM modules) and $finetune_init_args apply (e.g. a frozen
+  # encoder at first); from scratch it is the preset's
+  if [ "$init" = none ]; then
+    args=(--model-preset "$pretrain_preset")
+  else
+    read -r -a args <<< "$finetune_init_args"
+  fi
+  python -m w2vbert.finetune --exp-dir "$dir" --init-from "$init" "${args[@]}" \
     --bpe-model "$lang_dir/bpe.model" \
     --train-cuts "$(_cuts "$(_first $train_parts)")" --valid-cuts "$(_cuts "$(_first $dev_parts)")" \
     --num-epochs "$finetune_epochs" --max-duration "$finetune_max_duration" \
@@ -52,11 +57,15 @@ _compare() {  # stage 8: (a) scratch, (c) contrastive only, (d) MLM only; (b) is
   for obj in contrastive mlm; do
     _pretrain "$c/pretrain-$obj" --objective "$obj" || return 1
   done
-  # claim 3 (codebook collapse) with the quantizer on the learned features, pre-training only
+  # claim 3 (codebook collapse) with the quantizer on the learned features, pre-training only;
+  # $compare_features_w2vbert_args (e.g. a diversity weight) go to the w2v-BERT run only: MLM only
+  # drops the contrastive and diversity losses whole
+  local more
   for obj in w2vbert mlm; do
+    more=()
+    [ "$obj" = w2vbert ] && read -r -a more <<< "${compare_features_w2vbert_args:-}"
     _pretrain "$c/pretrain-features-$obj" --objective "$obj" --quantizer-input features \
-      --no-block-same-code \
-      --num-epochs "${compare_features_epochs:-2}" || return 1
+      --no-block-same-code --num-epochs "${compare_features_epochs:-2}" "${more[@]}" || return 1
   done
   _finetune "$c/finetune-scratch" none || return 1
   for obj in contrastive mlm; do
