@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -100,6 +101,9 @@ def test_pretrain_runs_writes_outputs_and_resumes_exactly(corpus, tmp_path):
     assert list((straight / "log").glob("log-train-*")) and list(
         (straight / "tensorboard").iterdir()
     )
+    log_text = next((straight / "log").glob("log-train-*")).read_text()
+    peak = re.search(r"Done: batch_idx_train \d+, 0 skipped steps, peak RSS ([0-9.]+) GiB", log_text)
+    assert peak and 0.05 < float(peak.group(1)) < 8.0, log_text[-500:]
     info = json.loads((straight / "config.json").read_text())
     assert (
         info["git_sha"]

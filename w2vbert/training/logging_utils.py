@@ -10,6 +10,7 @@ import importlib.metadata
 import json
 import logging
 import platform
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -200,3 +201,8 @@ class MetricSinks:
         if self.writer is not None:
             self.writer.flush()
             self.writer.close()
+
+
+def peak_rss_gib() -> float:
+    """Peak resident set size of this process so far, GiB (Linux ``ru_maxrss`` is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

@@ -27,7 +27,7 @@ from w2vbert.data.sampling import (
 from w2vbert.training.config import TrainingConfig
 from w2vbert.training.dataclass_args import config_to_dict
 from w2vbert.training.ddp import DistInfo, cleanup_distributed, setup_distributed
-from w2vbert.training.logging_utils import setup_logging, write_run_info
+from w2vbert.training.logging_utils import peak_rss_gib, setup_logging, write_run_info
 from w2vbert.training.loop import ComputeLoss, Trainer, TrainState
 from w2vbert.training.optim import create_optimizer, create_scheduler
 
@@ -156,7 +156,8 @@ def run_training(
         trainer.maybe_resume()
         state = trainer.train()
         logger.info(
-            f"Done: batch_idx_train {state.batch_idx_train}, {state.num_bad_steps} skipped steps"
+            f"Done: batch_idx_train {state.batch_idx_train}, {state.num_bad_steps} skipped steps, "
+            f"peak RSS {peak_rss_gib():.2f} GiB"
         )
         return state
     finally:
