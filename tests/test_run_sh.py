@@ -106,22 +106,28 @@ def test_failing_stage_stops_the_run_and_names_its_log(driver: Path, tmp_path: P
     assert not (log_dir / "stage-2-two.done").exists()
 
 
-FINETUNE_DRIVER = r"""
+STAGES_DRIVER = r"""
 set -euo pipefail
-python() {{ echo "python $*"; }}   # print stage 5's command instead of training
+python() {{ echo "python $*"; }}   # print each stage's command instead of running it
 data_dir=data; prefix=mini; lang_dir=data/lang_bpe_32; seed=0; train_parts=train-mini
 dev_parts=dev-mini; finetune_epochs=3; finetune_max_duration=30; finetune_lr=1e-3
 finetune_extra_args="--ctc-loss-scale 0.5"; pretrain_preset=mini
 finetune_init_args="$1"
 . "{root}/egs/librispeech/stages.sh"
-_finetune exp/scratch none
-_finetune exp/pre exp/pretrain/epoch-10.pt --seed 7
+{commands}
 """
 
 
+def _stages_driver(tmp_path: Path, commands: str) -> Path:
+    script = tmp_path / "stages.sh"
+    script.write_text(STAGES_DRIVER.format(root=ROOT, commands=commands))
+    return script
+
+
 def test_finetune_init_args_apply_to_pretrained_encoders_only(tmp_path: Path) -> None:
-    script = tmp_path / "finetune.sh"
-    script.write_text(FINETUNE_DRIVER.format(root=ROOT))
+    script = _stages_driver(
+        tmp_path, "_finetune exp/scratch none\n_finetune exp/pre exp/pretrain/epoch-10.pt --seed 7"
+    )
     out = _run(["bash", str(script), "--freeze-encoder-steps 300 --encoder-lr-scale 0.5"])
     assert out.returncode == 0, out.stderr
     scratch, pre = out.stdout.splitlines()
@@ -137,14 +143,13 @@ def test_finetune_init_args_apply_to_pretrained_encoders_only(tmp_path: Path) ->
 
 
 def test_compare_gives_the_w2vbert_feature_run_its_own_args(tmp_path: Path) -> None:
-    script = tmp_path / "compare.sh"
-    script.write_text(FINETUNE_DRIVER.format(root=ROOT).replace(
-        "_finetune exp/scratch none\n_finetune exp/pre exp/pretrain/epoch-10.pt --seed 7\n",
+    script = _stages_driver(
+        tmp_path,
         "exp_dir=exp; test_parts=test-mini; pretrain_epochs=10; pretrain_max_duration=25\n"
         "pretrain_lr=2e-3; pretrain_extra_args=; decode_epoch=3; decode_avg=1\n"
         "compare_features_epochs=4; compare_features_w2vbert_args='--diversity-weight 1.0'\n"
-        "_compare\n",
-    ))
+        "_compare",
+    )
     out = _run(["bash", str(script), "--freeze-encoder-steps 300"])
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
