@@ -84,11 +84,6 @@ if [ ! -f "$conf" ]; then
 fi
 . "$conf"
 log_dir=$exp_dir/log
-# Stages that are shell functions are re-run when any of these settings changes.
-stage_settings="corpus=$corpus seed=$seed data_dir=$data_dir preset=$pretrain_preset \
-pretrain=$pretrain_epochs/$pretrain_max_duration/$pretrain_lr/$pretrain_extra_args \
-finetune=$finetune_epochs/$finetune_max_duration/$finetune_lr/$finetune_extra_args/$finetune_init_args \
-bpe=$bpe_vocab_size decode=$decode_epoch/$decode_avg/$decoding_methods"
 mkdir -p "$log_dir"
 
 if [ "$dry_run" != true ]; then

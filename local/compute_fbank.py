@@ -8,9 +8,10 @@ other Lhotse recipe) and writes <output-dir>/<prefix>_cuts_<part>.jsonl.gz with 
 <output-dir>/<prefix>_feats_<part>/, plus <prefix>_cuts_pretrain.jsonl.gz, the union of the
 --pretrain-parts (speed-perturbed copies left out). One cut per supervision (a LibriSpeech
 utterance, a Libri-Light voice-activity segment). Non-16 kHz audio is resampled and
-multi-channel audio downmixed (both logged). Training cuts shorter than --min-duration or
-longer than --max-duration are dropped (count logged); dev/test parts keep every cut that gives
-at least one encoder frame. Parts whose cuts file exists are skipped unless --force.
+multi-channel audio downmixed (both logged). Training cuts shorter than --min-cut-duration or
+longer than --max-cut-duration are dropped (count logged; the old names --min-duration and
+--max-duration still work); dev/test parts keep every cut that gives at least one encoder
+frame. Parts whose cuts file exists are skipped unless --force.
 Fbank options: w2vbert/data/fbank.py (dither 0, snip_edges False, low_freq 20, high_freq -400).
 """
 
@@ -49,8 +50,23 @@ def get_parser() -> argparse.ArgumentParser:
         default=False,
         help="add 0.9/1.1 speed copies of --train-parts",
     )
-    p.add_argument("--min-duration", type=float, default=0.3, help="seconds")
-    p.add_argument("--max-duration", type=float, default=30.0, help="seconds")
+    # not --min/max-duration: elsewhere in the recipe --max-duration is seconds of audio per batch
+    p.add_argument(
+        "--min-cut-duration",
+        "--min-duration",
+        dest="min_cut_duration",
+        type=float,
+        default=0.3,
+        help="seconds: shorter training cuts are dropped (old name: --min-duration)",
+    )
+    p.add_argument(
+        "--max-cut-duration",
+        "--max-duration",
+        dest="max_cut_duration",
+        type=float,
+        default=30.0,
+        help="seconds: longer training cuts are dropped (old name: --max-duration)",
+    )
     p.add_argument("--nj", type=int, default=1, help="feature extraction processes")
     p.add_argument("--force", action="store_true", help="recompute parts whose cuts exist")
     p.add_argument("--log-file", type=Path, help="default: <output-dir>/log/compute_fbank.log")
@@ -67,14 +83,14 @@ def main() -> None:
 
     import torch
 
-    from w2vbert.data.cli import setup_cli_logging
-    from w2vbert.data.compute_features import (
-        LengthFilter,
+    from w2vbert.prep.compute_features import (
         compute_fbank_part,
         find_manifest_parts,
+        training_cut_filter,
         untranscribed_parts,
         write_pretrain_cuts,
     )
+    from w2vbert.util.log import setup_cli_logging
 
     setup_cli_logging(args.log_file or args.output_dir / "log" / "compute_fbank.log")
     if args.nj > 1:
@@ -88,7 +104,9 @@ def main() -> None:
     logging.info(
         "Parts %s; train %s; eval %s; pretrain %s", parts, train_parts, eval_parts, pretrain_parts
     )
-    length_filter = LengthFilter(min_duration=args.min_duration, max_duration=args.max_duration)
+    length_filter = training_cut_filter(
+        min_duration=args.min_cut_duration, max_duration=args.max_cut_duration
+    )
     # One pool for all parts: each spawned worker imports torch and kaldifeat once.
     executor = (
         ProcessPoolExecutor(args.nj, mp_context=get_context("spawn")) if args.nj > 1 else None
@@ -116,6 +134,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # required: --nj > 1 spawns worker processes that import this file
-    from w2vbert.data.cli import run_main
+    from w2vbert.util.log import run_main
 
     run_main(main)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # usable without path.sh
 
-from w2vbert.data.cli import run_main, setup_cli_logging  # noqa: E402
+from w2vbert.util.log import run_main, setup_cli_logging  # noqa: E402
 
 LIBRISPEECH_100 = ("train-clean-100", "dev-clean", "dev-other", "test-clean", "test-other")
 LIBRISPEECH_960 = LIBRISPEECH_100 + ("train-clean-360", "train-other-500")

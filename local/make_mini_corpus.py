@@ -22,13 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # usable without path.sh
 
-from w2vbert.data.cli import run_main, setup_cli_logging  # noqa: E402
-from w2vbert.data.mini_corpus import MiniCorpusConfig, make_mini_corpus, tiny_config  # noqa: E402
-from w2vbert.data.text_sources import (  # noqa: E402
+from w2vbert.prep.mini_corpus import MiniCorpusConfig, make_mini_corpus, tiny_config  # noqa: E402
+from w2vbert.prep.text_sources import (  # noqa: E402
     DEFAULT_BIBLE_PROGRAM,
     DEFAULT_FORTUNE_DIR,
     load_default_sentences,
 )
+from w2vbert.util.log import run_main, setup_cli_logging  # noqa: E402
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # usable without path.sh
 
-from w2vbert.data.cli import run_main, setup_cli_logging  # noqa: E402
+from w2vbert.util.log import run_main, setup_cli_logging  # noqa: E402
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -46,7 +46,9 @@ def get_parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = get_parser().parse_args()
     setup_cli_logging(args.log_file or args.output_dir / "log" / "prepare_manifests.log")
-    from w2vbert.data.manifests import prepare_manifests  # Lhotse: imported after --help
+    from w2vbert.prep.manifests import (
+        prepare_manifests,  # Lhotse: imported after --help
+    )
 
     prepare_manifests(
         args.corpus_dir,

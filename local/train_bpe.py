@@ -2,13 +2,14 @@
 """Stage 3: sentencepiece unigram model of the labelled training transcripts.
 
   local/train_bpe.py --transcripts data/fbank/mini_cuts_train-mini.jsonl.gz \\
-      --lang-dir data/lang_bpe_256 --vocab-size 256
+      --lang-dir data/lang_bpe_32 --vocab-size 32
 
 --transcripts takes Lhotse cuts or supervisions manifests (texts of their supervisions);
 --text takes plain text files (one transcript per line). Writes <lang-dir>/bpe.model,
 tokens.txt ("<symbol> <id>"; <blk> = 0, <sos/eos> = 1, <unk> = 2) and transcript_words.txt.
 Skipped if bpe.model and tokens.txt exist, unless --force. 500 is the usual size for
-LibriSpeech; the mini corpus (~330 training sentences) allows up to ~950 and uses 256.
+LibriSpeech; the mini corpus (~330 training sentences) allows up to ~950 but uses 32 (letters
+and "▁THE", egs/librispeech/conf/mini.sh): too few sentences to learn subwords from.
 """
 
 import argparse
@@ -17,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # usable without path.sh
 
-from w2vbert.data.cli import run_main, setup_cli_logging  # noqa: E402
+from w2vbert.util.log import run_main, setup_cli_logging  # noqa: E402
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -44,7 +45,11 @@ def main() -> None:
     args = get_parser().parse_args()
     setup_cli_logging(args.log_file or args.lang_dir / "log" / "train_bpe.log")
     # Lhotse and sentencepiece: imported after --help
-    from w2vbert.data.bpe import train_bpe, transcripts_from_manifests, transcripts_from_text
+    from w2vbert.prep.bpe import (
+        train_bpe,
+        transcripts_from_manifests,
+        transcripts_from_text,
+    )
 
     if args.transcripts:
         transcripts = transcripts_from_manifests(args.transcripts)

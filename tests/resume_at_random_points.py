@@ -169,7 +169,7 @@ def main() -> None:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             left = f"newest checkpoint-{_newest_batch(exp)}.pt" if exp.is_dir() else "nothing"
-            tmp_files = [p.name for p in exp.glob(".*.tmp*")] if exp.is_dir() else []
+            tmp_files = [p.name for p in exp.glob(".partial-*")] if exp.is_dir() else []
             rerun = subprocess.run(cmd(exp), env=ENV, cwd=ROOT, capture_output=True, text=True)
             same = rerun.returncode == 0 and _identical(reference, final(exp))
             ok += same

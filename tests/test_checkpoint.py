@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import toy_training  # noqa: E402
 
-from w2vbert.training import checkpoint as ckpt_io  # noqa: E402
-from w2vbert.training.averaging import (  # noqa: E402
+from w2vbert import checkpoint as ckpt_io  # noqa: E402
+from w2vbert.checkpoint.averaging import (  # noqa: E402
     average_checkpoints,
     averaged_model_from_epochs,
     averaging_suffix,
@@ -43,7 +43,7 @@ def test_failed_write_leaves_the_previous_file_intact_and_no_partial_file(tmp_pa
         f.write(b"PK\x03\x04 partial bytes")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ckpt_io.torch, "save", full_disk)
+    monkeypatch.setattr(torch, "save", full_disk)
     with pytest.raises(OSError, match="No space left"):
         ckpt_io.atomic_torch_save({"v": 2}, path)
     monkeypatch.undo()

@@ -5,7 +5,7 @@ import sentencepiece as spm
 from lhotse import CutSet, SupervisionSegment
 from lhotse.testing.dummies import dummy_cut
 
-from w2vbert.data.bpe import train_bpe, transcripts_from_manifests
+from w2vbert.prep.bpe import train_bpe, transcripts_from_manifests
 
 TEXTS = [
     "THE QUICK BROWN FOX JUMPS OVER THE LAZY DOG",

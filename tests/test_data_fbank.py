@@ -3,6 +3,7 @@ length filter, speed perturbation, pre-training union, bad audio and unfinished 
 
 import logging
 import shutil
+from types import SimpleNamespace
 
 import kaldifeat
 import numpy as np
@@ -13,17 +14,17 @@ import torch
 from data_fixtures import make_librilight_part, make_librispeech_part
 from lhotse import Fbank, load_manifest
 
-from w2vbert.data import compute_features as cf
-from w2vbert.data.compute_features import (
+from w2vbert.data.fbank import num_encoder_frames
+from w2vbert.model.feature_encoder import FbankFeatureEncoder
+from w2vbert.prep import compute_features as cf
+from w2vbert.prep.compute_features import (
     FeatureError,
-    LengthFilter,
     compute_fbank_part,
+    training_cut_filter,
     write_pretrain_cuts,
 )
-from w2vbert.data.espeak import resample
-from w2vbert.data.fbank import num_encoder_frames
-from w2vbert.data.manifests import prepare_manifests
-from w2vbert.model.feature_encoder import FbankFeatureEncoder
+from w2vbert.prep.espeak import resample
+from w2vbert.prep.manifests import prepare_manifests
 
 # LilcomChunkyWriter stores with tick_power -5: values are rounded to multiples of 2**-5.
 LILCOM_ATOL = 2**-6 + 1e-4
@@ -43,7 +44,7 @@ def kaldifeat_direct(samples: np.ndarray) -> np.ndarray:
 
 def _stage12(tmp_path, part, **kwargs):
     prepare_manifests(tmp_path / "c", tmp_path / "m", "toy", [part])
-    kwargs.setdefault("length_filter", LengthFilter())
+    kwargs.setdefault("length_filter", training_cut_filter())
     path = compute_fbank_part(tmp_path / "m", tmp_path / "f", "toy", part, **kwargs)
     return load_manifest(path)
 
@@ -87,11 +88,15 @@ def test_num_encoder_frames_matches_the_feature_encoder_output_length():
 
 
 def test_length_filter_reasons():
-    f = LengthFilter(min_duration=0.3, max_duration=5.0)
-    assert f.reject_reason(0.001) == "no encoder frame"
-    assert f.reject_reason(0.2) == "shorter than 0.3 s"
-    assert f.reject_reason(6.0) == "longer than 5.0 s"
-    assert f.reject_reason(1.0) is None
+    f = training_cut_filter(min_duration=0.3, max_duration=5.0)
+
+    def cut(duration: float) -> SimpleNamespace:  # a cut before stage 2: no features yet
+        return SimpleNamespace(id="c", duration=duration, has_features=False, sampling_rate=16000)
+
+    assert f.reason(cut(0.001)) == "fewer than 1 encoder step"
+    assert f.reason(cut(0.2)) == "shorter than 0.3 s"
+    assert f.reason(cut(6.0)) == "longer than 5.0 s"
+    assert f.reason(cut(1.0)) is None
 
 
 def test_short_cuts_are_dropped_from_training_parts_with_a_logged_count(tmp_path, caplog):
@@ -162,7 +167,7 @@ def test_audio_missing_at_stage_2_is_an_error_naming_the_recording(tmp_path):
         FeatureError, match=r"recording 11-100-0001: audio file .*11-100-0001\.flac does not exist"
     ):
         compute_fbank_part(
-            tmp_path / "m", tmp_path / "f", "toy", "train-x", length_filter=LengthFilter()
+            tmp_path / "m", tmp_path / "f", "toy", "train-x", length_filter=training_cut_filter()
         )
     assert not (tmp_path / "f" / "toy_cuts_train-x.jsonl.gz").exists()
 
@@ -174,11 +179,11 @@ def test_audio_corrupted_after_stage_1_is_an_error_naming_the_cut_and_a_rerun_re
     paths["12-200-0000"].write_bytes(b"garbage" * 100)
     args = (tmp_path / "m", tmp_path / "f", "toy", "train-x")
     with pytest.raises(FeatureError, match=r"cut 12-200-0000: .*12-200-0000\.flac"):
-        compute_fbank_part(*args, length_filter=LengthFilter())
+        compute_fbank_part(*args, length_filter=training_cut_filter())
     out = tmp_path / "f"
     assert not (out / "toy_cuts_train-x.jsonl.gz").exists() and not list(out.glob(".partial*"))
     paths["12-200-0000"].write_bytes(good)
-    cuts = load_manifest(compute_fbank_part(*args, length_filter=LengthFilter()))
+    cuts = load_manifest(compute_fbank_part(*args, length_filter=training_cut_filter()))
     assert len(cuts) == 3 and all(c.load_features().shape == (100, 80) for c in cuts)
 
 
@@ -197,14 +202,14 @@ def test_a_killed_run_leaves_nothing_finished_looking_and_the_next_run_redoes_th
 
     monkeypatch.setattr(cf.CutSet, "to_file", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        compute_fbank_part(tmp_path / "m", out, "toy", "train-x", length_filter=LengthFilter())
+        compute_fbank_part(tmp_path / "m", out, "toy", "train-x", length_filter=training_cut_filter())
     monkeypatch.undo()
     assert (out / "toy_feats_train-x").is_dir()  # features of the unfinished run...
     assert not (out / "toy_cuts_train-x.jsonl.gz").exists()  # ...but no cuts file
     assert not list(out.glob(".partial*"))
     stale = out / "toy_feats_train-x" / "stale.lca"
     stale.write_bytes(b"x")
-    compute_fbank_part(tmp_path / "m", out, "toy", "train-x", length_filter=LengthFilter())
+    compute_fbank_part(tmp_path / "m", out, "toy", "train-x", length_filter=training_cut_filter())
     assert not stale.exists() and (out / "toy_cuts_train-x.jsonl.gz").is_file()
 
 

@@ -3,10 +3,20 @@
 import logging
 
 import pytest
-from data_fixtures import make_librilight_part, make_librispeech_part, signal, write_flac
+from data_fixtures import (
+    make_librilight_part,
+    make_librispeech_part,
+    signal,
+    write_flac,
+)
 from lhotse import load_manifest
 
-from w2vbert.data.manifests import CorpusError, detect_layout, find_parts, prepare_manifests
+from w2vbert.prep.manifests import (
+    CorpusError,
+    detect_layout,
+    find_parts,
+    prepare_manifests,
+)
 
 
 def test_both_layouts_are_detected_parsed_and_written_with_the_prefix(tmp_path):

@@ -7,8 +7,13 @@ import shutil
 
 import pytest
 
-import w2vbert.data.mini_corpus as mc
-from w2vbert.data.mini_corpus import MiniCorpusConfig, make_mini_corpus, plan_corpus, tiny_config
+import w2vbert.prep.mini_corpus as mc
+from w2vbert.prep.mini_corpus import (
+    MiniCorpusConfig,
+    make_mini_corpus,
+    plan_corpus,
+    tiny_config,
+)
 
 # Planning needs no real text: any distinct strings of 5-25 words.
 FAKE_SENTENCES = [f"SENTENCE {i} " + "WORD " * (5 + i % 15) for i in range(20000)]

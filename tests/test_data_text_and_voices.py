@@ -6,8 +6,8 @@ import struct
 import numpy as np
 import pytest
 
-from w2vbert.data.espeak import Voice, all_voices, parse_wav_bytes, resample, synthesize
-from w2vbert.data.text_sources import (
+from w2vbert.prep.espeak import Voice, all_voices, parse_wav_bytes, resample, synthesize
+from w2vbert.prep.text_sources import (
     collect_sentences,
     fortune_sentences,
     normalize_sentence,

@@ -17,12 +17,12 @@ import toy_training  # noqa: E402
 
 from w2vbert.data.datasets import (
     AsrDataset,
-    BpeTokenizer,
     PretrainDataset,
     create_spec_augment,
 )  # noqa: E402
 from w2vbert.data.filters import CutFilter, scan  # noqa: E402
 from w2vbert.data.sampling import DataConfig, create_sampler, sampler_state_dict  # noqa: E402
+from w2vbert.data.tokenizer import BpeTokenizer
 from w2vbert.model.feature_encoder import output_lengths  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -80,7 +80,7 @@ def test_filter_drops_short_cuts_and_cuts_with_more_tokens_than_steps(corpus, ca
     assert f.reason(short) == "more tokens than encoder steps"
     assert (
         CutFilter(frames_to_steps=lambda t: t // 4, min_steps=30).reason(cuts[0])
-        == "too few encoder steps"
+        == "fewer than 30 encoder steps"
     )
     f2 = CutFilter(frames_to_steps=lambda t: t // 4, max_duration=1.0)
     with caplog.at_level(logging.INFO):
@@ -89,7 +89,7 @@ def test_filter_drops_short_cuts_and_cuts_with_more_tokens_than_steps(corpus, ca
     assert kept == len(expected) == 2 and seconds == pytest.approx(
         sum(c.duration for c in expected)
     )
-    assert "test: kept 2/4 cuts" in caplog.text and "2 too long" in caplog.text
+    assert "test: kept 2/4 cuts" in caplog.text and "2 longer than 1.0 s" in caplog.text
 
 
 def test_sampler_shards_batches_by_rank():

@@ -275,7 +275,8 @@ def test_missing_init_checkpoint_is_a_usage_error_naming_it(setup, tmp_path, cap
 
 
 def test_lstm_prediction_network_trains_through_the_same_loss(setup):
-    from w2vbert.data.datasets import AsrDataset, BpeTokenizer
+    from w2vbert.data.datasets import AsrDataset
+    from w2vbert.data.tokenizer import BpeTokenizer
     from w2vbert.training.finetuning import make_finetune_loss
 
     options = FinetuneOptions(

@@ -20,9 +20,10 @@ import torch
 from data_fixtures import make_librispeech_part, signal, write_flac
 from lhotse import load_manifest
 
-from w2vbert.data.compute_features import LengthFilter, compute_fbank_part
-from w2vbert.data.espeak import resample
-from w2vbert.data.manifests import prepare_manifests
+from w2vbert.data.filters import CutFilter
+from w2vbert.prep.compute_features import compute_fbank_part, training_cut_filter
+from w2vbert.prep.espeak import resample
+from w2vbert.prep.manifests import prepare_manifests
 
 REPO = Path(__file__).resolve().parents[1]
 LILCOM_ATOL = 2**-6 + 1e-4  # LilcomChunkyWriter rounds to multiples of 2**-5
@@ -40,7 +41,7 @@ def _kaldifeat(samples: np.ndarray) -> np.ndarray:
     return kaldifeat.Fbank(opts)(torch.from_numpy(samples.astype(np.float32))).numpy()
 
 
-def _stage12(root: Path, part: str, length_filter: LengthFilter | None):
+def _stage12(root: Path, part: str, length_filter: "CutFilter | None"):
     prepare_manifests(root / "c", root / "m", "toy", [part])
     return load_manifest(
         compute_fbank_part(root / "m", root / "f", "toy", part, length_filter=length_filter)
@@ -55,7 +56,7 @@ def test_0_1_s_and_60_s_audio_are_dropped_from_training_with_a_logged_count_and_
         write_flac(paths["11-100-0000"], signal(0.1))
         write_flac(paths["11-100-0001"], signal(60.0))
     with caplog.at_level(logging.INFO):
-        train = _stage12(tmp_path, "train-x", LengthFilter())
+        train = _stage12(tmp_path, "train-x", training_cut_filter())
     assert [c.id for c in train] == ["12-200-0000"]
     assert (
         "Part train-x: kept 1 of 3 cuts; dropped: 1 longer than 30.0 s, 1 shorter than 0.3 s"
@@ -69,7 +70,7 @@ def test_0_1_s_and_60_s_audio_are_dropped_from_training_with_a_logged_count_and_
 def test_8_khz_audio_is_upsampled_to_16_khz_features_with_a_warning(tmp_path, caplog):
     make_librispeech_part(tmp_path / "c", "train-x", seconds=1.0, sampling_rate=8000)
     with caplog.at_level(logging.WARNING):
-        cuts = _stage12(tmp_path, "train-x", LengthFilter())
+        cuts = _stage12(tmp_path, "train-x", training_cut_filter())
     assert "Part train-x: resampling 3 cut(s) from [8000] Hz to 16000 Hz" in caplog.text
     for cut in cuts:
         audio, rate = sf.read(cut.recording.sources[0].source, dtype="float32")

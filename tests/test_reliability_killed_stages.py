@@ -181,7 +181,7 @@ def test_stage_3_killed_between_tokens_and_model_reruns_to_the_clean_model(tmp_p
 def test_stage_0_killed_mid_synthesis_reruns_to_the_clean_corpus(tmp_path):
     args = ["--tiny", "--seed", 2, "--nj", 1, "--out-dir"]
     killed, clean = tmp_path / "k" / "mini", tmp_path / "c" / "mini"
-    _run_killed(tmp_path, "make_mini_corpus.py", "w2vbert.data.mini_corpus:synthesize_file", 3,
+    _run_killed(tmp_path, "make_mini_corpus.py", "w2vbert.prep.mini_corpus:synthesize_file", 3,
                 *args, killed)  # fmt: skip
     assert not killed.exists() and (killed.parent / ".mini.partial").is_dir()
     _run("make_mini_corpus.py", *args, killed)

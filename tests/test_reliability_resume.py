@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import toy_training  # noqa: E402
 
-from w2vbert.training import checkpoint as ckpt_io  # noqa: E402
+from w2vbert import checkpoint as ckpt_io  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:You are using DynamicBucketingSampler")
 

@@ -7,7 +7,12 @@ import torch
 from torch import Tensor, nn
 
 from w2vbert.model.transducer import create_transducer, pad_token_ids
-from w2vbert.objectives.rnnt import full_rnnt_loss, pruned_rnnt_loss, rnnt_loss_scales
+from w2vbert.objectives.rnnt import (
+    full_rnnt_loss,
+    pruned_rnnt_loss,
+    rnnt_loss_scales,
+    transducer_loss,
+)
 from w2vbert.objectives.rnnt_backend import backend, backend_name
 
 # The pruned and the full loss run the same fp32 recursion; they differ by summation order only.
@@ -87,7 +92,7 @@ def test_model_pruned_loss_equals_full_loss_of_its_joiner() -> None:
     model = create_transducer(_StackEncoder(10, 16), 16, vocab_size=7, decoder_dim=8, joiner_dim=12)
     x, x_lens = torch.randn(2, 20, 10), torch.tensor([20, 14])
     y = [[1, 2, 3], [4, 5]]
-    loss = model(x, x_lens, y, prune_range=4)
+    loss = transducer_loss(model(x, x_lens, y), prune_range=4)
     enc, enc_lens = model.encoder(x, x_lens)
     symbols, symbol_lens = pad_token_ids(y, pad_value=0)
     dec = model.decoder(torch.cat([torch.zeros(2, 1, dtype=torch.int64), symbols], 1))
@@ -140,7 +145,7 @@ def test_gradients_reach_every_parameter() -> None:
     model = create_transducer(
         _StackEncoder(10, 16), 16, vocab_size=7, decoder_dim=8, joiner_dim=12, ctc=True
     )
-    loss = model(torch.randn(2, 20, 10), torch.tensor([20, 16]), [[1, 2, 3], [6]])
+    loss = transducer_loss(model(torch.randn(2, 20, 10), torch.tensor([20, 16]), [[1, 2, 3], [6]]))
     (0.5 * loss.simple + loss.pruned + 0.1 * loss.ctc).backward()
     for name, p in model.named_parameters():
         assert p.grad is not None, name
@@ -161,9 +166,9 @@ def test_loss_stays_fp32_under_bf16_autocast(decoder_type: str) -> None:
         ctc=True,
     )
     x, x_lens, y = torch.randn(2, 20, 10), torch.tensor([20, 16]), [[1, 2, 3], [6]]
-    reference = model(x, x_lens, y)
+    reference = transducer_loss(model(x, x_lens, y))
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
-        loss = model(x, x_lens, y)
+        loss = transducer_loss(model(x, x_lens, y))
     for name in ("simple", "pruned", "ctc"):
         value = getattr(loss, name)
         assert value.dtype == torch.float32, name

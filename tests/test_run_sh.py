@@ -162,3 +162,86 @@ def test_compare_gives_the_w2vbert_feature_run_its_own_args(tmp_path: Path) -> N
     assert len(finetunes) == 3  # scratch, contrastive only, MLM only
     assert "--freeze-encoder-steps" not in finetunes[0]
     assert all("--freeze-encoder-steps 300" in x for x in finetunes[1:])
+
+
+
+FINGERPRINT_DRIVER = r"""
+set -euo pipefail
+python() {{ echo "python $*"; }}   # each stage's commands are only printed
+stage=4; stop_stage=6; force=false; dry_run=false; log_dir=$1
+exp_dir=exp; data_dir=data; prefix=tiny; seed=0; bpe_vocab_size=64
+train_parts=train-mini; dev_parts=dev-mini; test_parts=test-mini
+pretrain_preset=tiny; : "${{pretrain_epochs:=1}}"; pretrain_max_duration=60; pretrain_lr=1e-3
+pretrain_extra_args="--warmup-steps 10"; finetune_epochs=2; finetune_max_duration=60
+finetune_lr=1e-3; finetune_extra_args="--warmup-steps 10"; finetune_init_args=
+decode_epoch=2; : "${{decode_avg:=1}}"; decoding_methods=greedy_search
+. "{root}/utils/stage_lib.sh"
+. "{root}/egs/librispeech/stages.sh"
+for n in 4 5 6; do run_recipe_stage "$n"; done
+"""
+
+STAGES_4_TO_6 = {4: "pretrain", 5: "finetune", 6: "decode"}
+
+
+def _stages_that_ran(out: subprocess.CompletedProcess) -> dict[int, bool]:
+    """{stage: True if it ran, False if it was skipped as done} for stages 4-6 of a run."""
+    assert out.returncode == 0, out.stdout + out.stderr
+    ran, skipped = {}, {}
+    for n, name in STAGES_4_TO_6.items():
+        ran[n] = f"stage {n} ({name}): done in" in out.stdout
+        skipped[n] = f"stage {n} ({name}): already done, skipping" in out.stdout
+        assert ran[n] != skipped[n], out.stdout
+    return ran
+
+
+def test_function_stages_rerun_only_when_their_own_settings_change(tmp_path: Path) -> None:
+    script = tmp_path / "fingerprint.sh"
+    script.write_text(FINGERPRINT_DRIVER.format(root=ROOT))
+    log_dir = tmp_path / "log"
+
+    def ran(**settings: str) -> dict[int, bool]:
+        return _stages_that_ran(_run(["bash", str(script), str(log_dir)], env=settings))
+
+    assert ran() == {4: True, 5: True, 6: True}
+    assert ran() == {4: False, 5: False, 6: False}
+    # a decoding setting: only stage 6 re-runs
+    assert ran(decode_avg="2") == {4: False, 5: False, 6: True}
+    assert ran(decode_avg="2") == {4: False, 5: False, 6: False}
+    # the pre-training epochs: stage 4 (its setting) and stage 5 (its --init-from epoch-N.pt)
+    assert ran(decode_avg="2", pretrain_epochs="3") == {4: True, 5: True, 6: False}
+    assert "--num-epochs 3" in (log_dir / "stage-4-pretrain.log").read_text()
+
+
+FAKE_PYTHON = r"""#!/usr/bin/env bash
+# stands in for python on PATH: prints its command; as w2vbert.report, writes an empty RESULTS.md
+echo "python $*"
+if [ "$1 $2" = "-m w2vbert.report" ]; then
+  for ((i = 1; i < $#; i++)); do
+    j=$((i + 1)); [ "${!i}" = --exp-dir ] && { mkdir -p "${!j}"; : > "${!j}/RESULTS.md"; }
+  done
+fi
+exit 0
+"""
+
+
+def test_run_sh_reruns_only_the_stages_whose_settings_changed(tmp_path: Path) -> None:
+    bin_dir, venv = tmp_path / "bin", tmp_path / "venv"
+    bin_dir.mkdir()
+    venv.mkdir()
+    (venv / ".w2vbert-setup-done").touch()  # path.sh: use this "environment" as it is
+    (bin_dir / "python").write_text(FAKE_PYTHON)
+    (bin_dir / "python").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "W2VBERT_USE_ACTIVE_ENV": "1",
+           "VIRTUAL_ENV": str(venv)}  # fmt: skip
+    run_sh = ["./run.sh", "--corpus", "tiny", "--stage", "4", "--stop-stage", "6",
+              "--exp-dir", str(tmp_path / "exp")]  # fmt: skip
+
+    def ran(*options: str) -> dict[int, bool]:
+        return _stages_that_ran(_run(run_sh + list(options), env=env))
+
+    assert ran() == {4: True, 5: True, 6: True}
+    assert ran("--decode-avg", "2") == {4: False, 5: False, 6: True}
+    assert ran("--decode-avg", "2", "--pretrain-epochs", "3") == {4: True, 5: True, 6: False}
+    assert ran("--decode-avg", "2", "--pretrain-epochs", "3", "--finetune-lr", "5e-4") == {
+        4: False, 5: True, 6: False,
+    }

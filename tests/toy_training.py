@@ -26,13 +26,13 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from w2vbert import checkpoint as ckpt_io  # noqa: E402
 from w2vbert.data.sampling import (
     DataConfig,
     create_dataloader,
     create_sampler,
     sampler_state_dict,
 )  # noqa: E402
-from w2vbert.training import checkpoint as ckpt_io  # noqa: E402
 from w2vbert.training.config import TrainingConfig  # noqa: E402
 from w2vbert.training.ddp import (
     DistInfo,
@@ -42,6 +42,7 @@ from w2vbert.training.ddp import (
 )  # noqa: E402
 from w2vbert.training.loop import Trainer  # noqa: E402
 from w2vbert.training.optim import create_optimizer, create_scheduler  # noqa: E402
+from w2vbert.util import atomic  # noqa: E402
 
 FEAT_DIM = 8
 
@@ -203,7 +204,7 @@ def _run(args: argparse.Namespace) -> None:
             if path.name == f"checkpoint-{args.kill_while_saving}.pt":
                 os._exit(18)
 
-        ckpt_io.after_temp_write_hook = hook
+        atomic.after_temp_write_hook = hook
     trainer.maybe_resume()
     trainer.train()
     final = {

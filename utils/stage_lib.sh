@@ -1,6 +1,17 @@
 # Shell helpers shared by run.sh and other recipes' run scripts: logging and stage running.
-# Needs: stage, stop_stage, force (true/false), dry_run (true/false), log_dir;
-# optional: stage_settings (settings that stages run as shell functions depend on).
+# Needs: stage, stop_stage, force (true/false), dry_run (true/false), log_dir.
+#
+# Fingerprints: a finished stage's .done file holds its command line, and the stage is re-run
+# when that changes. A shell function's command line does not show the globals the function
+# reads, so for a function stage the caller also passes those settings, in stage_settings, as
+# a prefix assignment that holds for that one call only:
+#
+#   stage_settings="epochs=$epochs lr=$lr" run_stage 4 pretrain _pretrain exp/pretrain
+#
+# Then a change of these settings, or of the line, re-runs the stage, and no other setting does
+# (egs/librispeech/stages.sh builds them with _settings). A global stage_settings would apply to
+# every function stage. Commands that are not shell functions ignore stage_settings: their
+# command line is their whole fingerprint.
 
 log() {
   # log MESSAGE...: time, caller file and line, message (as icefall's prepare.sh)
@@ -12,8 +23,9 @@ run_stage() {
   # run_stage N NAME CMD...: runs CMD as stage N when stage <= N <= stop_stage.
   # Its output goes to the terminal and to $log_dir/stage-N-NAME.log. On success it writes
   # $log_dir/stage-N-NAME.done holding the command line; a later run with the same command
-  # skips the stage (unless --force), a changed command re-runs it. On failure the run stops
-  # and names the log.
+  # skips the stage (unless --force), a changed command re-runs it; for a shell function CMD
+  # the command line includes $stage_settings (see the top of this file). On failure the run
+  # stops and names the log.
   local n=$1 name=$2; shift 2
   if [ "$n" -lt "$stage" ] || [ "$n" -gt "$stop_stage" ]; then return 0; fi
   local logf=$log_dir/stage-$n-$name.log done=$log_dir/stage-$n-$name.done
@@ -40,10 +52,4 @@ run_stage() {
   echo "$cmd" > "$done"
   echo "$n $name $((SECONDS - t0))" >> "$log_dir/stage-times.txt"
   log "stage $n ($name): done in $((SECONDS - t0)) s"
-}
-
-not_implemented() {
-  # not_implemented N NAME: a stage whose code has not landed yet fails honestly.
-  echo "stage $1 ($2) is not implemented yet" >&2
-  return 1
 }

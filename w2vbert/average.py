@@ -13,9 +13,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from w2vbert.training.averaging import averaged_model_from_epochs, averaging_suffix
-from w2vbert.training.checkpoint import atomic_torch_save
-from w2vbert.training.logging_utils import setup_logging
+from w2vbert.checkpoint import CheckpointSelection, atomic_torch_save
+from w2vbert.util.log import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -27,14 +26,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--exp-dir", type=Path, required=True, help="Directory with epoch-N.pt files."
     )
-    parser.add_argument("--epoch", type=int, required=True, help="Last epoch of the average.")
-    parser.add_argument("--avg", type=int, default=1, help="Number of epochs averaged.")
-    parser.add_argument(
-        "--use-averaged-model",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="Use model_avg of epoch-(E-A).pt and epoch-E.pt (needs E > A).",
-    )
+    CheckpointSelection.add_arguments(parser)
     parser.add_argument(
         "--output",
         type=Path,
@@ -45,13 +37,15 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    selection = CheckpointSelection.from_args(args)
+    if selection.checkpoint is not None:
+        parser.error("--checkpoint names one file: there is nothing to average (use --epoch/--avg)")
     setup_logging(None)
-    suffix = averaging_suffix(args.epoch, args.avg, args.use_averaged_model)
+    suffix = selection.suffix
     try:
-        state, params = averaged_model_from_epochs(
-            args.exp_dir, args.epoch, args.avg, args.use_averaged_model
-        )
+        state, params = selection.load(args.exp_dir)
     except (ValueError, FileNotFoundError) as e:
         logging.getLogger(__name__).error(str(e))
         raise SystemExit(1) from e

@@ -13,7 +13,7 @@ import argparse
 import logging
 
 from w2vbert.decoding.decode_sets import DecodeConfig, decode_sets
-from w2vbert.training.logging_utils import setup_logging
+from w2vbert.util.log import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ import logging
 import sys
 
 from w2vbert.export.stage import ExportOptions, run_export
-from w2vbert.training.logging_utils import setup_logging
+from w2vbert.util.log import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:

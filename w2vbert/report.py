@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from w2vbert.reporting.results import write_results
+from w2vbert.util.log import setup_logging
 
 
 def main() -> None:
@@ -21,7 +22,7 @@ def main() -> None:
     parser.add_argument("--title", default="w2v-BERT recipe: results", help="first heading")
     parser.add_argument("--command", default="./run.sh", help="the command shown in the file")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] %(message)s")
+    setup_logging(None)
     if not args.exp_dir.is_dir():
         parser.error(f"--exp-dir {args.exp_dir} does not exist")
     out = write_results(args.exp_dir, title=args.title, command=args.command,

@@ -1,15 +1,34 @@
 # The stage commands of run.sh (sourced by it). One Python entry point per stage; each can be
 # run by hand with the same arguments (every script has --help).
 
-_need() {  # _need N NAME FILE: a stage whose script has not landed fails honestly
-  if [ ! -f "$3" ]; then not_implemented "$1" "$2"; exit 1; fi
-}
-
 _cuts() {  # _cuts PART: the fbank cuts file of a part
   echo "$data_dir/fbank/${prefix}_cuts_$1.jsonl.gz"
 }
 
-_first() { echo "$1"; }
+_first() { echo "$1"; }  # _first WORD...: the first word, e.g. the first of several dev parts
+
+_settings() {  # _settings NAME...: "var=value ..." of the globals that the stage functions _NAME
+  # (_pretrain, _finetune, _decode, _compare, below) read besides their arguments: the
+  # stage_settings of a stage run as one of them (see utils/stage_lib.sh). Keep each list in step
+  # with its function.
+  local f v names=()
+  for f in "$@"; do
+    case $f in
+      pretrain) names+=(data_dir prefix dev_parts pretrain_preset pretrain_epochs
+                        pretrain_max_duration pretrain_lr seed pretrain_extra_args) ;;
+      finetune) names+=(data_dir prefix train_parts dev_parts lang_dir pretrain_preset
+                        finetune_epochs finetune_max_duration finetune_lr seed
+                        finetune_extra_args finetune_init_args) ;;
+      decode) names+=(data_dir prefix dev_parts test_parts lang_dir decode_epoch decode_avg) ;;
+      compare) names+=(exp_dir pretrain_epochs compare_features_epochs
+                       compare_features_w2vbert_args) ;;
+      *) echo "_settings: no stage function '$f'" >&2; return 1 ;;
+    esac
+  done
+  for v in $(printf '%s\n' "${names[@]}" | awk '!seen[$0]++'); do  # each once, in order
+    printf '%s=%q ' "$v" "${!v-}"
+  done
+}
 
 _pretrain() {  # _pretrain EXP_DIR [more flags]: stage 4's command (also used by stage 8)
   local dir=$1; shift
@@ -82,46 +101,39 @@ run_recipe_stage() {
   case $n in
     0)
       if [ "$synthetic" = true ]; then
-        _need 0 corpus local/make_mini_corpus.py
         run_stage 0 corpus python local/make_mini_corpus.py --out-dir "$corpus_dir" --seed "$seed" \
           --nj "$nj" --train-minutes "$mini_train_minutes" --dev-minutes "$mini_dev_minutes" \
           --test-minutes "$mini_test_minutes" --unlabelled-minutes "$mini_unlabelled_minutes"
       else
-        _need 0 corpus local/download_librispeech.py
         run_stage 0 corpus python local/download_librispeech.py --target-dir "$download_dir" \
           ${librispeech_dir:+--existing "$librispeech_dir"} --parts $train_parts $dev_parts $test_parts
       fi ;;
     1)
-      _need 1 manifests local/prepare_manifests.py
       run_stage 1 manifests python local/prepare_manifests.py --corpus-dir "$corpus_dir" \
         --output-dir "$data_dir/manifests" --prefix "$prefix" --nj "$nj" ;;
     2)
-      _need 2 fbank local/compute_fbank.py
       local sp=(); [ "$speed_perturb" = true ] && sp=(--speed-perturb)
       run_stage 2 fbank python local/compute_fbank.py --manifest-dir "$data_dir/manifests" \
         --output-dir "$data_dir/fbank" --prefix "$prefix" --nj "$nj" \
         --pretrain-parts $unlabelled_parts "${sp[@]}" ;;
     3)
-      _need 3 bpe local/train_bpe.py
       run_stage 3 bpe python local/train_bpe.py --lang-dir "$lang_dir" --vocab-size "$bpe_vocab_size" \
         --transcripts $(for p in $train_parts; do _cuts "$p"; done) ;;
     4)
-      _need 4 pretrain w2vbert/pretrain.py
-      run_stage 4 pretrain _pretrain "$exp_dir/pretrain" ;;
+      stage_settings=$(_settings pretrain) \
+        run_stage 4 pretrain _pretrain "$exp_dir/pretrain" ;;
     5)
-      _need 5 finetune w2vbert/finetune.py
-      run_stage 5 finetune _finetune "$exp_dir/finetune" "$exp_dir/pretrain/epoch-$pretrain_epochs.pt" ;;
+      stage_settings=$(_settings finetune) \
+        run_stage 5 finetune _finetune "$exp_dir/finetune" "$exp_dir/pretrain/epoch-$pretrain_epochs.pt" ;;
     6)
-      _need 6 decode w2vbert/decode.py
-      run_stage 6 decode _decode "$exp_dir/finetune" $decoding_methods ;;
+      stage_settings=$(_settings decode) run_stage 6 decode _decode "$exp_dir/finetune" $decoding_methods ;;
     7)
-      _need 7 export w2vbert/export_onnx.py
       run_stage 7 export python -m w2vbert.export_onnx --exp-dir "$exp_dir/finetune" \
         --epoch "$decode_epoch" --avg "$decode_avg" --use-averaged-model --int8 \
         --tokens "$lang_dir/tokens.txt" --check-cuts "$(_cuts "$(_first $test_parts)")" --test-set "$(_first $test_parts)" \
         --decode-dir "$exp_dir/finetune/greedy_search" ;;
     8)
-      run_stage 8 compare _compare ;;
+      stage_settings=$(_settings pretrain finetune decode compare) run_stage 8 compare _compare ;;
     *)
       echo "run.sh: there is no stage $n (stages are 0..8; see --help)" >&2; exit 2 ;;
   esac

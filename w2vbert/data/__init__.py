@@ -1,1 +1,1 @@
-"""Data: corpus synthesis, manifests, features, Lhotse datasets, samplers, cut filters."""
+"""What training and decoding read: the fbank definition, Lhotse datasets, the sampler, the cut filter, the tokenizer."""

@@ -8,51 +8,29 @@ Batches (N cuts, sorted by decreasing duration, T = longest feature length, F = 
   (BPE ids from a sentencepiece model), with optional SpecAugment on ``features`` in training.
 
 Features are read from the cuts (precomputed, ``PrecomputedFeatures``) or computed on the fly
-(``OnTheFlyFeatures`` with the recipe's fbank extractor, see :func:`create_input_strategy`).
+(``OnTheFlyFeatures`` with the recipe's fbank, :mod:`w2vbert.data.fbank`; see :func:`create_input_strategy`).
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from lhotse import CutSet
 from lhotse.dataset import OnTheFlyFeatures, PrecomputedFeatures, SpecAugment
 
+from w2vbert.data.fbank import fbank_extractor
+
 logger = logging.getLogger(__name__)
 
 InputStrategy = Callable[[CutSet], tuple[torch.Tensor, torch.Tensor]]
 
 
-def default_fbank_extractor() -> Any:
-    """The recipe's 80-dim fbank extractor (``w2vbert.data.fbank.fbank_extractor`` when present).
-
-    Fallback: Lhotse ``KaldifeatFbank`` with icefall's options (dither 0, snip_edges False,
-    low_freq 20, high_freq -400).
-    """
-    try:
-        from w2vbert.data.fbank import fbank_extractor  # type: ignore[attr-defined]
-
-        return fbank_extractor()
-    except (ImportError, AttributeError):
-        from lhotse.features.kaldifeat import (
-            KaldifeatFbank,
-            KaldifeatFbankConfig,
-            KaldifeatFrameOptions,
-            KaldifeatMelOptions,
-        )
-
-        frame = KaldifeatFrameOptions(dither=0.0, snip_edges=False)
-        mel = KaldifeatMelOptions(num_bins=80, low_freq=20.0, high_freq=-400.0)
-        return KaldifeatFbank(KaldifeatFbankConfig(frame_opts=frame, mel_opts=mel))
-
-
 def create_input_strategy(on_the_fly_feats: bool) -> InputStrategy:
     """``OnTheFlyFeatures(fbank)`` when ``on_the_fly_feats``, else ``PrecomputedFeatures()``."""
     if on_the_fly_feats:
-        return OnTheFlyFeatures(default_fbank_extractor())
+        return OnTheFlyFeatures(fbank_extractor())
     return PrecomputedFeatures()
 
 
@@ -77,36 +55,6 @@ class PretrainDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, cuts: CutSet) -> dict[str, Any]:
         return _features(cuts.sort_by_duration(ascending=False), self.input_strategy)
-
-
-class BpeTokenizer:
-    """Sentencepiece model loaded lazily (so datasets stay picklable for DataLoader workers)."""
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(
-                f"BPE model {self.path} does not exist (run stage 3, train_bpe)."
-            )
-        self._sp: Any = None
-
-    @property
-    def sp(self) -> Any:
-        if self._sp is None:
-            import sentencepiece as spm
-
-            self._sp = spm.SentencePieceProcessor(model_file=str(self.path))
-        return self._sp
-
-    def __call__(self, text: str) -> list[int]:
-        return list(self.sp.encode(text, out_type=int))
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "_sp": None}
-
-    @property
-    def vocab_size(self) -> int:
-        return int(self.sp.get_piece_size())
 
 
 def cut_text(cut: Any) -> str:

@@ -46,8 +46,3 @@ def num_encoder_frames(num_frames: int, frame_stride: int = 4) -> int:
     stride-2 convolutions: ``S = ceil(ceil(T / 2) / 2)``), so the rule lives in one place.
     """
     return int(output_lengths(int(num_frames), frame_stride))
-
-
-def num_fbank_frames(duration: float) -> int:
-    """Frames of a cut of ``duration`` seconds with snip_edges False: round(duration / shift)."""
-    return int(round(duration / FRAME_SHIFT))

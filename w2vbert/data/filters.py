@@ -1,7 +1,8 @@
-"""Cut filters: drop cuts the model cannot use, and count why.
+"""The one cut filter: drop cuts the model cannot use, and count why. Stage 2 applies it to the
+training parts, training and validation to the cuts they load.
 
-- shorter than ``min_duration`` or longer than ``max_duration`` seconds;
 - fewer encoder steps than ``min_steps`` (the encoder needs some frames; masking needs a span);
+- shorter than ``min_duration`` or longer than ``max_duration`` seconds;
 - (with a tokenizer) more BPE tokens than encoder steps: the RNN-T loss cannot align them.
 
 The filter is applied lazily (``cuts.filter(f)``); :meth:`CutFilter.report` summarises the counts seen so far.
@@ -54,13 +55,13 @@ class CutFilter:
 
     def reason(self, cut: Any) -> str | None:
         """Why ``cut`` is dropped, or None when it is kept."""
-        if cut.duration < self.min_duration:
-            return "too short"
-        if cut.duration > self.max_duration:
-            return "too long"
         steps = int(self.frames_to_steps(num_feature_frames(cut)))
         if steps < self.min_steps:
-            return "too few encoder steps"
+            return f"fewer than {self.min_steps} encoder step{'s' if self.min_steps > 1 else ''}"
+        if cut.duration < self.min_duration:
+            return f"shorter than {self.min_duration} s"
+        if cut.duration > self.max_duration:
+            return f"longer than {self.max_duration} s"
         if self.tokenize is not None:
             text = self.text_of(cut) if self.text_of is not None else cut.supervisions[0].text
             if len(self.tokenize(text)) > steps:

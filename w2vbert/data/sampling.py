@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,46 +18,47 @@ from lhotse import CutSet
 from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
 from lhotse.dataset.sampling.base import CutSampler
 
-from w2vbert.training.dataclass_args import add_dataclass_arguments, dataclass_from_args
+from w2vbert.util.dataclass_args import (
+    add_dataclass_arguments,
+    dataclass_from_args,
+    flag,
+)
 
 logger = logging.getLogger(__name__)
 
-
-def _f(default: Any, help: str, **metadata: Any) -> Any:
-    return field(default=default, metadata={"help": help, **metadata})
 
 
 @dataclass(frozen=True, kw_only=True)
 class DataConfig:
     """Where the cuts are and how they are batched."""
 
-    train_cuts: Path | None = _f(
+    train_cuts: Path | None = flag(
         None, "Training CutSet (any Lhotse cuts manifest, e.g. data/fbank/*_cuts_*.jsonl.gz)."
     )
-    valid_cuts: Path | None = _f(None, "Validation CutSet (optional).")
-    max_duration: float = _f(200.0, "Seconds of audio per batch (per rank).")
-    valid_max_duration: float | None = _f(
+    valid_cuts: Path | None = flag(None, "Validation CutSet (optional).")
+    max_duration: float = flag(200.0, "Seconds of audio per batch (per rank).")
+    valid_max_duration: float | None = flag(
         None,
         "Seconds of audio per validation batch (default: --max-duration). Pre-training's code "
         "usage is counted per batch, so a batch holding the whole dev set gives the share of "
         "codebook entries used on it.",
     )
-    num_buckets: int = _f(30, "Duration buckets of the DynamicBucketingSampler.")
-    shuffle: bool = _f(True, "Shuffle training cuts (seeded by --seed and the epoch).")
-    drop_last: bool = _f(
+    num_buckets: int = flag(30, "Duration buckets of the DynamicBucketingSampler.")
+    shuffle: bool = flag(True, "Shuffle training cuts (seeded by --seed and the epoch).")
+    drop_last: bool = flag(
         False,
         "Drop incomplete batches (a bucket that ran out before --max-duration); on small data with "
         "many buckets this can drop everything. Ranks get equal batch counts either way.",
     )
-    num_workers: int = _f(
+    num_workers: int = flag(
         0, "DataLoader worker processes (0: exact resume; >0: faster, RNG not restorable)."
     )
-    on_the_fly_feats: bool = _f(
+    on_the_fly_feats: bool = flag(
         False, "Compute fbank from audio on the fly instead of reading stored features."
     )
-    min_cut_duration: float = _f(0.0, "Drop cuts shorter than this many seconds.")
-    max_cut_duration: float = _f(30.0, "Drop cuts longer than this many seconds.")
-    scan_cuts: bool = _f(
+    min_cut_duration: float = flag(0.0, "Drop cuts shorter than this many seconds.")
+    max_cut_duration: float = flag(30.0, "Drop cuts longer than this many seconds.")
+    scan_cuts: bool = flag(
         True, "Read the training cuts once at start to log filter counts and the epoch's hours."
     )
 

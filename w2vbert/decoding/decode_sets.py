@@ -12,62 +12,63 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from lhotse.dataset import SimpleCutSampler
 
-from w2vbert.data.datasets import AsrDataset, BpeTokenizer
+from w2vbert.checkpoint.selection import CheckpointSelection
+from w2vbert.data.datasets import AsrDataset
 from w2vbert.data.sampling import create_dataloader, load_cuts
+from w2vbert.data.tokenizer import BpeTokenizer
 from w2vbert.decoding.scoring import (
     char_error_rate,
     write_error_stats,
     write_recogs,
     write_wer_summary,
 )
-from w2vbert.decoding.search import fast_beam_search, greedy_search_batch, modified_beam_search
+from w2vbert.decoding.search import (
+    fast_beam_search,
+    greedy_search_batch,
+    modified_beam_search,
+)
+from w2vbert.model.factory import load_transducer
 from w2vbert.objectives.rnnt_backend import backend_name
-from w2vbert.training.averaging import averaged_model_from_epochs, averaging_suffix
-from w2vbert.training.checkpoint import load_checkpoint
-from w2vbert.training.dataclass_args import add_dataclass_arguments, dataclass_from_args
-from w2vbert.training.finetuning import build_transducer_from_params
+from w2vbert.util.dataclass_args import (
+    add_dataclass_arguments,
+    dataclass_from_args,
+    flag,
+)
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("greedy_search", "modified_beam_search", "fast_beam_search")
 
 
-def _f(default: Any, help: str, **metadata: Any) -> Any:
-    return field(default=default, metadata={"help": help, **metadata})
-
 
 @dataclass(frozen=True, kw_only=True)
 class DecodeConfig:
-    exp_dir: Path = _f(Path("exp/finetune"), "Fine-tuning experiment directory.")
-    epoch: int = _f(30, "Decode with the model of epoch-<epoch>.pt (averaged with --avg).")
-    avg: int = _f(1, "Number of epochs to average (icefall semantics).")
-    use_averaged_model: bool = _f(
-        True, "Average between epoch-(E-A).pt and epoch-E.pt from model_avg."
+    exp_dir: Path = flag(Path("exp/finetune"), "Fine-tuning experiment directory.")
+    model: CheckpointSelection = flag(
+        CheckpointSelection(), "--epoch/--avg/--use-averaged-model/--checkpoint", flag=False
     )
-    checkpoint: Path | None = _f(
-        None, "Decode this checkpoint/averaged model file instead of --epoch/--avg."
-    )
-    bpe_model: Path | None = _f(
+    bpe_model: Path | None = flag(
         None, "Sentencepiece model (default: the one saved in the checkpoint)."
     )
-    decoding_method: str = _f("greedy_search", "Search.", choices=METHODS)
-    beam_size: int = _f(4, "Beam of modified_beam_search / fast_beam_search.")
-    max_duration: float = _f(300.0, "Seconds of audio per batch.")
-    device: str = _f("auto", "auto, cpu or cuda.", choices=("auto", "cpu", "cuda"))
-    cuts: tuple[str, ...] = _f(
+    decoding_method: str = flag("greedy_search", "Search.", choices=METHODS)
+    beam_size: int = flag(4, "Beam of modified_beam_search / fast_beam_search.")
+    max_duration: float = flag(300.0, "Seconds of audio per batch.")
+    device: str = flag("auto", "auto, cpu or cuda.", choices=("auto", "cpu", "cuda"))
+    cuts: tuple[str, ...] = flag(
         (), "Test sets as name=path (Lhotse cuts with features and text).", flag=False
     )
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         add_dataclass_arguments(parser, cls)
+        CheckpointSelection.add_arguments(parser)
         parser.add_argument(
             "--cuts",
             nargs="+",
@@ -78,7 +79,9 @@ class DecodeConfig:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "DecodeConfig":
-        return dataclass_from_args(cls, args, cuts=tuple(args.cuts))
+        return dataclass_from_args(
+            cls, args, cuts=tuple(args.cuts), model=CheckpointSelection.from_args(args)
+        )
 
 
 def parse_test_sets(specs: tuple[str, ...]) -> dict[str, Path]:
@@ -89,17 +92,6 @@ def parse_test_sets(specs: tuple[str, ...]) -> dict[str, Path]:
             raise ValueError(f"--cuts entries must be name=path, but got {spec!r}.")
         out[name] = Path(path)
     return out
-
-
-def load_model_state(config: DecodeConfig) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
-    """``(state_dict, params, suffix)`` from --checkpoint or --epoch/--avg/--use-averaged-model."""
-    if config.checkpoint is not None:
-        ckpt = load_checkpoint(config.checkpoint)
-        return ckpt["model"], ckpt["params"], Path(config.checkpoint).stem
-    state, params = averaged_model_from_epochs(
-        config.exp_dir, config.epoch, config.avg, config.use_averaged_model
-    )
-    return state, params, averaging_suffix(config.epoch, config.avg, config.use_averaged_model)
 
 
 def _search(
@@ -125,7 +117,8 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
             "(fast_rnnt is used instead); use greedy_search or modified_beam_search."
         )
     test_sets = parse_test_sets(config.cuts)
-    state, params, suffix = load_model_state(config)
+    state, params = config.model.load(config.exp_dir)
+    suffix = config.model.suffix
     if config.decoding_method != "greedy_search":
         suffix += f"-beam-size-{config.beam_size}"
     device = torch.device(
@@ -133,9 +126,7 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
         if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
         else "cpu"
     )
-    model = build_transducer_from_params(params)
-    model.load_state_dict(state)
-    model.to(device).eval()
+    model = load_transducer(state, params).to(device)
     tokenizer = BpeTokenizer(config.bpe_model or params["bpe_model"])
     out_dir = Path(config.exp_dir) / config.decoding_method
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -50,15 +50,27 @@ def read_recogs(path: Path | str) -> dict[str, tuple[list[str], list[str]]]:
     return {k: (refs[k], hyps[k]) for k in refs}
 
 
+def _error_rate(pairs: Sequence[tuple[Sequence[str], Sequence[str]]]) -> float:
+    """100 * total kaldialign edit distance / total reference length over ``(ref, hyp)`` pairs."""
+    errors = length = 0
+    for ref, hyp in pairs:
+        errors += kaldialign.edit_distance(list(ref), list(hyp))["total"]
+        length += len(ref)
+    return 100.0 * errors / length if length else (0.0 if errors == 0 else float("inf"))
+
+
 def char_error_rate(results: Sequence[Result]) -> float:
     """CER in percent: character edit distance of the space-joined words (spaces count, as in
     Hugging Face ``evaluate``'s CER) over the reference characters."""
-    errors = num_chars = 0
-    for _, ref, hyp in results:
-        ref_chars, hyp_chars = list(" ".join(ref)), list(" ".join(hyp))
-        errors += kaldialign.edit_distance(ref_chars, hyp_chars)["total"]
-        num_chars += len(ref_chars)
-    return 100.0 * errors / num_chars if num_chars else (0.0 if errors == 0 else float("inf"))
+    return _error_rate([(" ".join(ref), " ".join(hyp)) for _, ref, hyp in results])
+
+
+def word_error_rate(refs: dict[str, Sequence[str]], hyps: dict[str, Sequence[str]]) -> float:
+    """WER in percent over the ids of ``refs`` (kaldialign edit distance)."""
+    missing = sorted(set(refs) - set(hyps))
+    if missing:
+        raise ValueError(f"No hypothesis for {len(missing)} utterances, e.g. {missing[:5]}.")
+    return _error_rate([(refs[k], hyps[k]) for k in refs])
 
 
 def write_error_stats(path: str | Path, set_name: str, results: Sequence[Result]) -> float:

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import kaldialign
 import torch
 from torch import nn
 
-from w2vbert.decoding.scoring import read_recogs
+from w2vbert.decoding.scoring import read_recogs, word_error_rate
 from w2vbert.export.decode_runs import (
     METHODS,
     DecodeRun,
@@ -40,16 +39,6 @@ STAGE6_MAX_WER_DIFFERENCE = 1.0
 """Allowed absolute WER difference (percent) of fp32 greedy vs stage 6's greedy. Not identity:
 stage 6 decodes the stored (lilcom-compressed) fbank, the check computes fbank from the samples
 as sherpa-onnx does, and a model that listens turns a few near-tied tokens on that difference."""
-
-
-def word_error_rate(refs: dict[str, Sequence[str]], hyps: dict[str, Sequence[str]]) -> float:
-    """WER in percent over the ids of ``refs`` (kaldialign edit distance)."""
-    missing = sorted(set(refs) - set(hyps))
-    if missing:
-        raise ValueError(f"No hypothesis for {len(missing)} utterances, e.g. {missing[:5]}.")
-    errors = sum(kaldialign.edit_distance(list(refs[k]), list(hyps[k]))["total"] for k in refs)
-    num_words = sum(len(r) for r in refs.values())
-    return 100.0 * errors / num_words if num_words else (0.0 if errors == 0 else float("inf"))
 
 
 def differences(

@@ -8,84 +8,66 @@ from __future__ import annotations
 
 import argparse
 import logging
-from dataclasses import field
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from w2vbert.checkpoint.selection import CheckpointSelection
 from w2vbert.export.check import CheckConfig, run_check, write_check_report
 from w2vbert.export.decode_runs import METHODS, load_utterances
 from w2vbert.export.onnx_export import export_transducer
-from w2vbert.training.dataclass_args import add_dataclass_arguments, dataclass_from_args
+from w2vbert.model.factory import load_transducer
+from w2vbert.util.dataclass_args import (
+    add_dataclass_arguments,
+    dataclass_from_args,
+    flag,
+)
 
 logger = logging.getLogger(__name__)
 
-
-def _f(default: Any, help: str, **metadata: Any) -> Any:
-    return field(default=default, metadata={"help": help, **metadata})
 
 
 @dataclass(frozen=True, kw_only=True)
 class ExportOptions:
     """Flags of ``python -m w2vbert.export_onnx``."""
 
-    exp_dir: Path = _f(Path("exp/finetune"), "Fine-tuning experiment directory (epoch-N.pt files).")
-    epoch: int = _f(30, "Export the model of epoch-<epoch>.pt (averaged with --avg).")
-    avg: int = _f(1, "Number of epochs to average (icefall semantics).")
-    use_averaged_model: bool = _f(
-        True, "Average between epoch-(E-A).pt and epoch-E.pt from model_avg."
+    exp_dir: Path = flag(Path("exp/finetune"), "Fine-tuning experiment directory (epoch-N.pt files).")
+    model: CheckpointSelection = flag(
+        CheckpointSelection(), "--epoch/--avg/--use-averaged-model/--checkpoint", flag=False
     )
-    checkpoint: Path | None = _f(None, "Export this checkpoint file instead of --epoch/--avg.")
-    tokens: Path | None = _f(
+    tokens: Path | None = flag(
         None, "tokens.txt (default: beside the bpe.model saved in the checkpoint)."
     )
-    out_dir: Path | None = _f(None, "Where the ONNX files go (default: --exp-dir).")
-    int8: bool = _f(False, "Also write int8 dynamically quantised models (*.int8.onnx).")
-    check_cuts: Path | None = _f(
+    out_dir: Path | None = flag(None, "Where the ONNX files go (default: --exp-dir).")
+    int8: bool = flag(False, "Also write int8 dynamically quantised models (*.int8.onnx).")
+    check_cuts: Path | None = flag(
         None, "Cuts (with recordings and text) to decode with sherpa-onnx."
     )
-    check_manifest: Path | None = _f(
+    check_manifest: Path | None = flag(
         None, "Or a recordings manifest (references then come from --decode-dir)."
     )
-    decode_dir: Path | None = _f(
+    decode_dir: Path | None = flag(
         None, "Stage 6's greedy_search dir, to compare with its recogs-* file."
     )
-    test_set: str | None = _f(
+    test_set: str | None = flag(
         None, "Test-set name in stage 6's file names (needed if --decode-dir has several)."
     )
-    num_threads: int = _f(1, "Threads for sherpa-onnx and PyTorch in the check.")
-    batch_size: int = _f(8, "Utterances decoded together in the check.")
-    beam: int = _f(4, "modified_beam_search beam (sherpa-onnx max_active_paths).")
-    max_utterances: int = _f(0, "Check at most this many utterances (0: all).")
-    strict: bool = _f(
+    num_threads: int = flag(1, "Threads for sherpa-onnx and PyTorch in the check.")
+    batch_size: int = flag(8, "Utterances decoded together in the check.")
+    beam: int = flag(4, "modified_beam_search beam (sherpa-onnx max_active_paths).")
+    max_utterances: int = flag(0, "Check at most this many utterances (0: all).")
+    strict: bool = flag(
         False, "Exit with an error if a check fails (fp32 greedy differs, int8 WER +0.5)."
     )
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         add_dataclass_arguments(parser, cls)
+        CheckpointSelection.add_arguments(parser)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "ExportOptions":
-        return dataclass_from_args(cls, args)
-
-
-def _load_model(options: ExportOptions):  # -> (Transducer, params, suffix)
-    from w2vbert.training.averaging import averaged_model_from_epochs, averaging_suffix
-    from w2vbert.training.checkpoint import load_checkpoint
-    from w2vbert.training.finetuning import build_transducer_from_params
-
-    if options.checkpoint is not None:
-        ckpt = load_checkpoint(options.checkpoint)
-        state, params, suffix = ckpt["model"], ckpt["params"], Path(options.checkpoint).stem
-    else:
-        state, params = averaged_model_from_epochs(
-            options.exp_dir, options.epoch, options.avg, options.use_averaged_model
-        )
-        suffix = averaging_suffix(options.epoch, options.avg, options.use_averaged_model)
-    model = build_transducer_from_params(params)
-    model.load_state_dict(state)
-    return model.eval(), params, suffix
+        return dataclass_from_args(cls, args, model=CheckpointSelection.from_args(args))
 
 
 def _stage6_recogs(options: ExportOptions, suffix: str) -> dict[str, Path]:
@@ -117,10 +99,11 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
     """Exports (and checks, with a test set); returns ``{"suffix", "files", "check"}``."""
     if options.check_cuts is not None and options.check_manifest is not None:
         raise ValueError("Give --check-cuts or --check-manifest, not both.")
-    model, params, suffix = _load_model(options)
+    state, params = options.model.load(options.exp_dir)
+    model, suffix = load_transducer(state, params), options.model.suffix
     tokens = options.tokens or Path(params["bpe_model"]).parent / "tokens.txt"
     out_dir = Path(options.out_dir or options.exp_dir)
-    comment = f"w2v-BERT pruned RNN-T, {suffix}, from {options.checkpoint or options.exp_dir}"
+    comment = f"w2v-BERT pruned RNN-T, {suffix}, from {options.model.checkpoint or options.exp_dir}"
     fp32, int8 = export_transducer(
         model, out_dir, suffix, tokens, int8=options.int8, comment=comment
     )

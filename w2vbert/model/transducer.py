@@ -17,14 +17,13 @@ without knowing the decoder type.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-from w2vbert.objectives.rnnt import TransducerLoss, ctc_loss, pruned_rnnt_loss
 
 logger = logging.getLogger(__name__)
 
@@ -218,8 +217,35 @@ def pad_token_ids(
     return seqs.to(device), seq_lens.to(device)
 
 
+@dataclasses.dataclass
+class TransducerOutput:
+    """What the transducer computes for a batch, and what its losses need
+    (:func:`w2vbert.objectives.rnnt.transducer_loss`). The model computes no loss itself."""
+
+    simple_am: Tensor
+    """(N, S, K) encoder logits of the additive ("simple") joiner."""
+    simple_lm: Tensor
+    """(N, U+1, K) prediction-network logits of the additive joiner."""
+    am: Tensor
+    """(N, S, J) encoder output after the joiner's ``encoder_proj``."""
+    lm: Tensor
+    """(N, U+1, J) decoder output after the joiner's ``decoder_proj``."""
+    joiner: Callable[[Tensor, Tensor], Tensor]
+    """Maps projected (..., J) am and lm (e.g. pruned to (N, S, R, J)) to (..., K) logits."""
+    symbols: Tensor
+    """(N, U) int64 token ids, padded with ``blank_id``."""
+    symbol_lens: Tensor
+    """(N,) tokens per utterance."""
+    frame_lens: Tensor
+    """(N,) valid encoder frames per utterance."""
+    blank_id: int
+    ctc_log_probs: Tensor | None = None
+    """(N, S, K) fp32 log-probabilities of the CTC head, or None when the model has none."""
+
+
 class Transducer(nn.Module):
-    """Encoder + prediction network + joiner, trained with the pruned RNN-T loss (+ optional CTC).
+    """Encoder + prediction network + joiner; trained with the pruned RNN-T loss (+ optional CTC)
+    of :mod:`w2vbert.objectives.rnnt` on its :class:`TransducerOutput`.
 
     ``simple_am_proj`` / ``simple_lm_proj`` give the "simple" (additive-joiner) logits used for the
     smoothed loss that decides the pruning ranges (icefall's pruned_transducer_stateless design).
@@ -249,56 +275,34 @@ class Transducer(nn.Module):
         self.simple_lm_proj = nn.Linear(decoder_dim, vocab_size)
         self.ctc_output: nn.Linear | None = nn.Linear(encoder_dim, vocab_size) if ctc else None
 
-    def forward(
-        self,
-        x: Tensor,
-        x_lens: Tensor,
-        y: list[list[int]],
-        *,
-        prune_range: int = 5,
-        am_scale: float = 0.0,
-        lm_scale: float = 0.25,
-    ) -> TransducerLoss:
+    def forward(self, x: Tensor, x_lens: Tensor, y: list[list[int]]) -> TransducerOutput:
         """
         Args:
             x: (N, T, 80) fbank features; x_lens: (N,) valid frames.
             y: N token-id sequences (no blank, no sos/eos).
-            prune_range, am_scale, lm_scale: as icefall's ``--prune-range --am-scale --lm-scale``.
         Returns:
-            :class:`TransducerLoss` with losses summed over the batch.
+            :class:`TransducerOutput`, what :func:`w2vbert.objectives.rnnt.transducer_loss` needs.
         """
         if len(y) != x.size(0):
             raise ValueError(
                 f"`y` must hold {x.size(0)} sequences (batch size), but holds {len(y)}."
             )
         encoder_out, encoder_out_lens = self.encoder(x, x_lens)  # (N, S, M), (N,)
-        return self.loss_from_encoder_out(
-            encoder_out,
-            encoder_out_lens,
-            y,
-            prune_range=prune_range,
-            am_scale=am_scale,
-            lm_scale=lm_scale,
-        )
+        return self.outputs_from_encoder_out(encoder_out, encoder_out_lens, y)
 
-    def loss_from_encoder_out(
-        self,
-        encoder_out: Tensor,
-        encoder_out_lens: Tensor,
-        y: list[list[int]],
-        *,
-        prune_range: int = 5,
-        am_scale: float = 0.0,
-        lm_scale: float = 0.25,
-    ) -> TransducerLoss:
-        """The loss part of :meth:`forward`, from encoder_out (N, S, M), encoder_out_lens (N,)."""
+    def outputs_from_encoder_out(
+        self, encoder_out: Tensor, encoder_out_lens: Tensor, y: list[list[int]]
+    ) -> TransducerOutput:
+        """The part of :meth:`forward` after the encoder: encoder_out (N, S, M), lens (N,)."""
         device = encoder_out.device
         symbols, symbol_lens = pad_token_ids(y, pad_value=self.blank_id, device=device)  # (N, U)
         # Prediction network input: blank as start-of-sequence, then the tokens.
         sos = torch.full((len(y), 1), self.blank_id, dtype=torch.int64, device=device)
         decoder_out = self.decoder(torch.cat([sos, symbols], dim=1), need_pad=True)  # (N, U+1, D)
-
-        simple, pruned = pruned_rnnt_loss(
+        ctc_log_probs = None
+        if self.ctc_output is not None:
+            ctc_log_probs = self.ctc_output(encoder_out).float().log_softmax(dim=-1)
+        return TransducerOutput(
             simple_am=self.simple_am_proj(encoder_out),
             simple_lm=self.simple_lm_proj(decoder_out),
             am=self.joiner.encoder_proj(encoder_out),
@@ -308,21 +312,7 @@ class Transducer(nn.Module):
             symbol_lens=symbol_lens,
             frame_lens=encoder_out_lens,
             blank_id=self.blank_id,
-            prune_range=prune_range,
-            am_scale=am_scale,
-            lm_scale=lm_scale,
-        )
-        ctc = None
-        if self.ctc_output is not None:
-            ctc = ctc_loss(
-                self.ctc_output(encoder_out).float().log_softmax(dim=-1),
-                encoder_out_lens,
-                symbols,
-                symbol_lens,
-                blank_id=self.blank_id,
-            )
-        return TransducerLoss(
-            simple=simple, pruned=pruned, ctc=ctc, num_frames=int(encoder_out_lens.sum())
+            ctc_log_probs=ctc_log_probs,
         )
 
 

@@ -1,5 +1,8 @@
 """Pruned RNN-T loss (icefall call order), optional CTC loss, and the simple/pruned warm-up scales.
 
+:func:`transducer_loss` computes the losses of a :class:`w2vbert.model.transducer.TransducerOutput`
+(the model returns what the loss needs; it computes no loss itself).
+
 The backend (k2 or fast_rnnt, see :mod:`w2vbert.objectives.rnnt_backend`) is only called with
 the arguments both libraries share (``rnnt_type`` / ``modified`` / ``use_hat_loss`` are left at
 their "regular RNN-T" defaults, which differ in name between versions), so the same code runs
@@ -17,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from w2vbert.model.transducer import TransducerOutput
 from w2vbert.objectives.rnnt_backend import backend
 
 
@@ -122,6 +126,37 @@ def pruned_rnnt_loss(
             reduction="sum",
         )
     return simple_loss, pruned_loss
+
+
+def transducer_loss(
+    out: TransducerOutput, *, prune_range: int = 5, am_scale: float = 0.0, lm_scale: float = 0.25
+) -> TransducerLoss:
+    """Pruned RNN-T loss (+ CTC when the model has a CTC head) of a batch, summed over the batch.
+
+    ``prune_range``, ``am_scale``, ``lm_scale``: as icefall's ``--prune-range --am-scale --lm-scale``.
+    """
+    simple, pruned = pruned_rnnt_loss(
+        simple_am=out.simple_am,
+        simple_lm=out.simple_lm,
+        am=out.am,
+        lm=out.lm,
+        joiner=out.joiner,
+        symbols=out.symbols,
+        symbol_lens=out.symbol_lens,
+        frame_lens=out.frame_lens,
+        blank_id=out.blank_id,
+        prune_range=prune_range,
+        am_scale=am_scale,
+        lm_scale=lm_scale,
+    )
+    ctc = None
+    if out.ctc_log_probs is not None:
+        ctc = ctc_loss(
+            out.ctc_log_probs, out.frame_lens, out.symbols, out.symbol_lens, blank_id=out.blank_id
+        )
+    return TransducerLoss(
+        simple=simple, pruned=pruned, ctc=ctc, num_frames=int(out.frame_lens.sum())
+    )
 
 
 def full_rnnt_loss(

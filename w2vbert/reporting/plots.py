@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from w2vbert.util.atomic import atomic_output
+
 
 def plot_pretrain_curves(curves: dict[str, list[dict]], path: Path) -> Path:
     """Training loss parts over steps, one line per pre-training system.
@@ -66,10 +68,10 @@ def plot_wer_bars(wers: dict[str, dict[str, float]], path: Path) -> Path:
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path

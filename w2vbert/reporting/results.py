@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import datetime
 import logging
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from w2vbert.reporting.collect import (
-    DecodeResult,
     PretrainSummary,
     decode_results,
     export_check,
@@ -18,6 +16,8 @@ from w2vbert.reporting.collect import (
     stage_times,
 )
 from w2vbert.reporting.plots import plot_code_usage, plot_pretrain_curves, plot_wer_bars
+from w2vbert.util.atomic import atomic_output
+from w2vbert.util.provenance import git_sha
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def write_results(exp_dir: Path, *, title: str, command: str, dev_sets: list[str
                   test_sets: list[str]) -> Path:
     """Writes `<exp_dir>/RESULTS.md` (+ `plots/*.png`) from whatever stages have run."""
     lines = [f"# {title}", "",
-             f"{datetime.date.today().isoformat()}, git {_git_sha()}; command: `{command}`", ""]
+             f"{datetime.date.today().isoformat()}, git {git_sha(short=True)}; command: `{command}`", ""]
     sets = dev_sets + test_sets
     results = decode_results(exp_dir / "finetune")
     if results:
@@ -96,9 +96,8 @@ def write_results(exp_dir: Path, *, title: str, command: str, dev_sets: list[str
         lines += [f"| {k} | {v} |" for k, v in times.items()]
         lines += [f"| total | {sum(times.values())} |", ""]
     out = exp_dir / "RESULTS.md"
-    tmp = out.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines))
-    tmp.replace(out)
+    with atomic_output(out) as tmp:
+        tmp.write_text("\n".join(lines))
     return out
 
 
@@ -204,9 +203,3 @@ def _claims(wers: dict[str, dict[str, float]], pre: dict[str, PretrainSummary],
     return out
 
 
-def _git_sha() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"

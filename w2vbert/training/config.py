@@ -3,69 +3,69 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from w2vbert.training.dataclass_args import add_dataclass_arguments, dataclass_from_args
-
-
-def _f(default: Any, help: str, **metadata: Any) -> Any:
-    return field(default=default, metadata={"help": help, **metadata})
+from w2vbert.util.dataclass_args import (
+    add_dataclass_arguments,
+    dataclass_from_args,
+    flag,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainingConfig:
     """The training loop's settings. Steps count batches (icefall's ``batch_idx_train``)."""
 
-    exp_dir: Path = _f(Path("exp"), "Experiment directory: checkpoints, log/, tensorboard/.")
-    num_epochs: int = _f(10, "Number of epochs to train (the last epoch number).")
-    start_epoch: int = _f(
+    exp_dir: Path = flag(Path("exp"), "Experiment directory: checkpoints, log/, tensorboard/.")
+    num_epochs: int = flag(10, "Number of epochs to train (the last epoch number).")
+    start_epoch: int = flag(
         1, "Resume from epoch-(start_epoch-1).pt when > 1 (default: newest checkpoint, if any)."
     )
-    start_batch: int = _f(
+    start_batch: int = flag(
         0, "Resume from checkpoint-<start_batch>.pt when > 0 (overrides --start-epoch)."
     )
-    resume: bool = _f(
+    resume: bool = flag(
         True, "Resume automatically from the newest complete checkpoint in --exp-dir."
     )
-    max_steps: int = _f(0, "Stop after this many batches in total (0: no limit; for smoke tests).")
-    optimizer: str = _f("adam", "Optimizer.", choices=("adam", "adamw"))
-    base_lr: float = _f(2e-3, "Peak learning rate of the Transformer (Noam) schedule.")
-    warmup_steps: int = _f(
+    max_steps: int = flag(0, "Stop after this many batches in total (0: no limit; for smoke tests).")
+    optimizer: str = flag("adam", "Optimizer.", choices=("adam", "adamw"))
+    base_lr: float = flag(2e-3, "Peak learning rate of the Transformer (Noam) schedule.")
+    warmup_steps: int = flag(
         25000, "Optimizer steps of linear warm-up; then lr decays as 1/sqrt(step)."
     )
-    adam_beta1: float = _f(0.9, "Adam beta1.")
-    adam_beta2: float = _f(0.98, "Adam beta2.")
-    adam_eps: float = _f(1e-9, "Adam epsilon.")
-    weight_decay: float = _f(0.0, "Weight decay (decoupled for adamw, L2 for adam).")
-    grad_clip: float = _f(5.0, "Clip the global gradient 2-norm to this value (<= 0: no clipping).")
-    accum_grad: int = _f(1, "Batches whose gradients are summed per optimizer step.")
-    use_fp16: bool = _f(False, "fp16 autocast with a GradScaler (GPU only).")
-    use_bf16: bool = _f(False, "bf16 autocast (GPU; on CPU only if also --bf16-on-cpu).")
-    bf16_on_cpu: bool = _f(False, "Allow --use-bf16 on CPU.")
-    save_every_n: int = _f(4000, "Write checkpoint-<batch>.pt every this many batches (0: never).")
-    keep_last_k: int = _f(30, "Keep only the newest k checkpoint-<batch>.pt files (0: keep all).")
-    keep_last_epochs: int = _f(
+    adam_beta1: float = flag(0.9, "Adam beta1.")
+    adam_beta2: float = flag(0.98, "Adam beta2.")
+    adam_eps: float = flag(1e-9, "Adam epsilon.")
+    weight_decay: float = flag(0.0, "Weight decay (decoupled for adamw, L2 for adam).")
+    grad_clip: float = flag(5.0, "Clip the global gradient 2-norm to this value (<= 0: no clipping).")
+    accum_grad: int = flag(1, "Batches whose gradients are summed per optimizer step.")
+    use_fp16: bool = flag(False, "fp16 autocast with a GradScaler (GPU only).")
+    use_bf16: bool = flag(False, "bf16 autocast (GPU; on CPU only if also --bf16-on-cpu).")
+    bf16_on_cpu: bool = flag(False, "Allow --use-bf16 on CPU.")
+    save_every_n: int = flag(4000, "Write checkpoint-<batch>.pt every this many batches (0: never).")
+    keep_last_k: int = flag(30, "Keep only the newest k checkpoint-<batch>.pt files (0: keep all).")
+    keep_last_epochs: int = flag(
         0,
         "Keep only the newest k epoch-N.pt files (0: keep all, as icefall). Each holds the model, "
         "the averaged model and the optimizer state; decoding with --avg A needs A + 1.",
     )
-    average_period: int = _f(200, "Update the averaged model every this many batches.")
-    log_interval: int = _f(50, "Log training metrics every this many batches.")
-    valid_interval: int = _f(
+    average_period: int = flag(200, "Update the averaged model every this many batches.")
+    log_interval: int = flag(50, "Log training metrics every this many batches.")
+    valid_interval: int = flag(
         3000, "Validate every this many batches (and at each epoch end; 0: epoch end only)."
     )
-    tensorboard: bool = _f(True, "Write TensorBoard scalars to <exp-dir>/tensorboard.")
-    seed: int = _f(42, "Random seed (python, numpy, torch, sampler).")
-    world_size: int = _f(1, "Number of DDP processes (spawned here, or read from torchrun's env).")
-    master_port: int = _f(
+    tensorboard: bool = flag(True, "Write TensorBoard scalars to <exp-dir>/tensorboard.")
+    seed: int = flag(42, "Random seed (python, numpy, torch, sampler).")
+    world_size: int = flag(1, "Number of DDP processes (spawned here, or read from torchrun's env).")
+    master_port: int = flag(
         12354, "TCP port of the DDP rendezvous when --world-size > 1 spawns processes."
     )
-    max_bad_steps: int = _f(
+    max_bad_steps: int = flag(
         20, "Stop after this many consecutive steps with a NaN/inf loss or gradient."
     )
-    device: str = _f(
+    device: str = flag(
         "auto", "Device: auto (cuda if available), cpu or cuda.", choices=("auto", "cpu", "cuda")
     )
 

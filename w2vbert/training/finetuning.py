@@ -1,7 +1,6 @@
 """The fine-tuning task (stage 5): pruned RNN-T on a (pre-trained) w2v-BERT encoder, run by the shared loop.
 
-Also the one place that rebuilds a fine-tuned model from checkpoint ``params``
-(:func:`build_transducer_from_params`), used by decoding, averaging and export.
+The model is built from its ``params`` by :mod:`w2vbert.model.factory`, as decoding and export rebuild it.
 """
 
 from __future__ import annotations
@@ -9,98 +8,81 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from w2vbert.checkpoint import load_checkpoint
 from w2vbert.data.datasets import (
     AsrDataset,
-    BpeTokenizer,
     create_input_strategy,
     create_spec_augment,
     cut_text,
 )
 from w2vbert.data.filters import CutFilter
 from w2vbert.data.sampling import DataConfig
+from w2vbert.data.tokenizer import BpeTokenizer
 from w2vbert.model.config import W2VBertConfig, get_w2vbert_config, preset_names
+from w2vbert.model.factory import (
+    build_transducer_from_params,
+    encoder_config_mismatches,
+    load_encoder_weights,
+)
 from w2vbert.model.feature_encoder import output_lengths
-from w2vbert.model.transducer import Transducer, create_transducer
-from w2vbert.model.w2vbert import create_w2vbert_encoder
-from w2vbert.objectives.rnnt import rnnt_loss_scales
-from w2vbert.training.checkpoint import load_checkpoint
+from w2vbert.objectives.rnnt import rnnt_loss_scales, transducer_loss
 from w2vbert.training.config import TrainingConfig
-from w2vbert.training.dataclass_args import (
+from w2vbert.training.optim import param_groups_with_scales
+from w2vbert.training.runner import TaskSpec, run_training
+from w2vbert.util.dataclass_args import (
     add_dataclass_arguments,
     add_override_arguments,
     config_to_dict,
     dataclass_from_args,
+    flag,
     overrides_from_args,
 )
-from w2vbert.training.optim import param_groups_with_scales
-from w2vbert.training.runner import TaskSpec, run_training
 
 logger = logging.getLogger(__name__)
-
-# W2VBertConfig fields that define the encoder's weights and computation: they must match the
-# checkpoint given to --init-from (dropouts, masking and pre-training settings may differ).
-ENCODER_FIELDS = (
-    "num_mel_bins",
-    "frame_stride",
-    "feature_encoder_channels",
-    "input_norm",
-    "model_dim",
-    "num_heads",
-    "ffn_dim",
-    "conv_kernel_size",
-    "num_contrastive_layers",
-    "num_mlm_layers",
-    "rotary_base",
-)
-
-
-def _f(default: Any, help: str, **metadata: Any) -> Any:
-    return field(default=default, metadata={"help": help, **metadata})
-
 
 @dataclass(frozen=True, kw_only=True)
 class FinetuneOptions:
     """Fine-tuning settings besides the encoder config, the training loop and the data."""
 
-    init_from: str = _f(
+    init_from: str = flag(
         "none",
         "Pre-training checkpoint (epoch-N.pt, checkpoint-N.pt or an averaged model "
         "from w2vbert.average) whose encoder.* weights start the encoder; 'none': from scratch.",
     )
-    init_use_averaged_model: bool = _f(
+    init_use_averaged_model: bool = flag(
         False, "Take the encoder from the checkpoint's averaged model (model_avg)."
     )
-    model_preset: str | None = _f(
+    model_preset: str | None = flag(
         None,
         "Encoder preset; default: the --init-from checkpoint's config.",
         choices=tuple(preset_names()),
     )
-    bpe_model: Path = _f(
+    bpe_model: Path = flag(
         Path("data/lang_bpe_500/bpe.model"), "Sentencepiece model (<blk> must be id 0)."
     )
-    prune_range: int = _f(5, "Pruned RNN-T: symbols per frame kept.")
-    lm_scale: float = _f(0.25, "Pruned RNN-T: LM scale of the smoothed loss.")
-    am_scale: float = _f(0.0, "Pruned RNN-T: AM scale of the smoothed loss.")
-    simple_loss_scale: float = _f(0.5, "Weight of the simple loss after warm-up.")
-    model_warm_step: int = _f(
+    prune_range: int = flag(5, "Pruned RNN-T: symbols per frame kept.")
+    lm_scale: float = flag(0.25, "Pruned RNN-T: LM scale of the smoothed loss.")
+    am_scale: float = flag(0.0, "Pruned RNN-T: AM scale of the smoothed loss.")
+    simple_loss_scale: float = flag(0.5, "Weight of the simple loss after warm-up.")
+    model_warm_step: int = flag(
         3000, "Batches over which the simple/pruned loss scales warm up (icefall)."
     )
-    ctc_loss_scale: float = _f(0.0, "Weight of an auxiliary CTC loss (0: no CTC head).")
-    context_size: int = _f(2, "Stateless decoder context (tokens).")
-    decoder_dim: int = _f(512, "Prediction network dim (the paper's LSTM: 640).")
-    joiner_dim: int = _f(512, "Joiner dim.")
-    decoder_type: str = _f("stateless", "Prediction network.", choices=("stateless", "lstm"))
-    joiner_activation: str = _f("tanh", "Joiner activation.", choices=("tanh", "swish"))
-    freeze_encoder_steps: int = _f(0, "Optimizer steps during which the encoder's lr is 0.")
-    encoder_lr_scale: float = _f(1.0, "lr of the encoder = this x lr of the new layers.")
-    spec_augment: bool = _f(True, "Lhotse SpecAugment on training features.")
+    ctc_loss_scale: float = flag(0.0, "Weight of an auxiliary CTC loss (0: no CTC head).")
+    context_size: int = flag(2, "Stateless decoder context (tokens).")
+    decoder_dim: int = flag(512, "Prediction network dim (the paper's LSTM: 640).")
+    joiner_dim: int = flag(512, "Joiner dim.")
+    decoder_type: str = flag("stateless", "Prediction network.", choices=("stateless", "lstm"))
+    joiner_activation: str = flag("tanh", "Joiner activation.", choices=("tanh", "swish"))
+    freeze_encoder_steps: int = flag(0, "Optimizer steps during which the encoder's lr is 0.")
+    encoder_lr_scale: float = flag(1.0, "lr of the encoder = this x lr of the new layers.")
+    spec_augment: bool = flag(True, "Lhotse SpecAugment on training features.")
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -144,11 +126,7 @@ def resolve_encoder_config(
     config = dataclasses.replace(config, **overrides)
     config.validate()
     if init is not None:
-        mismatched = [
-            f"{k} (checkpoint {getattr(ckpt_config, k)!r}, requested {getattr(config, k)!r})"
-            for k in ENCODER_FIELDS
-            if getattr(ckpt_config, k) != getattr(config, k)
-        ]
+        mismatched = encoder_config_mismatches(ckpt_config, config)
         if mismatched:
             raise ValueError(
                 f"--init-from {options.init_from} has another encoder configuration; "
@@ -157,57 +135,10 @@ def resolve_encoder_config(
     return config
 
 
-def load_encoder_weights(
-    encoder: nn.Module, model_state: dict[str, torch.Tensor], source: str
-) -> None:
-    """Load ``encoder.*`` entries of ``model_state`` into ``encoder``; list every mismatch in the error."""
-    state = {k[len("encoder.") :]: v for k, v in model_state.items() if k.startswith("encoder.")}
-    own = encoder.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in set(own) & set(state)
-        if state[k].shape != own[k].shape
-    )
-    if missing or unexpected or shapes:
-        raise ValueError(
-            f"Encoder weights of {source} do not fit the encoder: missing {missing[:20]}, "
-            f"unexpected {unexpected[:20]}, shape mismatches {shapes[:20]}."
-        )
-    encoder.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
-    logger.info(
-        f"Loaded {len(state)} encoder tensors from {source} (quantizer and pre-training heads dropped)"
-    )
-
-
-def build_transducer_from_params(params: dict[str, Any]) -> Transducer:
-    """The fine-tuned model described by a finetune checkpoint's ``params`` (random weights)."""
-    if params.get("kind") != "finetune":
-        raise ValueError(
-            f"Expected a fine-tuning checkpoint (params kind 'finetune'), but kind is {params.get('kind')!r}."
-        )
-    encoder = create_w2vbert_encoder(W2VBertConfig(**params["model_config"]))
-    return create_transducer(
-        encoder,
-        encoder.output_dim,
-        params["vocab_size"],
-        decoder_dim=params["decoder_dim"],
-        joiner_dim=params["joiner_dim"],
-        context_size=params["context_size"],
-        blank_id=params["blank_id"],
-        decoder_type=params["decoder_type"],
-        joiner_activation=params["joiner_activation"],
-        ctc=params["ctc"],
-    )
-
-
 def make_finetune_loss(options: FinetuneOptions):
     def compute_loss(model: nn.Module, batch: dict, step: int):
-        out = model(
-            batch["features"],
-            batch["feature_lens"],
-            batch["tokens"],
+        out = transducer_loss(
+            model(batch["features"], batch["feature_lens"], batch["tokens"]),
             prune_range=options.prune_range,
             am_scale=options.am_scale,
             lm_scale=options.lm_scale,

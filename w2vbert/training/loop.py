@@ -18,6 +18,7 @@ import contextlib
 import logging
 import math
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,9 +26,17 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from w2vbert.training import checkpoint as ckpt_io
-from w2vbert.training.averaging import init_averaged_model, update_averaged_model
-from w2vbert.training.config import TrainingConfig
+from w2vbert.checkpoint.averaging import init_averaged_model, update_averaged_model
+from w2vbert.checkpoint.files import (
+    atomic_torch_save,
+    load_for_rank,
+    rank_side_path,
+    remove_old_checkpoints,
+    remove_old_epochs,
+    remove_stale_temp_files,
+    resume_candidates,
+)
+from w2vbert.checkpoint.rng import capture_rng_state, find_generators, restore_rng_state
 from w2vbert.training.batch_utils import (
     batch_audio_seconds,
     batch_cut_ids,
@@ -35,13 +44,34 @@ from w2vbert.training.batch_utils import (
     move_to_device,
     save_failed_batch,
 )
-from w2vbert.training.checkpoint import TrainState
-from w2vbert.training.ddp import DistInfo, any_true
-from w2vbert.training.logging_utils import MetricSinks, MetricsTracker
+from w2vbert.training.config import TrainingConfig
+from w2vbert.training.ddp import DistInfo, any_true, barrier
+from w2vbert.training.metrics import MetricSinks, MetricsTracker
 
 logger = logging.getLogger(__name__)
 
 ComputeLoss = Callable[[nn.Module, dict, int], tuple[torch.Tensor, dict[str, float], float]]
+
+
+@dataclass
+class TrainState:
+    """Training progress saved in every checkpoint (``train_state``)."""
+
+    epoch: int = 1
+    batch_idx_train: int = 0  # batches trained in total
+    batch_idx_in_epoch: int = 0  # batches of ``epoch`` already trained
+    epoch_done: bool = False  # True in epoch-N.pt: resume starts epoch N + 1
+    num_bad_steps: int = 0  # skipped optimizer steps in total
+    consecutive_bad_steps: int = 0
+
+    def next_epoch(self) -> "TrainState":
+        """The state at the start of the epoch after this one (counters carried over)."""
+        return TrainState(
+            epoch=self.epoch + 1,
+            batch_idx_train=self.batch_idx_train,
+            num_bad_steps=self.num_bad_steps,
+            consecutive_bad_steps=self.consecutive_bad_steps,
+        )
 
 
 class TrainingDivergedError(RuntimeError):
@@ -85,7 +115,7 @@ class Trainer:
         self.epoch_audio_seconds = epoch_audio_seconds
         self.exp_dir = Path(config.exp_dir)
         self.state = TrainState(epoch=1)
-        self.generators = ckpt_io.find_generators(model)
+        self.generators = find_generators(model)
         if dist_info.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp_model: nn.Module = DistributedDataParallel(
@@ -126,13 +156,101 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_dict(self, rank_part: bool = False) -> dict[str, Any]:
+        """What a checkpoint of this trainer holds (see :mod:`w2vbert.checkpoint.files`);
+        ``rank_part``: only this rank's sampler and RNG states (a rank > 0 side file)."""
+        consumed = 0 if self.state.epoch_done else self.state.batch_idx_in_epoch
+        part: dict[str, Any] = {
+            "sampler": self.sampler_state_fn(self.sampler, consumed),
+            "rng": capture_rng_state(self.generators),
+        }
+        if rank_part:
+            return part
+        return {
+            **part,
+            "model": self.model.state_dict(),
+            "model_avg": self.model_avg,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "grad_scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "train_state": asdict(self.state),
+            "batch_idx_train": self.state.batch_idx_train,
+            "params": {**self.params, "world_size": self.dist.world_size},
+        }
+
     def save(self, path: Path, extra: dict[str, Any] | None = None) -> None:
-        """Write a checkpoint of the whole training state (see :mod:`w2vbert.training.checkpoint`)."""
-        ckpt_io.save_training_checkpoint(self, path, extra)
+        """Write a checkpoint of the whole training state: ranks > 0 their side files first,
+        then rank 0 the main file (with ``extra`` entries)."""
+        if not self.dist.is_main:
+            side = rank_side_path(path, self.dist.rank)
+            atomic_torch_save(self.checkpoint_dict(rank_part=True), side)
+        barrier(self.dist)
+        if self.dist.is_main:
+            atomic_torch_save({**self.checkpoint_dict(), **(extra or {})}, path)
+            logger.info(f"Saved {path}")
+        barrier(self.dist)
+
+    def restore(self, ckpt: dict[str, Any], path: Path) -> None:
+        """Restore everything :meth:`checkpoint_dict` saved (``path`` names it in errors and logs)."""
+        saved_ws = ckpt["params"].get("world_size", 1)
+        if saved_ws != self.dist.world_size:
+            raise ValueError(
+                f"Checkpoint {path} was written with --world-size {saved_ws}, but this run has "
+                f"{self.dist.world_size}; the sampler positions cannot be restored."
+            )
+        self.model.load_state_dict(ckpt["model"])
+        if self.model_avg is not None and ckpt.get("model_avg") is not None:
+            self.model_avg = ckpt["model_avg"]
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if self.scaler is not None and ckpt.get("grad_scaler") is not None:
+            self.scaler.load_state_dict(ckpt["grad_scaler"])
+        self.state = TrainState(**ckpt["train_state"])
+        if self.state.epoch_done:
+            self.state = self.state.next_epoch()
+        else:
+            self.sampler.load_state_dict(dict(ckpt["sampler"]))
+            self.resumed_mid_epoch = True
+        self.pending_rng = ckpt["rng"]
+        self.sinks.truncate_after(self.state.batch_idx_train)
+        logger.info(
+            f"Resumed from {path}: epoch {self.state.epoch}, batch {self.state.batch_idx_in_epoch} "
+            f"of the epoch, batch_idx_train {self.state.batch_idx_train}"
+        )
 
     def maybe_resume(self) -> Path | None:
         """Restore from --start-batch/--start-epoch or the newest complete checkpoint; its path or None."""
-        return ckpt_io.resume_training(self)
+        c = self.config
+        if self.dist.is_main:
+            for p in remove_stale_temp_files(self.exp_dir):
+                logger.warning(f"Removed {p}, a partial checkpoint left by a killed run")
+        barrier(self.dist)
+        if c.start_batch > 0:
+            explicit: list[Path] | None = [self.exp_dir / f"checkpoint-{c.start_batch}.pt"]
+        elif c.start_epoch > 1:
+            explicit = [self.exp_dir / f"epoch-{c.start_epoch - 1}.pt"]
+        else:
+            explicit = None
+        if explicit is None and not c.resume:
+            return None
+        candidates = explicit if explicit is not None else resume_candidates(self.exp_dir)
+        for path in candidates:
+            try:
+                ckpt = load_for_rank(path, self.dist.rank)
+                ok = True
+            except Exception as e:  # noqa: BLE001
+                if explicit is not None:
+                    raise
+                logger.warning(
+                    f"Cannot load checkpoint {path} ({type(e).__name__}: {e}); trying an older one."
+                )
+                ok = False
+            if any_true(not ok, self.dist, self.device):
+                continue
+            self.restore(ckpt, path)
+            return path
+        return None
 
     # ------------------------------------------------------------------ steps
     def _snapshot_norm_buffers(self) -> None:
@@ -288,7 +406,7 @@ class Trainer:
 
     def _restore_pending_rng(self) -> None:
         if self.pending_rng is not None:
-            ckpt_io.restore_rng_state(self.pending_rng, self.generators)
+            restore_rng_state(self.pending_rng, self.generators)
             self.pending_rng = None
 
     def train(self) -> TrainState:
@@ -340,13 +458,8 @@ class Trainer:
             s.epoch_done = True
             self.save(self.exp_dir / f"epoch-{s.epoch}.pt")
             if self.dist.is_main:
-                ckpt_io.remove_old_epochs(self.exp_dir, self.config.keep_last_epochs)
-            self.state = TrainState(
-                epoch=s.epoch + 1,
-                batch_idx_train=s.batch_idx_train,
-                num_bad_steps=s.num_bad_steps,
-                consecutive_bad_steps=s.consecutive_bad_steps,
-            )
+                remove_old_epochs(self.exp_dir, self.config.keep_last_epochs)
+            self.state = s.next_epoch()
         self.sinks.close()
         return self.state
 
@@ -362,4 +475,4 @@ class Trainer:
         if save_now or (stop and s.batch_idx_train % c.accum_grad == 0):
             self.save(self.exp_dir / f"checkpoint-{s.batch_idx_train}.pt")
             if self.dist.is_main:
-                ckpt_io.remove_old_checkpoints(self.exp_dir, c.keep_last_k)
+                remove_old_checkpoints(self.exp_dir, c.keep_last_k)

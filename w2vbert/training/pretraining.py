@@ -15,20 +15,25 @@ from torch import nn
 from w2vbert.data.datasets import PretrainDataset, create_input_strategy
 from w2vbert.data.filters import CutFilter
 from w2vbert.data.sampling import DataConfig
-from w2vbert.model.config import W2VBertConfig, get_w2vbert_config, preset_names, with_objective
+from w2vbert.model.config import (
+    W2VBertConfig,
+    get_w2vbert_config,
+    preset_names,
+    with_objective,
+)
 from w2vbert.model.feature_encoder import output_lengths
 from w2vbert.model.w2vbert import W2VBertModel, create_w2vbert_model
 from w2vbert.objectives.w2vbert_loss import w2vbert_loss
 from w2vbert.training.config import TrainingConfig
-from w2vbert.training.dataclass_args import (
+from w2vbert.training.optim import param_groups_with_scales
+from w2vbert.training.runner import TaskSpec, run_training
+from w2vbert.util.dataclass_args import (
     add_dataclass_arguments,
     add_override_arguments,
     config_to_dict,
     dataclass_from_args,
     overrides_from_args,
 )
-from w2vbert.training.optim import param_groups_with_scales
-from w2vbert.training.runner import TaskSpec, run_training
 
 logger = logging.getLogger(__name__)
 

@@ -25,11 +25,12 @@ from w2vbert.data.sampling import (
     sampler_state_dict,
 )
 from w2vbert.training.config import TrainingConfig
-from w2vbert.training.dataclass_args import config_to_dict
 from w2vbert.training.ddp import DistInfo, cleanup_distributed, setup_distributed
-from w2vbert.training.logging_utils import peak_rss_gib, setup_logging, write_run_info
 from w2vbert.training.loop import ComputeLoss, Trainer, TrainState
 from w2vbert.training.optim import create_optimizer, create_scheduler
+from w2vbert.util.dataclass_args import config_to_dict
+from w2vbert.util.log import setup_logging
+from w2vbert.util.provenance import peak_rss_gib, write_run_info
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from w2vbert.training.checkpoint import load_checkpoint
+from w2vbert.checkpoint.files import load_checkpoint
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Iterable, Sequence
 import sentencepiece as spm
 from lhotse import load_manifest_lazy
 
-from w2vbert.data.atomic import atomic_output, partial_path, remove_stale_partials
-from w2vbert.data.compute_features import is_speed_perturbed
+from w2vbert.prep.compute_features import is_speed_perturbed
+from w2vbert.util.atomic import atomic_output, partial_path, remove_stale_partials
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ import logging
 import shutil
 from collections import Counter
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -36,8 +35,9 @@ from lhotse import (
     load_manifest_lazy,
 )
 
-from w2vbert.data.atomic import atomic_output, naming_error
-from w2vbert.data.fbank import SAMPLING_RATE, fbank_extractor, num_encoder_frames, num_fbank_frames
+from w2vbert.data.fbank import SAMPLING_RATE, fbank_extractor, num_encoder_frames
+from w2vbert.data.filters import CutFilter
+from w2vbert.util.atomic import atomic_output, write_error
 
 logger = logging.getLogger(__name__)
 
@@ -49,28 +49,12 @@ class FeatureError(ValueError):
     """Manifests or audio unusable for feature extraction; the message names the cut/file."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class LengthFilter:
-    """Which cuts are kept for training."""
-
-    min_duration: float = 0.3
-    """Shortest kept cut, seconds."""
-    max_duration: float = 30.0
-    """Longest kept cut, seconds."""
-
-    def reject_reason(self, duration: float) -> str | None:
-        """Why a cut of ``duration`` seconds is dropped, or None if it is kept.
-
-        Besides the duration bounds, a cut must give at least one encoder step after the 4x
-        conv front end (:func:`w2vbert.data.fbank.num_encoder_frames`).
-        """
-        if num_encoder_frames(num_fbank_frames(duration)) < 1:
-            return "no encoder frame"
-        if duration < self.min_duration:
-            return f"shorter than {self.min_duration} s"
-        if duration > self.max_duration:
-            return f"longer than {self.max_duration} s"
-        return None
+def training_cut_filter(min_duration: float = 0.3, max_duration: float = 30.0) -> CutFilter:
+    """Stage 2's filter of training parts: cuts of ``min_duration`` to ``max_duration`` seconds
+    that give at least one encoder step after the 4x conv front end."""
+    return CutFilter(
+        frames_to_steps=num_encoder_frames, min_duration=min_duration, max_duration=max_duration
+    )
 
 
 def find_manifest_parts(manifest_dir: Path, prefix: str) -> list[str]:
@@ -148,11 +132,11 @@ def load_part_cuts(manifest_dir: Path, prefix: str, part: str, mono_dir: Path) -
     return cuts.trim_to_supervisions(keep_overlapping=False)
 
 
-def filter_cuts(cuts: CutSet, length_filter: LengthFilter, part: str) -> CutSet:
-    """Drops cuts rejected by ``length_filter``; logs the count per reason."""
+def filter_cuts(cuts: CutSet, cut_filter: CutFilter, part: str) -> CutSet:
+    """Drops cuts rejected by ``cut_filter``; logs the count per reason."""
     kept, dropped = [], Counter()
     for cut in cuts:
-        reason = length_filter.reject_reason(cut.duration)
+        reason = cut_filter.reason(cut)
         if reason is None:
             kept.append(cut)
         else:
@@ -187,7 +171,7 @@ def _compute(
         ).to_eager()
     except OSError as e:  # e.g. a full disk: free what was written, say where
         shutil.rmtree(feats_dir, ignore_errors=True)
-        raise naming_error(e, feats_dir, f"Part {part}: storing features failed") from e
+        raise write_error(e, feats_dir, f"Part {part}: storing features") from e
     done = {c.id for c in with_feats}
     lost = [c for c in cuts if c.id not in done]
     if lost:
@@ -210,7 +194,7 @@ def compute_fbank_part(
     prefix: str,
     part: str,
     *,
-    length_filter: LengthFilter | None,
+    length_filter: CutFilter | None,
     speed_perturb: bool = False,
     num_jobs: int = 1,
     executor: Executor | None = None,
@@ -241,7 +225,7 @@ def compute_fbank_part(
         cuts = cuts + sum((cuts.perturb_speed(f) for f in SPEED_FACTORS), CutSet())
         logger.info("Part %s: speed perturbation %s added", part, " ".join(map(str, SPEED_FACTORS)))
     cuts = filter_cuts(
-        cuts, length_filter or LengthFilter(min_duration=0.0, max_duration=float("inf")), part
+        cuts, length_filter or CutFilter(frames_to_steps=num_encoder_frames), part
     )
     with_feats = _compute(cuts, feats_dir, num_jobs, part, executor)
     with atomic_output(cuts_path) as tmp:

@@ -3,6 +3,7 @@
 A field ``max_bad_steps: int = field(default=20, metadata={"help": "..."})`` becomes
 ``--max-bad-steps`` (``int``); a ``bool`` field ``tensorboard`` becomes ``--tensorboard/--no-tensorboard``.
 ``metadata["flag"] = False`` keeps a field off the command line; ``metadata["choices"]`` restricts values.
+:func:`flag` writes such a field in one line: ``max_bad_steps: int = flag(20, "...")``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def flag(default: Any, help: str, **metadata: Any) -> Any:
+    """A dataclass field with a default and its command-line ``help`` (plus ``choices``, ``flag``)."""
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
 
 
 def _flag(name: str) -> str:

@@ -38,7 +38,7 @@ from typing import Sequence
 import numpy as np
 import soundfile as sf
 
-from w2vbert.data.espeak import Voice, all_voices, require_espeak, resample, synthesize
+from w2vbert.prep.espeak import Voice, all_voices, require_espeak, resample, synthesize
 
 logger = logging.getLogger(__name__)
 

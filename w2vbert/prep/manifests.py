@@ -29,7 +29,7 @@ from typing import Sequence
 import soundfile as sf
 from lhotse import RecordingSet, SupervisionSet, validate_recordings_and_supervisions
 
-from w2vbert.data.atomic import atomic_output
+from w2vbert.util.atomic import atomic_output
 
 logger = logging.getLogger(__name__)
 

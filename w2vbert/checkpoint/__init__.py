@@ -1,0 +1,50 @@
+"""Checkpoint files: the atomic writer, loading, finding, pruning, averaging and the
+``--epoch/--avg/--use-averaged-model/--checkpoint`` selection. Imports nothing of training."""
+
+from w2vbert.checkpoint.averaging import (
+    average_checkpoints,
+    average_state_dicts,
+    average_with_model_avg,
+    averaged_model_from_epochs,
+    averaging_suffix,
+    init_averaged_model,
+    update_averaged_model,
+)
+from w2vbert.checkpoint.files import (
+    atomic_torch_save,
+    find_checkpoints,
+    find_epoch_checkpoints,
+    load_checkpoint,
+    load_for_rank,
+    rank_side_path,
+    remove_old_checkpoints,
+    remove_old_epochs,
+    remove_stale_temp_files,
+    resume_candidates,
+)
+from w2vbert.checkpoint.rng import capture_rng_state, find_generators, restore_rng_state
+from w2vbert.checkpoint.selection import CheckpointSelection
+
+__all__ = [
+    "CheckpointSelection",
+    "atomic_torch_save",
+    "average_checkpoints",
+    "average_state_dicts",
+    "average_with_model_avg",
+    "averaged_model_from_epochs",
+    "averaging_suffix",
+    "capture_rng_state",
+    "find_checkpoints",
+    "find_epoch_checkpoints",
+    "find_generators",
+    "init_averaged_model",
+    "load_checkpoint",
+    "load_for_rank",
+    "rank_side_path",
+    "remove_old_checkpoints",
+    "remove_old_epochs",
+    "remove_stale_temp_files",
+    "restore_rng_state",
+    "resume_candidates",
+    "update_averaged_model",
+]

@@ -1,0 +1,149 @@
+"""Checkpoint files: writing, loading, finding and pruning them. No training code here: what a
+training checkpoint holds is assembled and restored by the Trainer (:mod:`w2vbert.training.loop`).
+
+Files in the experiment directory (icefall names):
+
+- ``checkpoint-<batch>.pt``: written every ``--save-every-n`` batches; the newest ``--keep-last-k`` are kept.
+- ``epoch-<N>.pt``: written at the end of epoch N.
+- ``bad-model-<batch>.pt``: written when training stops after too many non-finite steps.
+- ``<name>.rank<r>``: per-rank side file of a checkpoint in DDP (rank r > 0): sampler state and RNG states.
+- ``averaged-<suffix>.pt``: an averaged model from ``python -m w2vbert.average`` (``model`` and ``params`` only).
+
+A training checkpoint is a dict with the keys ``model`` (state dict), ``model_avg`` (float64 state dict
+of the running average, or None), ``optimizer``, ``scheduler``, ``grad_scaler`` (or None), ``sampler``
+(rank 0's sampler state), ``rng`` (rank 0's RNG states), ``train_state`` (epoch, batch_idx_train,
+batch_idx_in_epoch, epoch_done, bad-step counters), ``batch_idx_train`` and ``params`` (a JSON-friendly
+dict with at least ``kind`` ("pretrain"/"finetune") and ``model_config``).
+
+Every file is written by the one atomic writer (:mod:`w2vbert.util.atomic`): a crash at any moment
+leaves either the old or the new complete file.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from w2vbert.util.atomic import atomic_torch_save, remove_stale_partials_in
+
+__all__ = [
+    "atomic_torch_save",
+    "find_checkpoints",
+    "find_epoch_checkpoints",
+    "load_checkpoint",
+    "load_for_rank",
+    "rank_side_path",
+    "remove_old_checkpoints",
+    "remove_old_epochs",
+    "remove_stale_temp_files",
+    "resume_candidates",
+]
+
+logger = logging.getLogger(__name__)
+
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)\.pt$")
+_EPOCH_RE = re.compile(r"^epoch-(\d+)\.pt$")
+
+
+def remove_stale_temp_files(exp_dir: Path | str) -> list[Path]:
+    """Delete temp files of killed writers in ``exp_dir`` (a live writer's are kept); returns them."""
+    return remove_stale_partials_in(exp_dir)
+
+
+def rank_side_path(path: Path | str, rank: int) -> Path:
+    """Path of rank ``rank``'s side file (sampler and RNG states) for checkpoint ``path``."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.rank{rank}")
+
+
+# ----------------------------------------------------------------------------- finding and loading
+
+
+def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by this package (trusted file: python/numpy RNG states are pickled)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Checkpoint {path} does not exist.")
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def find_checkpoints(exp_dir: Path | str) -> list[Path]:
+    """``checkpoint-<batch>.pt`` files in ``exp_dir``, newest (largest batch) first."""
+    found = []
+    for p in Path(exp_dir).glob("checkpoint-*.pt"):
+        m = _CHECKPOINT_RE.match(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def find_epoch_checkpoints(exp_dir: Path | str) -> list[Path]:
+    """``epoch-<N>.pt`` files in ``exp_dir``, newest (largest N) first."""
+    found = []
+    for p in Path(exp_dir).glob("epoch-*.pt"):
+        m = _EPOCH_RE.match(p.name)
+        if m:
+            found.append((int(m.group(1)), p))
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def _progress_key(path: Path) -> tuple[int, int, int] | None:
+    """``(batch_idx_train, epoch_done, mtime_ns)`` read without loading the tensors; None if unreadable."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        ts = ckpt["train_state"]
+        return int(ts["batch_idx_train"]), int(bool(ts["epoch_done"])), path.stat().st_mtime_ns
+    except Exception as e:  # noqa: BLE001 - any failure means "not a usable checkpoint"
+        logger.warning(f"Checkpoint {path} is unreadable ({type(e).__name__}: {e}); skipping it.")
+        return None
+
+
+def resume_candidates(exp_dir: Path | str) -> list[Path]:
+    """All ``checkpoint-*.pt`` and ``epoch-*.pt`` files ordered newest first by training progress.
+
+    Unreadable files (e.g. truncated) are skipped with a warning naming them.
+    """
+    keyed = []
+    for p in find_checkpoints(exp_dir) + find_epoch_checkpoints(exp_dir):
+        key = _progress_key(p)
+        if key is not None:
+            keyed.append((key, p))
+    return [p for _, p in sorted(keyed, key=lambda kp: kp[0], reverse=True)]
+
+
+def load_for_rank(path: Path, rank: int) -> dict[str, Any]:
+    """Load checkpoint ``path``; for rank > 0 replace ``sampler``/``rng`` by the rank's side file."""
+    ckpt = load_checkpoint(path)
+    if rank > 0:
+        side = rank_side_path(path, rank)
+        ckpt.update(load_checkpoint(side))
+    return ckpt
+
+
+def _remove_all_but_newest(newest_first: list[Path], keep: int) -> None:
+    """Delete ``newest_first[keep:]`` and their rank side files; ``keep`` <= 0 keeps all."""
+    if keep <= 0:
+        return
+    for p in newest_first[keep:]:
+        for side in p.parent.glob(p.name + ".rank*"):
+            side.unlink(missing_ok=True)
+        p.unlink(missing_ok=True)
+        logger.info(f"Removed old {p}")
+
+
+def remove_old_checkpoints(exp_dir: Path | str, keep_last_k: int) -> None:
+    """Keep the newest ``keep_last_k`` ``checkpoint-*.pt`` (and their rank side files); 0 keeps all."""
+    _remove_all_but_newest(find_checkpoints(exp_dir), keep_last_k)
+
+
+def remove_old_epochs(exp_dir: Path | str, keep_last: int) -> None:
+    """Keep the newest ``keep_last`` ``epoch-<N>.pt`` (and their rank side files); 0 keeps all.
+
+    Decoding ``--epoch E --avg A`` reads epoch-(E-A+1..E).pt, or epoch-(E-A).pt and epoch-E.pt
+    with ``--use-averaged-model``: keep at least A + 1.
+    """
+    _remove_all_but_newest(find_epoch_checkpoints(exp_dir), keep_last)

@@ -1,0 +1,106 @@
+"""Building models from a config or from a checkpoint's ``params``: the one place that knows how
+a saved model is rebuilt, used by fine-tuning, decoding, averaging and export.
+
+``params`` are the JSON-friendly dict every training checkpoint carries: ``kind`` ("pretrain" or
+"finetune") and ``model_config`` (a :class:`W2VBertConfig` as a dict); a fine-tuning checkpoint
+adds ``vocab_size``, ``blank_id``, ``context_size``, ``decoder_dim``, ``joiner_dim``,
+``decoder_type``, ``joiner_activation`` and ``ctc``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from w2vbert.model.config import W2VBertConfig
+from w2vbert.model.transducer import Transducer, create_transducer
+from w2vbert.model.w2vbert import create_w2vbert_encoder
+
+logger = logging.getLogger(__name__)
+
+# W2VBertConfig fields that define the encoder's weights and computation: an encoder loaded from a
+# checkpoint must agree on them (dropouts, masking and pre-training settings may differ).
+ENCODER_FIELDS = (
+    "num_mel_bins",
+    "frame_stride",
+    "feature_encoder_channels",
+    "input_norm",
+    "model_dim",
+    "num_heads",
+    "ffn_dim",
+    "conv_kernel_size",
+    "num_contrastive_layers",
+    "num_mlm_layers",
+    "rotary_base",
+)
+
+
+def encoder_config_mismatches(saved: W2VBertConfig, requested: W2VBertConfig) -> list[str]:
+    """``"<field> (checkpoint X, requested Y)"`` for each :data:`ENCODER_FIELDS` entry that differs."""
+    return [
+        f"{k} (checkpoint {getattr(saved, k)!r}, requested {getattr(requested, k)!r})"
+        for k in ENCODER_FIELDS
+        if getattr(saved, k) != getattr(requested, k)
+    ]
+
+
+def config_from_params(params: dict[str, Any]) -> W2VBertConfig:
+    """The :class:`W2VBertConfig` saved in checkpoint ``params``."""
+    if "model_config" not in params:
+        raise ValueError(f"Checkpoint params have no 'model_config'; they have {sorted(params)}.")
+    return W2VBertConfig(**params["model_config"])
+
+
+def load_encoder_weights(
+    encoder: nn.Module, model_state: dict[str, torch.Tensor], source: str
+) -> None:
+    """Load ``encoder.*`` entries of ``model_state`` into ``encoder``; list every mismatch in the error."""
+    state = {k[len("encoder.") :]: v for k, v in model_state.items() if k.startswith("encoder.")}
+    own = encoder.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if state[k].shape != own[k].shape
+    )
+    if missing or unexpected or shapes:
+        raise ValueError(
+            f"Encoder weights of {source} do not fit the encoder: missing {missing[:20]}, "
+            f"unexpected {unexpected[:20]}, shape mismatches {shapes[:20]}."
+        )
+    encoder.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    logger.info(
+        f"Loaded {len(state)} encoder tensors from {source} (quantizer and pre-training heads dropped)"
+    )
+
+
+def build_transducer_from_params(params: dict[str, Any]) -> Transducer:
+    """The fine-tuned model described by a fine-tuning checkpoint's ``params`` (random weights)."""
+    if params.get("kind") != "finetune":
+        raise ValueError(
+            f"Expected a fine-tuning checkpoint (params kind 'finetune'), but kind is {params.get('kind')!r}."
+        )
+    encoder = create_w2vbert_encoder(config_from_params(params))
+    return create_transducer(
+        encoder,
+        encoder.output_dim,
+        params["vocab_size"],
+        decoder_dim=params["decoder_dim"],
+        joiner_dim=params["joiner_dim"],
+        context_size=params["context_size"],
+        blank_id=params["blank_id"],
+        decoder_type=params["decoder_type"],
+        joiner_activation=params["joiner_activation"],
+        ctc=params["ctc"],
+    )
+
+
+def load_transducer(state: dict[str, torch.Tensor], params: dict[str, Any]) -> Transducer:
+    """The fine-tuned model of ``params`` with the weights ``state``, in eval mode (for inference)."""
+    model = build_transducer_from_params(params)
+    model.load_state_dict(state)
+    return model.eval()

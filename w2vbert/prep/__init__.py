@@ -1,0 +1,1 @@
+"""Corpus preparation of stages 0-3: mini-corpus synthesis, Lhotse manifests, stored fbank features, BPE."""

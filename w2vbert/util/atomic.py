@@ -1,0 +1,152 @@
+"""The one atomic writer: write under a temporary name, then rename, so that a process killed
+half-way leaves nothing that looks finished. Manifests, features' cuts files, BPE models and
+checkpoints all go through it.
+
+The temporary name of ``dir/name`` is ``dir/.partial-<pid>.name`` (hidden, same directory, same
+suffixes: ``.jsonl.gz`` stays last, so Lhotse still picks the format from the name). A temporary
+file whose writer process is gone (a SIGKILL skips every clean-up) is stale and deleted by the next
+writer of the same file; one whose writer is still alive is left alone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+_PREFIX = ".partial-"
+
+# Test hook: called with the final path after the temporary file is complete, before the rename.
+after_temp_write_hook: Callable[[Path], None] | None = None
+
+
+def partial_path(path: Path | str) -> Path:
+    """The temporary name of ``path`` for this process (see the module docstring)."""
+    path = Path(path)
+    return path.parent / f"{_PREFIX}{os.getpid()}.{path.name}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def _writer_pid(tmp_name: str, final_name: str | None = None) -> int | None:
+    """The pid in ``.partial-<pid>.<final_name>`` (any final name when None), else None."""
+    if not tmp_name.startswith(_PREFIX):
+        return None
+    pid, dot, rest = tmp_name[len(_PREFIX) :].partition(".")
+    if not dot or not pid.isdigit() or (final_name is not None and rest != final_name):
+        return None
+    return int(pid)
+
+
+def _is_stale(tmp: Path, final_name: str | None = None) -> bool:
+    pid = _writer_pid(tmp.name, final_name)
+    return pid is not None and pid != os.getpid() and not _pid_alive(pid)
+
+
+def remove_stale_partials(path: Path | str) -> list[Path]:
+    """Deletes temporary files of ``path`` left by killed writers; returns them."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f"{_PREFIX}*.{path.name}"):
+        if _is_stale(tmp, path.name):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def remove_stale_partials_in(directory: Path | str) -> list[Path]:
+    """Deletes every stale temporary file directly in ``directory``; returns them."""
+    removed = []
+    for tmp in Path(directory).glob(f"{_PREFIX}*"):
+        if tmp.is_file() and _is_stale(tmp):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def write_error(error: BaseException, path: Path, what: str = "") -> OSError:
+    """An OSError for a failed write of ``path``: names the file, the free space there and that
+    the previous file is kept, with the reason (same errno, so the same OSError subclass).
+
+    A full disk raises ``[Errno 28] No space left on device`` naming no file, and makes
+    ``torch.save`` raise a RuntimeError such as "unexpected pos 704 vs 598"; both become this.
+    ``what`` (e.g. "Part train-x: storing features") replaces the leading "Writing <path>".
+    """
+    path = Path(path)
+    try:
+        free = f"{shutil.disk_usage(path.parent if path.parent.exists() else '.').free / 2**20:.1f} MiB free there"
+    except OSError:  # pragma: no cover - the directory vanished
+        free = "free space unknown"
+    errno = getattr(error, "errno", None)
+    reason = getattr(error, "strerror", None) or str(error)
+    head = f"{what} failed" if what else f"Writing {path} failed"
+    message = f"{head} ({free}; the previous file, if any, is kept): {reason}"
+    return OSError(errno, message, str(path)) if errno else OSError(f"{message}: {path}")
+
+
+def fsync_dir(directory: Path) -> None:
+    """Flush a directory entry (a rename) to disk; a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    if path.is_file():
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+
+
+@contextmanager
+def atomic_output(path: Path | str) -> Iterator[Path]:
+    """Yields a temporary path to write; renames it to ``path`` if the block succeeds.
+
+    Stale temporary files of ``path`` are deleted first. The file is fsynced before the rename and
+    the directory after it, so a crash at any moment leaves either the old or the new complete file.
+    On an exception the temporary file is removed and ``path`` is left as it was; an OSError that
+    names no file (e.g. a full disk), or a RuntimeError of ``torch.save``, is raised as the OSError
+    of :func:`write_error`. (Nest two of these only around their own writes.)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(path)
+    tmp = partial_path(path)
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        if after_temp_write_hook is not None:
+            after_temp_write_hook(path)
+        os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is not None and Path(e.filename) != tmp:
+            raise
+        raise write_error(e, path) from e
+    except RuntimeError as e:
+        raise write_error(e, path) from e
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
+def atomic_torch_save(obj: Any, path: Path | str) -> None:
+    """``torch.save(obj, path)`` through :func:`atomic_output`."""
+    import torch
+
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)

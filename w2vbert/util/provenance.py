@@ -1,0 +1,106 @@
+"""Run provenance: git sha, package versions, the resolved config of a run, peak memory."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import logging
+import platform
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from w2vbert.util.atomic import atomic_output
+
+logger = logging.getLogger(__name__)
+
+_PACKAGES = (
+    "torch",
+    "lhotse",
+    "numpy",
+    "kaldifeat",
+    "fast_rnnt",
+    "k2",
+    "sentencepiece",
+    "kaldialign",
+)
+
+
+def git_sha(repo: Path | str | None = None, short: bool = False) -> str:
+    """``<sha>[-dirty]`` of the repository holding this package (or ``repo``), or ``"unknown"``;
+    ``short``: the abbreviated sha."""
+    cwd = Path(repo) if repo else Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", *(["--short"] if short else []), "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def write_run_info(exp_dir: Path | str, config: dict[str, Any], name: str = "config.json") -> Path:
+    """Write the resolved config, argv, git sha and package versions to ``<exp_dir>/<name>``.
+
+    If the file exists (a resumed run), keys whose value changed are logged as a warning.
+    """
+    path = Path(exp_dir) / name
+    if path.is_file():
+        try:
+            old, new = _flatten(json.loads(path.read_text()).get("config", {})), _flatten(config)
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            if changed:
+                logger.warning(f"Config differs from the previous run's {path} in: {changed}")
+        except (OSError, json.JSONDecodeError):
+            pass
+    info = {
+        "config": config,
+        "argv": sys.argv,
+        "git_sha": git_sha(),
+        "versions": package_versions(),
+        "host": platform.node(),
+        "time": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def peak_rss_gib() -> float:
+    """Peak resident set size of this process so far, GiB (Linux ``ru_maxrss`` is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
