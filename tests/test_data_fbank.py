@@ -14,8 +14,7 @@ import torch
 from data_fixtures import make_librilight_part, make_librispeech_part
 from lhotse import Fbank, load_manifest
 
-from w2vbert.data.fbank import num_encoder_frames
-from w2vbert.model.feature_encoder import FbankFeatureEncoder
+from w2vbert.model.feature_encoder import FbankFeatureEncoder, output_lengths
 from w2vbert.prep import compute_features as cf
 from w2vbert.prep.compute_features import (
     FeatureError,
@@ -79,12 +78,12 @@ def test_cuts_carry_text_speaker_and_80_dim_features(toy_cuts):
     assert cut.num_features == 80 and cut.features.storage_type == "lilcom_chunky"
 
 
-def test_num_encoder_frames_matches_the_feature_encoder_output_length():
+def test_output_lengths_matches_the_feature_encoder_output_length():
     enc = FbankFeatureEncoder(model_dim=8, num_channels=2).eval()
     for num_frames in range(1, 14):
         with torch.no_grad():
             out, lens = enc(torch.randn(1, num_frames, 80), torch.tensor([num_frames]))
-        assert out.shape[1] == int(lens[0]) == num_encoder_frames(num_frames)
+        assert out.shape[1] == int(lens[0]) == int(output_lengths(num_frames))
 
 
 def test_length_filter_reasons():

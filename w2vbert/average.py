@@ -14,15 +14,12 @@ import logging
 from pathlib import Path
 
 from w2vbert.checkpoint import CheckpointSelection, atomic_torch_save
+from w2vbert.util.cli import entry_point_parser
 from w2vbert.util.log import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m w2vbert.average",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = entry_point_parser("w2vbert.average", __doc__)
     parser.add_argument(
         "--exp-dir", type=Path, required=True, help="Directory with epoch-N.pt files."
     )

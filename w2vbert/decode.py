@@ -13,15 +13,12 @@ import argparse
 import logging
 
 from w2vbert.decoding.decode_sets import DecodeConfig, decode_sets
+from w2vbert.util.cli import entry_point_parser
 from w2vbert.util.log import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m w2vbert.decode",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = entry_point_parser("w2vbert.decode", __doc__)
     DecodeConfig.add_arguments(parser)
     return parser
 

@@ -16,15 +16,12 @@ import logging
 import sys
 
 from w2vbert.export.stage import ExportOptions, run_export
+from w2vbert.util.cli import entry_point_parser
 from w2vbert.util.log import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m w2vbert.export_onnx",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = entry_point_parser("w2vbert.export_onnx", __doc__)
     ExportOptions.add_arguments(parser)
     return parser
 

@@ -15,33 +15,31 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from w2vbert.data.sampling import DataConfig
-from w2vbert.training.config import TrainingConfig
+from w2vbert.training.cli import parse_training_args, training_parser
 from w2vbert.training.ddp import launch
-from w2vbert.training.finetuning import FinetuneOptions, encoder_overrides, run_finetuning
+from w2vbert.training.finetuning import (
+    FinetuneOptions,
+    encoder_overrides,
+    run_finetuning,
+)
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m w2vbert.finetune",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = training_parser(
+        "w2vbert.finetune",
+        __doc__,
+        exp_dir=Path("exp/finetune"),
+        base_lr=1e-3,
+        warmup_steps=5000,
+        num_epochs=30,
     )
-    TrainingConfig.add_arguments(
-        parser, exp_dir=Path("exp/finetune"), base_lr=1e-3, warmup_steps=5000, num_epochs=30
-    )
-    DataConfig.add_arguments(parser)
     FinetuneOptions.add_arguments(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = get_parser()
-    args = parser.parse_args(argv)
-    train = TrainingConfig.from_args(args)
-    data = DataConfig.from_args(args)
-    if data.train_cuts is None:
-        parser.error("--train-cuts is required")
+    args, train, data = parse_training_args(parser, argv)
     options = FinetuneOptions.from_args(args)
     if options.init_from.lower() == "none" and options.model_preset is None:
         parser.error("--init-from none (training from scratch) needs --model-preset")

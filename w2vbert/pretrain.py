@@ -14,8 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from w2vbert.data.sampling import DataConfig
-from w2vbert.training.config import TrainingConfig
+from w2vbert.training.cli import parse_training_args, training_parser
 from w2vbert.training.ddp import launch
 from w2vbert.training.pretraining import (
     PretrainOptions,
@@ -26,26 +25,16 @@ from w2vbert.training.pretraining import (
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m w2vbert.pretrain",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = training_parser(
+        "w2vbert.pretrain", __doc__, exp_dir=Path("exp/pretrain"), base_lr=2e-3, warmup_steps=25000
     )
-    TrainingConfig.add_arguments(
-        parser, exp_dir=Path("exp/pretrain"), base_lr=2e-3, warmup_steps=25000
-    )
-    DataConfig.add_arguments(parser)
     PretrainOptions.add_arguments(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = get_parser()
-    args = parser.parse_args(argv)
-    train = TrainingConfig.from_args(args)
-    data = DataConfig.from_args(args)
-    if data.train_cuts is None:
-        parser.error("--train-cuts is required")
+    args, train, data = parse_training_args(parser, argv)
     options = PretrainOptions.from_args(args)
     model_config = resolve_model_config(options, overrides(args))
     launch(

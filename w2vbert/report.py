@@ -5,17 +5,16 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
 from w2vbert.reporting.results import write_results
+from w2vbert.util.cli import entry_point_parser
 from w2vbert.util.log import setup_logging
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = entry_point_parser("w2vbert.report", __doc__)
     parser.add_argument("--exp-dir", type=Path, default=Path("exp"), help="the run's exp dir")
     parser.add_argument("--dev-sets", nargs="*", default=[], help="dev set names (columns)")
     parser.add_argument("--test-sets", nargs="*", default=[], help="test set names (columns)")

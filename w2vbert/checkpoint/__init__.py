@@ -11,7 +11,6 @@ from w2vbert.checkpoint.averaging import (
     update_averaged_model,
 )
 from w2vbert.checkpoint.files import (
-    atomic_torch_save,
     find_checkpoints,
     find_epoch_checkpoints,
     load_checkpoint,
@@ -24,6 +23,7 @@ from w2vbert.checkpoint.files import (
 )
 from w2vbert.checkpoint.rng import capture_rng_state, find_generators, restore_rng_state
 from w2vbert.checkpoint.selection import CheckpointSelection
+from w2vbert.util.atomic import atomic_torch_save
 
 __all__ = [
     "CheckpointSelection",

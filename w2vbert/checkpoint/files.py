@@ -28,20 +28,7 @@ from typing import Any
 
 import torch
 
-from w2vbert.util.atomic import atomic_torch_save, remove_stale_partials_in
-
-__all__ = [
-    "atomic_torch_save",
-    "find_checkpoints",
-    "find_epoch_checkpoints",
-    "load_checkpoint",
-    "load_for_rank",
-    "rank_side_path",
-    "remove_old_checkpoints",
-    "remove_old_epochs",
-    "remove_stale_temp_files",
-    "resume_candidates",
-]
+from w2vbert.util.atomic import remove_stale_partials_in
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 from lhotse import KaldifeatFbank, KaldifeatFbankConfig
 from lhotse.features.kaldifeat import KaldifeatFrameOptions, KaldifeatMelOptions
 
-from w2vbert.model.feature_encoder import output_lengths
-
 NUM_MEL_BINS = 80
 SAMPLING_RATE = 16000
 FRAME_SHIFT = 0.01  # seconds
@@ -37,12 +35,3 @@ def fbank_config(device: str = "cpu") -> KaldifeatFbankConfig:
 def fbank_extractor(device: str = "cpu") -> KaldifeatFbank:
     """A Lhotse feature extractor computing the recipe's fbank: ``(T, 80)`` per cut."""
     return KaldifeatFbank(fbank_config(device))
-
-
-def num_encoder_frames(num_frames: int, frame_stride: int = 4) -> int:
-    """Encoder steps S left from T fbank frames by the conv front end of the model.
-
-    Delegates to :func:`w2vbert.model.feature_encoder.output_lengths` (two kernel-3 padding-1
-    stride-2 convolutions: ``S = ceil(ceil(T / 2) / 2)``), so the rule lives in one place.
-    """
-    return int(output_lengths(int(num_frames), frame_stride))

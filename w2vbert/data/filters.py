@@ -16,6 +16,8 @@ from typing import Any, Callable
 
 from lhotse.utils import compute_num_frames
 
+from w2vbert.model.feature_encoder import output_lengths
+
 logger = logging.getLogger(__name__)
 
 
@@ -82,6 +84,27 @@ class CutFilter:
         total = self.kept + sum(self.dropped.values())
         parts = ", ".join(f"{n} {why}" for why, n in sorted(self.dropped.items())) or "none"
         return f"kept {self.kept}/{total} cuts ({self.kept_seconds / 3600:.2f} h); dropped: {parts}"
+
+
+def encoder_cut_filter(
+    frame_stride: int = 4,
+    *,
+    min_steps: int = 1,
+    min_duration: float = 0.0,
+    max_duration: float = float("inf"),
+    tokenize: Callable[[str], list[int]] | None = None,
+    text_of: Callable[[Any], str] | None = None,
+) -> CutFilter:
+    """A :class:`CutFilter` counting encoder steps as the model's front end does
+    (:func:`w2vbert.model.feature_encoder.output_lengths` at ``frame_stride``)."""
+    return CutFilter(
+        frames_to_steps=lambda t: int(output_lengths(t, frame_stride)),
+        min_steps=min_steps,
+        min_duration=min_duration,
+        max_duration=max_duration,
+        tokenize=tokenize,
+        text_of=text_of,
+    )
 
 
 def scan(cuts: Any, cut_filter: CutFilter, name: str) -> tuple[int, float]:

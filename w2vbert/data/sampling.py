@@ -81,6 +81,10 @@ class DataConfig:
         if problems:
             raise ValueError("Invalid DataConfig:\n  " + "\n  ".join(problems))
 
+    def cut_duration_limits(self) -> dict[str, float]:
+        """``min_duration``/``max_duration`` keyword arguments of a cut filter."""
+        return {"min_duration": self.min_cut_duration, "max_duration": self.max_cut_duration}
+
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser, **defaults: Any) -> None:
         add_dataclass_arguments(parser.add_argument_group("data"), cls, defaults)

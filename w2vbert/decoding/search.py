@@ -72,6 +72,21 @@ def _gather_state(state: State, index: Tensor) -> State:
     return tuple(s[index] for s in state)
 
 
+def _start(model: nn.Module, encoder_out: Tensor, encoder_out_lens: Tensor):
+    """What both searches begin with: ``(decoder, joiner, enc_proj (N, S, J) of the frames sorted
+    by decreasing length, active (S,) utterances per frame, order (N,), dec_out (N, D) after blank,
+    decoder state)``."""
+    _check_encoder_out(encoder_out, encoder_out_lens)
+    decoder: _StepDecoder = model.decoder
+    joiner = model.joiner
+    n, device = encoder_out.size(0), encoder_out.device
+    enc_sorted, active, order = _sorted_frames(encoder_out, encoder_out_lens)
+    enc_proj = joiner.encoder_proj(enc_sorted)  # (N, S, J)
+    blanks = torch.full((n,), decoder.blank_id, dtype=torch.int64, device=device)
+    dec_out, state = decoder.step(decoder.initial_state(n, device), blanks)
+    return decoder, joiner, enc_proj, active, order, dec_out, state
+
+
 @torch.no_grad()
 def greedy_search_batch(
     model: nn.Module, encoder_out: Tensor, encoder_out_lens: Tensor, unk_id: int | None = None
@@ -86,17 +101,10 @@ def greedy_search_batch(
     Returns:
         N token-id lists (no blanks), in the input order.
     """
-    _check_encoder_out(encoder_out, encoder_out_lens)
-    decoder: _StepDecoder = model.decoder
-    joiner = model.joiner
-    blank_id = decoder.blank_id
-    n = encoder_out.size(0)
-    device = encoder_out.device
-
-    enc_sorted, active, order = _sorted_frames(encoder_out, encoder_out_lens)
-    enc_proj = joiner.encoder_proj(enc_sorted)  # (N, S, J)
-    blanks = torch.full((n,), blank_id, dtype=torch.int64, device=device)
-    dec_out, state = decoder.step(decoder.initial_state(n, device), blanks)
+    decoder, joiner, enc_proj, active, order, dec_out, state = _start(
+        model, encoder_out, encoder_out_lens
+    )
+    blank_id, n = decoder.blank_id, encoder_out.size(0)
     dec_proj = joiner.decoder_proj(dec_out)  # (N, J)
     hyps: list[list[int]] = [[] for _ in range(n)]
 
@@ -172,17 +180,10 @@ def modified_beam_search(
     """
     if beam < 1:
         raise ValueError(f"`beam` must be >= 1, but is {beam} instead.")
-    _check_encoder_out(encoder_out, encoder_out_lens)
-    decoder: _StepDecoder = model.decoder
-    joiner = model.joiner
-    blank_id = decoder.blank_id
-    n = encoder_out.size(0)
-    device = encoder_out.device
-
-    enc_sorted, active, order = _sorted_frames(encoder_out, encoder_out_lens)
-    enc_proj = joiner.encoder_proj(enc_sorted)  # (N, S, J)
-    blanks = torch.full((n,), blank_id, dtype=torch.int64, device=device)
-    dec_out, state = decoder.step(decoder.initial_state(n, device), blanks)
+    decoder, joiner, enc_proj, active, order, dec_out, state = _start(
+        model, encoder_out, encoder_out_lens
+    )
+    blank_id, n, device = decoder.blank_id, encoder_out.size(0), encoder_out.device
     # Hypothesis slots, flattened as (N*B, ...): slot b of utterance i is row i*B + b.
     dec_proj = joiner.decoder_proj(dec_out).repeat_interleave(beam, dim=0)  # (N*B, J)
     state = tuple(s.repeat_interleave(beam, dim=0) for s in state)

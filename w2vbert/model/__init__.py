@@ -7,7 +7,11 @@ from w2vbert.model.config import (
     with_objective,
 )
 from w2vbert.model.conformer import ConformerBlock, ConformerEncoder
-from w2vbert.model.feature_encoder import FbankFeatureEncoder, min_input_frames, output_lengths
+from w2vbert.model.feature_encoder import (
+    FbankFeatureEncoder,
+    min_input_frames,
+    output_lengths,
+)
 from w2vbert.model.masking import compute_span_mask, make_padding_mask
 from w2vbert.model.quantizer import GumbelVectorQuantizer, QuantizerOutput
 from w2vbert.model.w2vbert import (

@@ -35,8 +35,8 @@ from lhotse import (
     load_manifest_lazy,
 )
 
-from w2vbert.data.fbank import SAMPLING_RATE, fbank_extractor, num_encoder_frames
-from w2vbert.data.filters import CutFilter
+from w2vbert.data.fbank import SAMPLING_RATE, fbank_extractor
+from w2vbert.data.filters import CutFilter, encoder_cut_filter
 from w2vbert.util.atomic import atomic_output, write_error
 
 logger = logging.getLogger(__name__)
@@ -52,9 +52,7 @@ class FeatureError(ValueError):
 def training_cut_filter(min_duration: float = 0.3, max_duration: float = 30.0) -> CutFilter:
     """Stage 2's filter of training parts: cuts of ``min_duration`` to ``max_duration`` seconds
     that give at least one encoder step after the 4x conv front end."""
-    return CutFilter(
-        frames_to_steps=num_encoder_frames, min_duration=min_duration, max_duration=max_duration
-    )
+    return encoder_cut_filter(min_duration=min_duration, max_duration=max_duration)
 
 
 def find_manifest_parts(manifest_dir: Path, prefix: str) -> list[str]:
@@ -225,7 +223,7 @@ def compute_fbank_part(
         cuts = cuts + sum((cuts.perturb_speed(f) for f in SPEED_FACTORS), CutSet())
         logger.info("Part %s: speed perturbation %s added", part, " ".join(map(str, SPEED_FACTORS)))
     cuts = filter_cuts(
-        cuts, length_filter or CutFilter(frames_to_steps=num_encoder_frames), part
+        cuts, length_filter or encoder_cut_filter(), part
     )
     with_feats = _compute(cuts, feats_dir, num_jobs, part, executor)
     with atomic_output(cuts_path) as tmp:

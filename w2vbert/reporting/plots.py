@@ -12,14 +12,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from w2vbert.util.atomic import atomic_output
 
 
-def plot_pretrain_curves(curves: dict[str, list[dict]], path: Path) -> Path:
-    """Training loss parts over steps, one line per pre-training system.
-
-    `curves`: `{system: metrics.jsonl training rows}`.
-    """
-    keys = [("loss", "total loss"), ("contrastive", "contrastive loss"), ("mlm", "MLM loss"),
-            ("mlm_acc", "MLM accuracy")]
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4))
+def _curves_over_steps(
+    curves: dict[str, list[dict]], keys: list[tuple[str, str]], path: Path, width: float
+) -> Path:
+    """One panel per ``(metric key, title)``, one line per system over the rows' steps."""
+    fig, axes = plt.subplots(1, len(keys), figsize=(width * len(keys), 3.4))
     for ax, (key, title) in zip(axes, keys):
         for name, rows in curves.items():
             pts = [(r["step"], r[key]) for r in rows if key in r]
@@ -32,20 +29,20 @@ def plot_pretrain_curves(curves: dict[str, list[dict]], path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_pretrain_curves(curves: dict[str, list[dict]], path: Path) -> Path:
+    """Training loss parts over steps, one line per pre-training system.
+
+    `curves`: `{system: metrics.jsonl training rows}`.
+    """
+    keys = [("loss", "total loss"), ("contrastive", "contrastive loss"), ("mlm", "MLM loss"),
+            ("mlm_acc", "MLM accuracy")]
+    return _curves_over_steps(curves, keys, path, width=4.2)
+
+
 def plot_code_usage(curves: dict[str, list[dict]], path: Path) -> Path:
     """Codebook perplexity and fraction of codes used over steps, one line per system."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for ax, (key, title) in zip(axes, [("code_perplexity", "code perplexity"),
-                                       ("code_usage", "fraction of codes used")]):
-        for name, rows in curves.items():
-            pts = [(r["step"], r[key]) for r in rows if key in r]
-            if pts:
-                ax.plot(*zip(*pts), label=name)
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    return _save(fig, path)
+    keys = [("code_perplexity", "code perplexity"), ("code_usage", "fraction of codes used")]
+    return _curves_over_steps(curves, keys, path, width=4.5)
 
 
 def plot_wer_bars(wers: dict[str, dict[str, float]], path: Path) -> Path:

@@ -22,7 +22,7 @@ from w2vbert.data.datasets import (
     create_spec_augment,
     cut_text,
 )
-from w2vbert.data.filters import CutFilter
+from w2vbert.data.filters import CutFilter, encoder_cut_filter
 from w2vbert.data.sampling import DataConfig
 from w2vbert.data.tokenizer import BpeTokenizer
 from w2vbert.model.config import W2VBertConfig, get_w2vbert_config, preset_names
@@ -31,7 +31,6 @@ from w2vbert.model.factory import (
     encoder_config_mismatches,
     load_encoder_weights,
 )
-from w2vbert.model.feature_encoder import output_lengths
 from w2vbert.objectives.rnnt import rnnt_loss_scales, transducer_loss
 from w2vbert.training.config import TrainingConfig
 from w2vbert.training.optim import param_groups_with_scales
@@ -205,15 +204,9 @@ def build_finetune_task(
         ]
     )
 
-    def make_filter() -> CutFilter:
-        return CutFilter(
-            frames_to_steps=lambda t: int(output_lengths(t, config.frame_stride)),
-            min_steps=1,
-            min_duration=data.min_cut_duration,
-            max_duration=data.max_cut_duration,
-            tokenize=tokenizer,
-            text_of=cut_text,
-        )
+    def make_filter() -> CutFilter:  # also drops cuts with more tokens than encoder steps
+        limits = data.cut_duration_limits()
+        return encoder_cut_filter(config.frame_stride, **limits, tokenize=tokenizer, text_of=cut_text)
 
     strategy = create_input_strategy(data.on_the_fly_feats)
     return TaskSpec(

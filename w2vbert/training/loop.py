@@ -26,17 +26,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from w2vbert.checkpoint.averaging import init_averaged_model, update_averaged_model
-from w2vbert.checkpoint.files import (
-    atomic_torch_save,
-    load_for_rank,
-    rank_side_path,
-    remove_old_checkpoints,
-    remove_old_epochs,
-    remove_stale_temp_files,
-    resume_candidates,
-)
-from w2vbert.checkpoint.rng import capture_rng_state, find_generators, restore_rng_state
+from w2vbert import checkpoint as checkpoints
 from w2vbert.training.batch_utils import (
     batch_audio_seconds,
     batch_cut_ids,
@@ -115,7 +105,7 @@ class Trainer:
         self.epoch_audio_seconds = epoch_audio_seconds
         self.exp_dir = Path(config.exp_dir)
         self.state = TrainState(epoch=1)
-        self.generators = find_generators(model)
+        self.generators = checkpoints.find_generators(model)
         if dist_info.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp_model: nn.Module = DistributedDataParallel(
@@ -123,7 +113,7 @@ class Trainer:
             )
         else:
             self.ddp_model = model
-        self.model_avg = init_averaged_model(model) if dist_info.is_main else None
+        self.model_avg = checkpoints.init_averaged_model(model) if dist_info.is_main else None
         self.amp_dtype = self._amp_dtype()
         use_scaler = config.use_fp16 and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
@@ -163,7 +153,7 @@ class Trainer:
         consumed = 0 if self.state.epoch_done else self.state.batch_idx_in_epoch
         part: dict[str, Any] = {
             "sampler": self.sampler_state_fn(self.sampler, consumed),
-            "rng": capture_rng_state(self.generators),
+            "rng": checkpoints.capture_rng_state(self.generators),
         }
         if rank_part:
             return part
@@ -183,11 +173,11 @@ class Trainer:
         """Write a checkpoint of the whole training state: ranks > 0 their side files first,
         then rank 0 the main file (with ``extra`` entries)."""
         if not self.dist.is_main:
-            side = rank_side_path(path, self.dist.rank)
-            atomic_torch_save(self.checkpoint_dict(rank_part=True), side)
+            side = checkpoints.rank_side_path(path, self.dist.rank)
+            checkpoints.atomic_torch_save(self.checkpoint_dict(rank_part=True), side)
         barrier(self.dist)
         if self.dist.is_main:
-            atomic_torch_save({**self.checkpoint_dict(), **(extra or {})}, path)
+            checkpoints.atomic_torch_save({**self.checkpoint_dict(), **(extra or {})}, path)
             logger.info(f"Saved {path}")
         barrier(self.dist)
 
@@ -223,7 +213,7 @@ class Trainer:
         """Restore from --start-batch/--start-epoch or the newest complete checkpoint; its path or None."""
         c = self.config
         if self.dist.is_main:
-            for p in remove_stale_temp_files(self.exp_dir):
+            for p in checkpoints.remove_stale_temp_files(self.exp_dir):
                 logger.warning(f"Removed {p}, a partial checkpoint left by a killed run")
         barrier(self.dist)
         if c.start_batch > 0:
@@ -234,10 +224,12 @@ class Trainer:
             explicit = None
         if explicit is None and not c.resume:
             return None
-        candidates = explicit if explicit is not None else resume_candidates(self.exp_dir)
+        candidates = (
+            explicit if explicit is not None else checkpoints.resume_candidates(self.exp_dir)
+        )
         for path in candidates:
             try:
-                ckpt = load_for_rank(path, self.dist.rank)
+                ckpt = checkpoints.load_for_rank(path, self.dist.rank)
                 ok = True
             except Exception as e:  # noqa: BLE001
                 if explicit is not None:
@@ -406,7 +398,7 @@ class Trainer:
 
     def _restore_pending_rng(self) -> None:
         if self.pending_rng is not None:
-            restore_rng_state(self.pending_rng, self.generators)
+            checkpoints.restore_rng_state(self.pending_rng, self.generators)
             self.pending_rng = None
 
     def train(self) -> TrainState:
@@ -458,7 +450,7 @@ class Trainer:
             s.epoch_done = True
             self.save(self.exp_dir / f"epoch-{s.epoch}.pt")
             if self.dist.is_main:
-                remove_old_epochs(self.exp_dir, self.config.keep_last_epochs)
+                checkpoints.remove_old_epochs(self.exp_dir, self.config.keep_last_epochs)
             self.state = s.next_epoch()
         self.sinks.close()
         return self.state
@@ -466,7 +458,9 @@ class Trainer:
     def _after_batch(self, tracker, grad_norm, t0, audio, epoch_audio, stop) -> None:
         c, s = self.config, self.state
         if self.model_avg is not None and s.batch_idx_train % c.average_period == 0:
-            update_averaged_model(self.model_avg, self.model, c.average_period, s.batch_idx_train)
+            checkpoints.update_averaged_model(
+                self.model_avg, self.model, c.average_period, s.batch_idx_train
+            )
         if s.batch_idx_train % c.log_interval == 0:
             self._log(tracker, grad_norm, t0, audio, epoch_audio)
         if c.valid_interval > 0 and s.batch_idx_train % c.valid_interval == 0:
@@ -475,4 +469,4 @@ class Trainer:
         if save_now or (stop and s.batch_idx_train % c.accum_grad == 0):
             self.save(self.exp_dir / f"checkpoint-{s.batch_idx_train}.pt")
             if self.dist.is_main:
-                remove_old_checkpoints(self.exp_dir, c.keep_last_k)
+                checkpoints.remove_old_checkpoints(self.exp_dir, c.keep_last_k)

@@ -6,14 +6,14 @@ import argparse
 import collections
 import dataclasses
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from w2vbert.data.datasets import PretrainDataset, create_input_strategy
-from w2vbert.data.filters import CutFilter
+from w2vbert.data.filters import CutFilter, encoder_cut_filter
 from w2vbert.data.sampling import DataConfig
 from w2vbert.model.config import (
     W2VBertConfig,
@@ -21,7 +21,6 @@ from w2vbert.model.config import (
     preset_names,
     with_objective,
 )
-from w2vbert.model.feature_encoder import output_lengths
 from w2vbert.model.w2vbert import W2VBertModel, create_w2vbert_model
 from w2vbert.objectives.w2vbert_loss import w2vbert_loss
 from w2vbert.training.config import TrainingConfig
@@ -32,6 +31,7 @@ from w2vbert.util.dataclass_args import (
     add_override_arguments,
     config_to_dict,
     dataclass_from_args,
+    flag,
     overrides_from_args,
 )
 
@@ -52,38 +52,27 @@ LOGGED = (
 class PretrainOptions:
     """Pre-training task settings besides the model config, the training loop and the data."""
 
-    model_preset: str = field(
-        default="mini", metadata={"help": "Model preset.", "choices": tuple(preset_names())}
+    model_preset: str = flag("mini", "Model preset.", choices=tuple(preset_names()))
+    objective: str = flag(
+        "w2vbert",
+        "w2vbert (contrastive + MLM), contrastive (w2v-Conformer) or mlm (MLM only, "
+        "the paper's collapsing ablation).",
+        choices=("w2vbert", "contrastive", "mlm"),
     )
-    objective: str = field(
-        default="w2vbert",
-        metadata={
-            "help": "w2vbert (contrastive + MLM), contrastive (w2v-Conformer) or mlm (MLM only, "
-            "the paper's collapsing ablation).",
-            "choices": ("w2vbert", "contrastive", "mlm"),
-        },
+    mlm_only: bool = flag(False, "Shorthand for --objective mlm.")
+    code_usage_warn: float = flag(
+        0.05, "Warn when the mean code usage over 100 batches falls below this."
     )
-    mlm_only: bool = field(default=False, metadata={"help": "Shorthand for --objective mlm."})
-    code_usage_warn: float = field(
-        default=0.05,
-        metadata={"help": "Warn when the mean code usage over 100 batches falls below this."},
+    min_encoder_steps: int = flag(4, "Drop cuts giving fewer encoder steps.")
+    quantizer_lr_scale: float = flag(
+        1.0,
+        "Learning-rate factor of the quantizer (projection + codebook) relative to "
+        "--base-lr: a slower quantizer keeps the targets of both losses from drifting.",
     )
-    min_encoder_steps: int = field(
-        default=4, metadata={"help": "Drop cuts giving fewer encoder steps."}
-    )
-    quantizer_lr_scale: float = field(
-        default=1.0,
-        metadata={
-            "help": "Learning-rate factor of the quantizer (projection + codebook) relative to "
-            "--base-lr: a slower quantizer keeps the targets of both losses from drifting."
-        },
-    )
-    quantizer_frozen_steps: int = field(
-        default=0,
-        metadata={
-            "help": "Keep the quantizer fixed (lr 0) for this many optimizer steps, so the "
-            "context network first learns to predict its initial (random-projection) codes."
-        },
+    quantizer_frozen_steps: int = flag(
+        0,
+        "Keep the quantizer fixed (lr 0) for this many optimizer steps, so the "
+        "context network first learns to predict its initial (random-projection) codes.",
     )
 
     @classmethod
@@ -169,14 +158,11 @@ def build_pretrain_task(
     device: torch.device,
 ) -> TaskSpec:
     model = create_w2vbert_model(model_config).to(device)
-    min_steps = options.min_encoder_steps
 
     def make_filter() -> CutFilter:
-        return CutFilter(
-            frames_to_steps=lambda t: int(output_lengths(t, model_config.frame_stride)),
-            min_steps=min_steps,
-            min_duration=data.min_cut_duration,
-            max_duration=data.max_cut_duration,
+        limits = data.cut_duration_limits()
+        return encoder_cut_filter(
+            model_config.frame_stride, min_steps=options.min_encoder_steps, **limits
         )
 
     strategy = create_input_strategy(data.on_the_fly_feats)

@@ -100,8 +100,19 @@ def run_training(
             num_params = sum(p.numel() for p in task.model.parameters())
             logger.info(f"Task {task.kind}: {num_params / 1e6:.2f} M parameters on {device}")
 
-        train_filter = task.make_cut_filter()
-        train_cuts = load_cuts(data_config.train_cuts, "--train-cuts").filter(train_filter)
+        def loader(path, flag: str, dataset, train: bool) -> torch.utils.data.DataLoader:
+            """The DataLoader of ``path`` (filtered by the task), sharded by rank."""
+            cuts = load_cuts(path, flag).filter(task.make_cut_filter())
+            sampler = create_sampler(
+                cuts,
+                data_config,
+                train=train,
+                world_size=info.world_size,
+                rank=info.rank,
+                seed=train_config.seed,
+            )
+            return create_dataloader(dataset, sampler, data_config.num_workers, train_config.seed)
+
         epoch_seconds = None
         if data_config.scan_cuts and info.is_main:
             _, epoch_seconds = scan(
@@ -110,32 +121,11 @@ def run_training(
                 "--train-cuts",
             )
             logger.info(f"Training data per epoch: {epoch_seconds / 3600:.2f} h")
-        sampler = create_sampler(
-            train_cuts,
-            data_config,
-            train=True,
-            world_size=info.world_size,
-            rank=info.rank,
-            seed=train_config.seed,
-        )
-        train_dl = create_dataloader(
-            task.train_dataset, sampler, data_config.num_workers, train_config.seed
-        )
+        train_dl = loader(data_config.train_cuts, "--train-cuts", task.train_dataset, train=True)
         valid_dl = None
         if data_config.valid_cuts is not None:
-            valid_cuts = load_cuts(data_config.valid_cuts, "--valid-cuts").filter(
-                task.make_cut_filter()
-            )
-            valid_sampler = create_sampler(
-                valid_cuts,
-                data_config,
-                train=False,
-                world_size=info.world_size,
-                rank=info.rank,
-                seed=train_config.seed,
-            )
-            valid_dl = create_dataloader(
-                task.valid_dataset, valid_sampler, data_config.num_workers, train_config.seed
+            valid_dl = loader(
+                data_config.valid_cuts, "--valid-cuts", task.valid_dataset, train=False
             )
 
         optimizer = create_optimizer(task.param_groups, train_config)
