@@ -23,7 +23,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--exp-dir", type=Path, required=True, help="Directory with epoch-N.pt files."
     )
-    CheckpointSelection.add_arguments(parser)
+    CheckpointSelection.add_arguments(parser, skip=("checkpoint",))
     parser.add_argument(
         "--output",
         type=Path,
@@ -37,8 +37,6 @@ def main(argv: list[str] | None = None) -> None:
     parser = get_parser()
     args = parser.parse_args(argv)
     selection = CheckpointSelection.from_args(args)
-    if selection.checkpoint is not None:
-        parser.error("--checkpoint names one file: there is nothing to average (use --epoch/--avg)")
     setup_logging(None)
     suffix = selection.suffix
     try:

@@ -15,13 +15,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from w2vbert.training.cli import parse_training_args, training_parser
+from w2vbert.training.cli import (
+    add_task_arguments,
+    model_overrides,
+    parse_training_args,
+    training_parser,
+)
 from w2vbert.training.ddp import launch
 from w2vbert.training.finetuning import (
     FinetuneOptions,
-    encoder_overrides,
     run_finetuning,
 )
+from w2vbert.util.dataclass_args import dataclass_from_args
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -33,19 +38,21 @@ def get_parser() -> argparse.ArgumentParser:
         warmup_steps=5000,
         num_epochs=30,
     )
-    FinetuneOptions.add_arguments(parser)
+    add_task_arguments(
+        parser, FinetuneOptions, "fine-tuning", "encoder (override the preset/checkpoint)"
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = get_parser()
     args, train, data = parse_training_args(parser, argv)
-    options = FinetuneOptions.from_args(args)
+    options = dataclass_from_args(FinetuneOptions, args)
     if options.init_from.lower() == "none" and options.model_preset is None:
         parser.error("--init-from none (training from scratch) needs --model-preset")
     if options.init_from.lower() != "none" and not Path(options.init_from).is_file():
         parser.error(f"--init-from {options.init_from} does not exist")
-    overrides = encoder_overrides(args)
+    overrides = model_overrides(args)
     launch(run_finetuning, (options, overrides, data, train), train.world_size, train.master_port)
 
 

@@ -14,29 +14,34 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from w2vbert.training.cli import parse_training_args, training_parser
+from w2vbert.training.cli import (
+    add_task_arguments,
+    model_overrides,
+    parse_training_args,
+    training_parser,
+)
 from w2vbert.training.ddp import launch
 from w2vbert.training.pretraining import (
     PretrainOptions,
-    overrides,
     resolve_model_config,
     run_pretraining,
 )
+from w2vbert.util.dataclass_args import dataclass_from_args
 
 
 def get_parser() -> argparse.ArgumentParser:
     parser = training_parser(
         "w2vbert.pretrain", __doc__, exp_dir=Path("exp/pretrain"), base_lr=2e-3, warmup_steps=25000
     )
-    PretrainOptions.add_arguments(parser)
+    add_task_arguments(parser, PretrainOptions, "pre-training", "model (override the preset)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = get_parser()
     args, train, data = parse_training_args(parser, argv)
-    options = PretrainOptions.from_args(args)
-    model_config = resolve_model_config(options, overrides(args))
+    options = dataclass_from_args(PretrainOptions, args)
+    model_config = resolve_model_config(options, model_overrides(args))
     launch(
         run_pretraining, (options, model_config, data, train), train.world_size, train.master_port
     )

@@ -34,9 +34,11 @@ class CheckpointSelection:
 
     @classmethod
     def add_arguments(
-        cls, parser: argparse.ArgumentParser | argparse._ArgumentGroup, **defaults: Any
+        cls, parser: argparse.ArgumentParser, skip: tuple[str, ...] = (), **defaults: Any
     ) -> None:
-        add_dataclass_arguments(parser, cls, defaults)
+        """The flags, in their own help group; ``skip`` leaves some out (e.g. ``checkpoint``)."""
+        group = parser.add_argument_group("model to use (icefall's --epoch/--avg)")
+        add_dataclass_arguments(group, cls, defaults, skip)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "CheckpointSelection":

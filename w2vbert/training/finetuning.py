@@ -5,7 +5,6 @@ The model is built from its ``params`` by :mod:`w2vbert.model.factory`, as decod
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 from dataclasses import dataclass
@@ -36,12 +35,8 @@ from w2vbert.training.config import TrainingConfig
 from w2vbert.training.optim import param_groups_with_scales
 from w2vbert.training.runner import TaskSpec, run_training
 from w2vbert.util.dataclass_args import (
-    add_dataclass_arguments,
-    add_override_arguments,
     config_to_dict,
-    dataclass_from_args,
     flag,
-    overrides_from_args,
 )
 
 logger = logging.getLogger(__name__)
@@ -83,20 +78,6 @@ class FinetuneOptions:
     encoder_lr_scale: float = flag(1.0, "lr of the encoder = this x lr of the new layers.")
     spec_augment: bool = flag(True, "Lhotse SpecAugment on training features.")
 
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        add_dataclass_arguments(parser.add_argument_group("fine-tuning"), cls)
-        add_override_arguments(
-            parser.add_argument_group("encoder (override the preset/checkpoint)"), W2VBertConfig
-        )
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "FinetuneOptions":
-        return dataclass_from_args(cls, args)
-
-
-def encoder_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return overrides_from_args(W2VBertConfig, args)
 
 
 def _init_checkpoint(options: FinetuneOptions) -> dict[str, Any] | None:

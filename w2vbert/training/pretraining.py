@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import collections
 import dataclasses
 import logging
@@ -27,12 +26,8 @@ from w2vbert.training.config import TrainingConfig
 from w2vbert.training.optim import param_groups_with_scales
 from w2vbert.training.runner import TaskSpec, run_training
 from w2vbert.util.dataclass_args import (
-    add_dataclass_arguments,
-    add_override_arguments,
     config_to_dict,
-    dataclass_from_args,
     flag,
-    overrides_from_args,
 )
 
 logger = logging.getLogger(__name__)
@@ -74,17 +69,6 @@ class PretrainOptions:
         "Keep the quantizer fixed (lr 0) for this many optimizer steps, so the "
         "context network first learns to predict its initial (random-projection) codes.",
     )
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        add_dataclass_arguments(parser.add_argument_group("pre-training"), cls)
-        add_override_arguments(
-            parser.add_argument_group("model (override the preset)"), W2VBertConfig
-        )
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "PretrainOptions":
-        return dataclass_from_args(cls, args)
 
 
 def resolve_model_config(options: PretrainOptions, overrides: dict[str, Any]) -> W2VBertConfig:
@@ -200,6 +184,3 @@ def run_pretraining(
         },
     )
 
-
-def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return overrides_from_args(W2VBertConfig, args)

@@ -50,8 +50,10 @@ def add_dataclass_arguments(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     cls: type,
     defaults: dict[str, Any] | None = None,
+    skip: tuple[str, ...] = (),
 ) -> None:
-    """Add one flag per field of the dataclass ``cls``; ``defaults`` override the fields' defaults."""
+    """Add one flag per field of the dataclass ``cls`` but those in ``skip``; ``defaults`` override
+    the fields' defaults."""
     defaults = defaults or {}
     unknown = set(defaults) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
@@ -60,7 +62,7 @@ def add_dataclass_arguments(
         )
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if not f.metadata.get("flag", True):
+        if not f.metadata.get("flag", True) or f.name in skip:
             continue
         if f.name in defaults:
             default = defaults[f.name]
