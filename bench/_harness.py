@@ -164,6 +164,59 @@ def step_summary(times: list[float], audio_s: float) -> dict:
     }
 
 
+def start_step(a, *, seed_numpy: bool = False) -> float:
+    """Start of a pre-training step benchmark (args of ``_step_args.step_parser``): pins the
+    threads, seeds torch (and numpy) with ``--seed``; returns the RSS (MiB) before the model."""
+    set_threads(a.threads)
+    import torch
+
+    torch.manual_seed(a.seed)
+    if seed_numpy:
+        import numpy as np
+
+        np.random.seed(a.seed)
+    return current_rss_mb()
+
+
+def measure_step(a, model, step: Callable[[], object], forward_backward: Callable[[], object]):
+    """The measured part of a pre-training step benchmark (args of ``_step_args.step_parser``).
+
+    This process's fp32 matmul peak, ``--warmup`` + ``--steps`` timed ``step()`` calls, then
+    (unless ``--no-flops``) the FLOPs of one ``forward_backward()``, whose gradients are cleared.
+    Returns :func:`step_summary`'s fields plus ``params``, ``flops_per_step`` and
+    ``matmul_gflops``, for :func:`emit_step`.
+    """
+    params = sum(p.numel() for p in model.parameters())
+    peak_here = matmul_gflops()
+    times = time_steps(step, warmup=a.warmup, steps=a.steps)
+    result = step_summary(times, a.batch * a.seconds)
+    flops = None
+    if not a.no_flops:
+        flops = count_flops(forward_backward)
+        model.zero_grad(set_to_none=True)
+    result.update(params=params, flops_per_step=flops, matmul_gflops=peak_here)
+    return result
+
+
+def emit_step(
+    measured: dict, *, system: str, rss_start: float, final_loss: float, **fields
+) -> None:
+    """Prints a step benchmark's result: :func:`measure_step`'s ``measured`` with ``system`` and
+    the system's own ``fields`` (frame rate, encoder steps...), peak RSS, start RSS and loss.
+
+    Field order: step summary, system, params, ``fields``, FLOPs, matmul peak, RSS, final loss.
+    """
+    result = dict(measured)
+    tail = {k: result.pop(k) for k in ("flops_per_step", "matmul_gflops")}
+    result.update(system=system, params=result.pop("params"), **fields, **tail)
+    result.update(
+        peak_rss_mb=round(peak_rss_mb(), 1),
+        rss_start_mb=round(rss_start, 1),
+        final_loss=round(final_loss, 3),
+    )
+    emit(result)
+
+
 def emit(result: dict) -> None:
     """Prints the result line the orchestrator reads."""
     import torch

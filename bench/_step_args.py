@@ -1,8 +1,16 @@
-"""Command-line arguments shared by the three pre-training step benchmarks (stdlib only)."""
+"""Command-line arguments shared by the benchmark scripts (stdlib only)."""
 
 from __future__ import annotations
 
 import argparse
+
+
+def add_timing_args(p: argparse.ArgumentParser, *, threads: int = 2) -> None:
+    """``--threads``, ``--warmup`` and ``--steps``: what ``_harness.set_threads`` and
+    ``_harness.time_steps`` take."""
+    p.add_argument("--threads", type=int, default=threads)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--steps", type=int, default=5)
 
 
 def step_parser(description: str) -> argparse.ArgumentParser:
@@ -18,9 +26,7 @@ def step_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--kernel", type=int, default=31, help="depthwise conv kernel")
     p.add_argument("--codebook-entries", type=int, default=1024, help="one codebook of this size")
     p.add_argument("--distractors", type=int, default=100)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--steps", type=int, default=5)
+    add_timing_args(p)
     p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate")
     p.add_argument("--no-flops", action="store_true", help="skip the FlopCounterMode pass")
     p.add_argument("--seed", type=int, default=0)

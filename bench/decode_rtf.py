@@ -111,32 +111,26 @@ def main() -> None:
             t0 = time.perf_counter()
             files, _ = export_transducer(model, tmp, "bench", tokens)
             result["export_s"] = round(time.perf_counter() - t0, 2)
+
+        def decode(batch: list, method: str, batch_size: int):
+            """One decoding run of ``a.backend`` over ``batch``."""
+            if files is None:
+                return pytorch_decode(
+                    model, batch, method, id_to_symbol, beam=a.beam, batch_size=batch_size
+                )
+            return sherpa_decode(
+                files,
+                batch,
+                method,
+                num_threads=a.threads,
+                max_active_paths=a.beam,
+                batch_size=batch_size,
+            )
+
         for method in METHODS:
             for _ in range(a.warmup):  # one utterance, for lazy initialisation
-                if files is None:
-                    pytorch_decode(model, utts[:1], method, id_to_symbol, beam=a.beam, batch_size=1)
-                else:
-                    sherpa_decode(
-                        files,
-                        utts[:1],
-                        method,
-                        num_threads=a.threads,
-                        max_active_paths=a.beam,
-                        batch_size=1,
-                    )
-            if files is None:
-                run = pytorch_decode(
-                    model, utts, method, id_to_symbol, beam=a.beam, batch_size=a.batch_size
-                )
-            else:
-                run = sherpa_decode(
-                    files,
-                    utts,
-                    method,
-                    num_threads=a.threads,
-                    max_active_paths=a.beam,
-                    batch_size=a.batch_size,
-                )
+                decode(utts[:1], method, batch_size=1)
+            run = decode(utts, method, batch_size=a.batch_size)
             words = sum(len(h) for h in run.hyps.values())
             result["methods"][method] = {
                 "rtf": round(run.rtf, 4),

@@ -16,6 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _harness import emit, set_threads, step_summary, time_steps  # noqa: E402
+from _step_args import add_timing_args  # noqa: E402
 
 
 def make_extractor(name: str):
@@ -42,9 +43,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("extractor", choices=["kaldifeat", "lhotse"])
     p.add_argument("--seconds", type=float, default=60.0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--steps", type=int, default=5)
+    add_timing_args(p, threads=1)
     a = p.parse_args()
     set_threads(a.threads)
     import numpy as np

@@ -14,7 +14,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from _harness import emit, set_threads  # noqa: E402
+from _harness import emit, start_step  # noqa: E402
 from step_ours import build, ours_parser  # noqa: E402
 
 
@@ -24,11 +24,9 @@ def main() -> None:
     p.add_argument("--table", default=None, help="also write the full table to this file")
     p.set_defaults(steps=2)
     a = p.parse_args()
-    set_threads(a.threads)
-    import torch
+    start_step(a)
     from torch.profiler import ProfilerActivity, profile
 
-    torch.manual_seed(a.seed)
     cfg, model, step, _, _ = build(a)
     for _ in range(a.warmup):
         step()

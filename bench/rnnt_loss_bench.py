@@ -21,14 +21,15 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _harness import (
+from _harness import (  # noqa: E402
     current_rss_mb,
     emit,
     peak_rss_mb,
     set_threads,
     step_summary,
     time_steps,
-)  # noqa: E402
+)
+from _step_args import add_timing_args  # noqa: E402
 
 
 def main() -> None:
@@ -40,9 +41,7 @@ def main() -> None:
     p.add_argument("--vocab", type=int, default=500, help="K")
     p.add_argument("--joiner-dim", type=int, default=512, help="J")
     p.add_argument("--prune-range", type=int, default=5)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--steps", type=int, default=5)
+    add_timing_args(p)
     a = p.parse_args()
     set_threads(a.threads)
     import torch

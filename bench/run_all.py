@@ -235,6 +235,21 @@ def main() -> None:
         "rows": rows,
     }
 
+    def run_project(
+        name: str,
+        script: str,
+        args: list[str],
+        threads: int = a.threads,
+        timeout: float = a.timeout,
+    ) -> dict:
+        """``run_one`` of a script in this project's venv, its log in ``log_dir``."""
+        return run_one(
+            name, sys.executable, script, args, threads=threads, timeout=timeout, log_dir=log_dir
+        )
+
+    def matmul_peak(name: str) -> dict:
+        return run_project(name, "matmul_peak.py", ["--threads", str(a.threads)], timeout=300)
+
     pythons = {"project": sys.executable}
     if "pretrain" in rows:
         results["peers"] = {}
@@ -249,39 +264,19 @@ def main() -> None:
                 results["peers"][peer] = {"error": str(e)}
                 log(f"peer {peer} unavailable: {e}")
         log("matmul peak (fp32, torch.mm 2048^2)")
-        results["matmul"] = run_one(
-            "matmul_peak",
-            sys.executable,
-            "matmul_peak.py",
-            ["--threads", str(a.threads)],
-            threads=a.threads,
-            timeout=300,
-            log_dir=log_dir,
-        )
+        results["matmul"] = matmul_peak("matmul_peak")
         results["pretrain"] = bench_pretrain(a, pythons, log_dir)
         log("matmul peak again (after the pre-training row)")
-        results["matmul_after"] = run_one(
-            "matmul_peak_after",
-            sys.executable,
-            "matmul_peak.py",
-            ["--threads", str(a.threads)],
-            threads=a.threads,
-            timeout=300,
-            log_dir=log_dir,
-        )
+        results["matmul_after"] = matmul_peak("matmul_peak_after")
 
     if "rnnt" in rows:
         results["rnnt"] = {}
         for mode in ("pruned", "full"):
             log(f"RNN-T loss: {mode}")
-            results["rnnt"][mode] = run_one(
+            results["rnnt"][mode] = run_project(
                 f"rnnt_{mode}",
-                sys.executable,
                 "rnnt_loss_bench.py",
                 [mode, "--threads", str(a.threads), "--steps", str(a.steps)],
-                threads=a.threads,
-                timeout=a.timeout,
-                log_dir=log_dir,
             )
 
     if "fbank" in rows:
@@ -289,28 +284,19 @@ def main() -> None:
         for threads in (1, 2):
             for extractor in ("kaldifeat", "lhotse"):
                 log(f"fbank: {extractor}, {threads} thread(s)")
-                results["fbank"][f"{extractor}_{threads}"] = run_one(
+                results["fbank"][f"{extractor}_{threads}"] = run_project(
                     f"fbank_{extractor}_{threads}",
-                    sys.executable,
                     "fbank_bench.py",
                     [extractor, "--threads", str(threads), "--steps", str(max(a.steps, 20))],
                     threads=threads,
-                    timeout=a.timeout,
-                    log_dir=log_dir,
                 )
 
     if "decode" in rows:
         results["decode"] = {}
         for backend in ("pytorch", "sherpa-onnx"):
             log(f"decoding RTF: {backend}, 1 thread")
-            results["decode"][backend] = run_one(
-                f"decode_{backend}",
-                sys.executable,
-                "decode_rtf.py",
-                [backend, "--threads", "1"],
-                threads=1,
-                timeout=a.timeout,
-                log_dir=log_dir,
+            results["decode"][backend] = run_project(
+                f"decode_{backend}", "decode_rtf.py", [backend, "--threads", "1"], threads=1
             )
 
     if "profile" in rows:
@@ -318,9 +304,8 @@ def main() -> None:
         for stride in (4, 2):
             name = f"ours-{10 * stride}ms"
             log(f"profile: {name}")
-            results["profile"][name] = run_one(
+            results["profile"][name] = run_project(
                 f"profile_{name}",
-                sys.executable,
                 "profile_ours.py",
                 [
                     "--frame-stride",
@@ -333,9 +318,6 @@ def main() -> None:
                     "--table",
                     str(log_dir / f"profile_{name}.txt"),
                 ],
-                threads=a.threads,
-                timeout=a.timeout,
-                log_dir=log_dir,
             )
 
     results["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]

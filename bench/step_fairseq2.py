@@ -16,28 +16,15 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _harness import (  # noqa: E402
-    count_flops,
-    current_rss_mb,
-    emit,
-    matmul_gflops,
-    peak_rss_mb,
-    set_threads,
-    step_summary,
-    time_steps,
-)
+from _harness import emit_step, measure_step, start_step  # noqa: E402
 from _step_args import step_parser  # noqa: E402
 
 
 def main() -> None:
     a = step_parser(__doc__.splitlines()[0]).parse_args()
-    set_threads(a.threads)
-    import torch
-
-    torch.manual_seed(a.seed)
-    rss_start = current_rss_mb()
-
+    rss_start = start_step(a)
     import fairseq2.models.w2vbert.model as fs2_w2vbert_model
+    import torch
     from fairseq2.models.w2vbert import W2VBertConfig, create_w2vbert_model
     from fairseq2.nn import BatchLayout
 
@@ -68,7 +55,6 @@ def main() -> None:
 
     model = create_w2vbert_model(cfg)
     model.train()
-    params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr)
 
     frames = int(round(a.seconds * 100))  # 10 ms fbank hop
@@ -90,26 +76,18 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
         last["loss"] = float(loss.aggregate.detach())
 
-    peak_here = matmul_gflops()
-    times = time_steps(step, warmup=a.warmup, steps=a.steps)
-    hook.remove()
-    result = step_summary(times, a.batch * a.seconds)
-    flops = None
-    if not a.no_flops:
-        flops = count_flops(lambda: model(x, layout)[0].aggregate.backward())
-        model.zero_grad(set_to_none=True)
-    result.update(
+    measured = measure_step(
+        a, model, step, forward_backward=lambda: model(x, layout)[0].aggregate.backward()
+    )
+    hook.remove()  # it saw the FLOP pass too: same input, same encoder steps
+    emit_step(
+        measured,
         system="fairseq2",
-        params=params,
+        rss_start=rss_start,
+        final_loss=last["loss"],
         frame_rate_hz=round(steps_seen[-1] / a.seconds, 2) if steps_seen else None,
         encoder_steps=steps_seen[-1] if steps_seen else None,
-        flops_per_step=flops,
-        matmul_gflops=peak_here,
-        peak_rss_mb=round(peak_rss_mb(), 1),
-        rss_start_mb=round(rss_start, 1),
-        final_loss=round(last["loss"], 3),
     )
-    emit(result)
 
 
 if __name__ == "__main__":

@@ -13,16 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _harness import (  # noqa: E402
-    count_flops,
-    current_rss_mb,
-    emit,
-    matmul_gflops,
-    peak_rss_mb,
-    set_threads,
-    step_summary,
-    time_steps,
-)
+from _harness import emit_step, measure_step, start_step  # noqa: E402
 from _step_args import step_parser  # noqa: E402
 
 
@@ -30,13 +21,8 @@ def main() -> None:
     p = step_parser(__doc__.splitlines()[0])
     p.add_argument("--conv-dim", type=int, default=512, help="channels of the CNN feature encoder")
     a = p.parse_args()
-    set_threads(a.threads)
-    import numpy as np
+    rss_start = start_step(a, seed_numpy=True)
     import torch
-
-    torch.manual_seed(a.seed)
-    np.random.seed(a.seed)
-    rss_start = current_rss_mb()
     from transformers import Wav2Vec2ConformerConfig, Wav2Vec2ConformerForPreTraining
     from transformers.models.wav2vec2.modeling_wav2vec2 import (
         _compute_mask_indices,
@@ -67,7 +53,6 @@ def main() -> None:
     )
     model = Wav2Vec2ConformerForPreTraining(cfg)
     model.train()
-    params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr)
 
     samples = int(round(a.seconds * 16000))
@@ -93,28 +78,19 @@ def main() -> None:
         opt.zero_grad(set_to_none=True)
         last["loss"] = float(out.loss.detach())
 
-    peak_here = matmul_gflops()
-    times = time_steps(step, warmup=a.warmup, steps=a.steps)
-    result = step_summary(times, a.batch * a.seconds)
-    flops = None
-    if not a.no_flops:
+    def forward_backward() -> None:  # the masks' numpy sampling counts no FLOPs
         mask, neg = make_masks()
-        flops = count_flops(
-            lambda: model(x, mask_time_indices=mask, sampled_negative_indices=neg).loss.backward()
-        )
-        model.zero_grad(set_to_none=True)
-    result.update(
+        model(x, mask_time_indices=mask, sampled_negative_indices=neg).loss.backward()
+
+    measured = measure_step(a, model, step, forward_backward)
+    emit_step(
+        measured,
         system="hf",
-        params=params,
+        rss_start=rss_start,
+        final_loss=last["loss"],
         frame_rate_hz=round(seq_len / a.seconds, 2),
         encoder_steps=seq_len,
-        flops_per_step=flops,
-        matmul_gflops=peak_here,
-        peak_rss_mb=round(peak_rss_mb(), 1),
-        rss_start_mb=round(rss_start, 1),
-        final_loss=round(last["loss"], 3),
     )
-    emit(result)
 
 
 if __name__ == "__main__":

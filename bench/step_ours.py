@@ -17,16 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
-from _harness import (  # noqa: E402
-    count_flops,
-    current_rss_mb,
-    emit,
-    matmul_gflops,
-    peak_rss_mb,
-    set_threads,
-    step_summary,
-    time_steps,
-)
+from _harness import emit_step, measure_step, start_step  # noqa: E402
 from _step_args import step_parser  # noqa: E402
 
 
@@ -116,34 +107,19 @@ def build(a):
 
 def main() -> None:
     a = ours_parser().parse_args()
-    set_threads(a.threads)
-    import torch
-
-    torch.manual_seed(a.seed)
-    rss_start = current_rss_mb()
+    rss_start = start_step(a)
     cfg, model, step, forward_backward, state = build(a)
-    params = sum(p.numel() for p in model.parameters())
-    peak_here = matmul_gflops()
-    times = time_steps(step, warmup=a.warmup, steps=a.steps)
-    result = step_summary(times, a.batch * a.seconds)
-    flops = None
-    if not a.no_flops:
-        flops = count_flops(forward_backward)
-        model.zero_grad(set_to_none=True)
-    result.update(
+    measured = measure_step(a, model, step, forward_backward)
+    emit_step(
+        measured,
         system=f"ours-{10 * cfg.frame_stride}ms",
-        params=params,
+        rss_start=rss_start,
+        final_loss=state["loss"],
         frame_rate_hz=round(state["steps"] / a.seconds, 2),
         encoder_steps=state["steps"],
         masked_fraction=round(state["masked"] / (state["steps"] * a.batch), 3),
         feature_encoder_channels=cfg.feature_encoder_channels,
-        flops_per_step=flops,
-        matmul_gflops=peak_here,
-        peak_rss_mb=round(peak_rss_mb(), 1),
-        rss_start_mb=round(rss_start, 1),
-        final_loss=round(state["loss"], 3),
     )
-    emit(result)
 
 
 if __name__ == "__main__":
