@@ -37,16 +37,23 @@ def _modules() -> dict[str, Path]:
     return {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
-def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
-    """The package modules ``path`` imports (``from w2vbert.x import y`` counts as w2vbert.x.y
-    when that is a module, else w2vbert.x)."""
+def _imports(path: Path, modules: dict[str, Path], module: str | None = None) -> set[str]:
+    """The package modules ``path`` (module ``module``, default: from its place) imports
+    (``from w2vbert.x import y`` counts as w2vbert.x.y when that is a module, else w2vbert.x;
+    relative imports are resolved)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level > 0:  # from . import x / from ..training import loop
+                name = module or _module_name(path)
+                package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+                anchor = package[: len(package) - (node.level - 1)]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            names = [f"{base}.{a.name}" for a in node.names] + [base]
         for name in names:
             if not name.startswith("w2vbert"):
                 continue
@@ -84,7 +91,9 @@ def test_folders_import_only_the_folders_below_them() -> None:
             if target is None:
                 broken.append(f"{module} imports the entry point {other}")
             elif target != folder and target not in ALLOWED[folder]:
-                broken.append(f"{module} imports {other} ({folder}/ may import {sorted(ALLOWED[folder])})")
+                broken.append(
+                    f"{module} imports {other} ({folder}/ may import {sorted(ALLOWED[folder])})"
+                )
     assert not broken, "\n".join(broken)
 
 
@@ -142,3 +151,16 @@ def test_the_rule_check_sees_imports_inside_functions(tmp_path: Path) -> None:
     source = tmp_path / "m.py"
     source.write_text("def f():\n    from w2vbert.training.loop import Trainer\n")
     assert _imports(source, _modules()) == {"w2vbert.training.loop"}
+
+
+def test_the_rule_check_resolves_relative_imports(tmp_path: Path) -> None:
+    source = tmp_path / "probe.py"
+    source.write_text("from ..training import loop\nfrom . import scoring\n")
+    found = _imports(source, _modules(), module="w2vbert.decoding.probe")
+    # a package counts too: importing its module runs its __init__
+    assert found == {
+        "w2vbert.training",
+        "w2vbert.training.loop",
+        "w2vbert.decoding",
+        "w2vbert.decoding.scoring",
+    }

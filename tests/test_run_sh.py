@@ -208,7 +208,8 @@ def test_function_stages_rerun_only_when_their_own_settings_change(tmp_path: Pat
     assert ran(decode_avg="2") == {4: False, 5: False, 6: True}
     assert ran(decode_avg="2") == {4: False, 5: False, 6: False}
     # the pre-training epochs: stage 4 (its setting) and stage 5 (its --init-from epoch-N.pt)
-    assert ran(decode_avg="2", pretrain_epochs="3") == {4: True, 5: True, 6: False}
+    # a new pre-trained model: it is fine-tuned and decoded again
+    assert ran(decode_avg="2", pretrain_epochs="3") == {4: True, 5: True, 6: True}
     assert "--num-epochs 3" in (log_dir / "stage-4-pretrain.log").read_text()
 
 
@@ -241,7 +242,7 @@ def test_run_sh_reruns_only_the_stages_whose_settings_changed(tmp_path: Path) ->
 
     assert ran() == {4: True, 5: True, 6: True}
     assert ran("--decode-avg", "2") == {4: False, 5: False, 6: True}
-    assert ran("--decode-avg", "2", "--pretrain-epochs", "3") == {4: True, 5: True, 6: False}
+    assert ran("--decode-avg", "2", "--pretrain-epochs", "3") == {4: True, 5: True, 6: True}
     assert ran("--decode-avg", "2", "--pretrain-epochs", "3", "--finetune-lr", "5e-4") == {
-        4: False, 5: True, 6: False,
+        4: False, 5: True, 6: True,
     }

@@ -5,7 +5,8 @@ Every source of randomness a real job has is here: a shuffling bucketing sampler
 noise in the dataset, dropout, a torch.Generator inside the model (like span masking), a
 step-derived value (like the Gumbel temperature) and the averaged model.
 
-    python tests/toy_training.py --exp-dir DIR [--kill-at-step K] [--kill-while-saving N] [--world-size 2]
+    python tests/toy_training.py --exp-dir DIR [--kill-at-step K] [--kill-while-saving N]
+        [--signal-at-step K] [--step-sleep S] [--base-lr LR] [--world-size 2]
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import signal
 import sys
 import time
 import zlib
@@ -105,10 +107,12 @@ class ToyModel(nn.Module):
         return self.net(x * keep.unsqueeze(-1)).squeeze(-1) * (1.0 + 0.01 * self.temperature)
 
 
-def make_compute_loss(kill_at_step: int = -1, step_sleep: float = 0.0):
+def make_compute_loss(kill_at_step: int = -1, step_sleep: float = 0.0, signal_at_step: int = -1):
     def compute_loss(model: nn.Module, batch: dict, step: int):
         if step == kill_at_step:
             os._exit(17)  # a kill: no clean-up, no flush
+        if step == signal_at_step and model.training:
+            os.kill(os.getpid(), signal.SIGTERM)  # pre-emption in the middle of a step
         if step_sleep > 0:
             time.sleep(step_sleep)
         inner = model.module if hasattr(model, "module") else model
@@ -129,6 +133,7 @@ def build_trainer(
     nan_cuts: frozenset[str] = frozenset(),
     num_cuts: int = 48,
     step_sleep: float = 0.0,
+    signal_at_step: int = -1,
 ) -> Trainer:
     torch.manual_seed(config.seed)
     random.seed(config.seed)
@@ -154,7 +159,7 @@ def build_trainer(
     optimizer = create_optimizer(model.parameters(), config)
     return Trainer(
         model=model,
-        compute_loss=make_compute_loss(kill_at_step, step_sleep),
+        compute_loss=make_compute_loss(kill_at_step, step_sleep, signal_at_step),
         optimizer=optimizer,
         scheduler=create_scheduler(optimizer, config),
         train_dl=create_dataloader(ToyDataset(nan_cuts), sampler, seed=config.seed),
@@ -194,9 +199,14 @@ def _run(args: argparse.Namespace) -> None:
         world_size=args.world_size,
         accum_grad=args.accum_grad,
         save_every_n=args.save_every_n,
+        base_lr=args.base_lr,
     )
     trainer = build_trainer(
-        config, info, kill_at_step=args.kill_at_step, step_sleep=args.step_sleep
+        config,
+        info,
+        kill_at_step=args.kill_at_step,
+        step_sleep=args.step_sleep,
+        signal_at_step=args.signal_at_step,
     )
     if args.kill_while_saving > 0:
 
@@ -226,6 +236,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kill-at-step", type=int, default=-1, help="os._exit when this step starts")
     p.add_argument(
         "--kill-while-saving", type=int, default=0, help="os._exit between temp write and rename"
+    )
+    p.add_argument("--base-lr", type=float, default=0.05)
+    p.add_argument(
+        "--signal-at-step", type=int, default=-1, help="SIGTERM to itself during this step"
     )
     p.add_argument(
         "--step-sleep",

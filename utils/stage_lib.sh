@@ -12,6 +12,10 @@
 # (egs/librispeech/stages.sh builds them with _settings). A global stage_settings would apply to
 # every function stage. Commands that are not shell functions ignore stage_settings: their
 # command line is their whole fingerprint.
+#
+# Stages depend on the ones before them: a stage that runs removes the .done files of every later
+# stage, so that they re-run on their new input (a new pre-trained model is fine-tuned and decoded
+# again) instead of keeping results of the old one. A stage is never re-run for a later change.
 
 log() {
   # log MESSAGE...: time, caller file and line, message (as icefall's prepare.sh)
@@ -50,6 +54,13 @@ run_stage() {
     exit 1
   fi
   echo "$cmd" > "$done"
+  local later m
+  for later in "$log_dir"/stage-*.done; do  # later stages read what this one just rewrote
+    m=${later##*/stage-}; m=${m%%-*}
+    if [[ "$m" =~ ^[0-9]+$ ]] && [ "$m" -gt "$n" ] && [ -f "$later" ]; then
+      rm -f "$later"; log "stage $n ($name): stage $m must run again (${later##*/} removed)"
+    fi
+  done
   echo "$n $name $((SECONDS - t0))" >> "$log_dir/stage-times.txt"
   log "stage $n ($name): done in $((SECONDS - t0)) s"
 }

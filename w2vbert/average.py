@@ -23,7 +23,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--exp-dir", type=Path, required=True, help="Directory with epoch-N.pt files."
     )
-    CheckpointSelection.add_arguments(parser, skip=("checkpoint",))
+    CheckpointSelection.add_arguments(parser, skip=("checkpoint",), epoch=None)
     parser.add_argument(
         "--output",
         type=Path,
@@ -36,6 +36,8 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     parser = get_parser()
     args = parser.parse_args(argv)
+    if args.epoch is None:
+        parser.error("--epoch is required (the last epoch of the average)")
     selection = CheckpointSelection.from_args(args)
     setup_logging(None)
     suffix = selection.suffix

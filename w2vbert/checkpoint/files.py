@@ -36,9 +36,20 @@ _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)\.pt$")
 _EPOCH_RE = re.compile(r"^epoch-(\d+)\.pt$")
 
 
+_LEGACY_TMP_RE = re.compile(r"^\..+\.pt(\.rank\d+)?\.tmp\d*$")  # before the one atomic writer
+
+
 def remove_stale_temp_files(exp_dir: Path | str) -> list[Path]:
-    """Delete temp files of killed writers in ``exp_dir`` (a live writer's are kept); returns them."""
-    return remove_stale_partials_in(exp_dir)
+    """Delete temp files of killed writers in ``exp_dir`` (a live writer's are kept); returns them.
+
+    Call it only before this process writes there (it takes this process's own as stale too).
+    """
+    removed = remove_stale_partials_in(exp_dir, include_own=True)
+    for p in Path(exp_dir).glob(".*.tmp*"):
+        if _LEGACY_TMP_RE.match(p.name):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def rank_side_path(path: Path | str, rank: int) -> Path:
@@ -100,15 +111,6 @@ def resume_candidates(exp_dir: Path | str) -> list[Path]:
         if key is not None:
             keyed.append((key, p))
     return [p for _, p in sorted(keyed, key=lambda kp: kp[0], reverse=True)]
-
-
-def load_for_rank(path: Path, rank: int) -> dict[str, Any]:
-    """Load checkpoint ``path``; for rank > 0 replace ``sampler``/``rng`` by the rank's side file."""
-    ckpt = load_checkpoint(path)
-    if rank > 0:
-        side = rank_side_path(path, rank)
-        ckpt.update(load_checkpoint(side))
-    return ckpt
 
 
 def _remove_all_but_newest(newest_first: list[Path], keep: int) -> None:

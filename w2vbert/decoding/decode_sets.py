@@ -36,6 +36,7 @@ from w2vbert.decoding.search import (
 )
 from w2vbert.model.factory import load_transducer
 from w2vbert.objectives.rnnt_backend import backend_name
+from w2vbert.util.atomic import atomic_write_text
 from w2vbert.util.dataclass_args import (
     add_dataclass_arguments,
     dataclass_from_args,
@@ -45,7 +46,6 @@ from w2vbert.util.dataclass_args import (
 logger = logging.getLogger(__name__)
 
 METHODS = ("greedy_search", "modified_beam_search", "fast_beam_search")
-
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,7 +171,9 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
             "num_utterances": len(results),
             "device": str(device),
         }
-        (out_dir / f"results-{name}-{suffix}.json").write_text(json.dumps(info, indent=2) + "\n")
+        atomic_write_text(
+            out_dir / f"results-{name}-{suffix}.json", json.dumps(info, indent=2) + "\n"
+        )
         logger.info(
             f"{name} ({config.decoding_method}, {suffix}): WER {wer:.2f}%, CER {info['cer']:.2f}%, "
             f"RTF {info['rtf']:.4f} "

@@ -13,6 +13,8 @@ from typing import Sequence
 
 import kaldialign
 
+from w2vbert.util.atomic import atomic_text
+
 logger = logging.getLogger(__name__)
 
 Result = tuple[str, Sequence[str], Sequence[str]]
@@ -23,7 +25,7 @@ EPS = "*"
 
 def write_recogs(path: str | Path, results: Sequence[Result]) -> None:
     """Writes ``<cut_id>:\\tref=[...]`` and ``<cut_id>:\\thyp=[...]`` lines, sorted by cut id."""
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_text(path) as f:
         for cut_id, ref, hyp in sorted(results, key=lambda r: r[0]):
             print(f"{cut_id}:\tref={list(ref)}", file=f)
             print(f"{cut_id}:\thyp={list(hyp)}", file=f)
@@ -133,7 +135,7 @@ def write_error_stats(path: str | Path, set_name: str, results: Sequence[Result]
     def by_count(counter: Counter) -> list:
         return sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
 
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_text(path) as f:
         print(f"%WER = {wer:.2f}", file=f)
         print(
             f"Errors: {num_ins} insertions, {num_del} deletions, {num_sub} substitutions, "
@@ -171,7 +173,7 @@ def write_error_stats(path: str | Path, set_name: str, results: Sequence[Result]
 
 def write_wer_summary(path: str | Path, wer_by_setting: dict[str, float]) -> None:
     """Writes ``settings\\tWER`` then one ``<setting>\\t<wer>`` line per setting, best first."""
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_text(path) as f:
         print("settings\tWER", file=f)
         for setting, wer in sorted(wer_by_setting.items(), key=lambda kv: kv[1]):
             print(f"{setting}\t{wer:.2f}", file=f)

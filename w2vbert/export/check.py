@@ -30,6 +30,7 @@ from w2vbert.export.decode_runs import (
     sherpa_decode,
 )
 from w2vbert.export.onnx_export import ExportedFiles
+from w2vbert.util.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ def _file_info(files: ExportedFiles) -> dict[str, Any]:
 
 def write_check_report(result: dict[str, Any], json_path: Path, md_path: Path, title: str) -> None:
     """Writes ``result`` as JSON and as a short Markdown report."""
-    json_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    atomic_write_text(json_path, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     lines = [
         f"# {title}",
         "",
@@ -239,4 +240,4 @@ def write_check_report(result: dict[str, Any], json_path: Path, md_path: Path, t
         if diffs:
             lines += ["", f"## {key} ({len(diffs)})", ""]
             lines += [f"- {d['id']}: `{d['reference']}` -> `{d['other']}`" for d in diffs]
-    md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write_text(md_path, "\n".join(lines) + "\n")

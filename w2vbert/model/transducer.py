@@ -307,6 +307,8 @@ class Transducer(nn.Module):
             simple_lm=self.simple_lm_proj(decoder_out),
             am=self.joiner.encoder_proj(encoder_out),
             lm=self.joiner.decoder_proj(decoder_out),
+            # runs in the loss, after forward(): under DDP fine with find_unused_parameters=False
+            # (the fine-tuning default), as every parameter still gets its gradient in backward
             joiner=lambda am, lm: self.joiner(am, lm, project_input=False),
             symbols=symbols,
             symbol_lens=symbol_lens,

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from w2vbert.util.atomic import atomic_write_text
+
 logger = logging.getLogger(__name__)
 
 
@@ -50,7 +52,7 @@ def save_failed_batch(exp_dir: Path, batch: Any, step: int, rank: int, reason: s
         ),
     }
     path = Path(exp_dir) / f"failed-batch-{step}-rank{rank}.json"
-    path.write_text(json.dumps(info, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(info, indent=2) + "\n")
     logger.error(f"Saved the failing batch's cut ids to {path}: {info['cut_ids'][:20]}")
     return path
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+from w2vbert.training.signals import STOP_SIGNALS, TrainingInterrupted
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +41,14 @@ class DistInfo:
         return self.world_size > 1
 
 
+def _call(fn: Callable[..., Any], args: tuple) -> None:
+    """``fn(*args)``; a run stopped by a signal exits with 128 + its number (143, 130)."""
+    try:
+        fn(*args)
+    except TrainingInterrupted as e:
+        sys.exit(e.exit_code)
+
+
 def _spawned_worker(
     local_rank: int, fn: Callable[..., Any], args: tuple, world_size: int, port: int
 ) -> None:
@@ -47,7 +59,36 @@ def _spawned_worker(
         MASTER_ADDR=os.environ.get("MASTER_ADDR", "127.0.0.1"),
         MASTER_PORT=str(port),
     )
-    fn(*args)
+    _call(fn, args)
+
+
+def _spawn(fn: Callable[..., Any], args: tuple, world_size: int, master_port: int) -> None:
+    """Spawn the ranks; a stop signal to this parent is passed on to them (they stop with a
+    checkpoint), and the parent exits with their exit code."""
+    context = mp.start_processes(
+        _spawned_worker,
+        args=(fn, args, world_size, master_port),
+        nprocs=world_size,
+        join=False,
+        start_method="spawn",
+    )
+
+    def forward(signum: int, frame: Any) -> None:
+        for process in context.processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in STOP_SIGNALS}
+    try:
+        while not context.join():
+            pass
+    except mp.ProcessExitedException as e:
+        if e.exit_code is not None and e.exit_code > 128:
+            sys.exit(e.exit_code)
+        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def launch(fn: Callable[..., Any], args: tuple, world_size: int, master_port: int = 12354) -> None:
@@ -58,13 +99,11 @@ def launch(fn: Callable[..., Any], args: tuple, world_size: int, master_port: in
             raise ValueError(
                 f"--world-size must equal torchrun's WORLD_SIZE ({env_ws}), but is {world_size} instead."
             )
-        fn(*args)
+        _call(fn, args)
     elif world_size > 1:
-        mp.spawn(
-            _spawned_worker, args=(fn, args, world_size, master_port), nprocs=world_size, join=True
-        )
+        _spawn(fn, args, world_size, master_port)
     else:
-        fn(*args)
+        _call(fn, args)
 
 
 def setup_distributed(device_kind: str = "cpu") -> DistInfo:
@@ -75,8 +114,9 @@ def setup_distributed(device_kind: str = "cpu") -> DistInfo:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
         return DistInfo()
-    rank, local_rank = int(os.environ["RANK"]), int(
-        os.environ.get("LOCAL_RANK", os.environ["RANK"])
+    rank, local_rank = (
+        int(os.environ["RANK"]),
+        int(os.environ.get("LOCAL_RANK", os.environ["RANK"])),
     )
     backend = "nccl" if device_kind == "cuda" else "gloo"
     if device_kind == "cuda":

@@ -17,7 +17,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import signal
+import threading
 import time
+import weakref
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -37,6 +40,10 @@ from w2vbert.training.batch_utils import (
 from w2vbert.training.config import TrainingConfig
 from w2vbert.training.ddp import DistInfo, any_true, barrier
 from w2vbert.training.metrics import MetricSinks, MetricsTracker
+from w2vbert.training.signals import STOP_SIGNALS, TrainingInterrupted
+from w2vbert.util.dataclass_args import config_to_dict
+from w2vbert.util.lock import DirectoryInUseError, DirectoryLock
+from w2vbert.util.provenance import flatten_dict
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +75,28 @@ class TrainingDivergedError(RuntimeError):
     """Raised after ``max_bad_steps`` consecutive steps with a non-finite loss or gradient."""
 
 
+# Settings a resumed run may change: they do not alter what has been trained or what will be
+# (how long, how often it logs/validates/saves, where it runs). Every other TrainingConfig and
+# DataConfig field must equal the checkpoint's, or the resume is refused by name.
+RESUMABLE_TRAINING_CHANGES = frozenset(
+    {
+        "exp_dir", "num_epochs", "start_epoch", "start_batch", "resume", "max_steps",
+        "save_every_n", "keep_last_k", "keep_last_epochs", "log_interval", "valid_interval",
+        "tensorboard", "device", "master_port", "max_bad_steps", "world_size",
+    }
+)  # fmt: skip
+RESUMABLE_DATA_CHANGES = frozenset({"valid_cuts", "valid_max_duration", "num_workers", "scan_cuts"})
+
+
 class Trainer:
     """Runs epochs of ``compute_loss`` over ``train_dl`` (whose ``sampler`` has set_epoch/state_dict).
 
     ``model`` is the bare module already on ``device``; the trainer wraps it in DDP when distributed.
     ``params`` is stored in every checkpoint (must hold ``kind`` and ``model_config``).
     ``sampler_state_fn(sampler, consumed)`` returns the sampler state to save after ``consumed`` batches.
+    ``data_settings`` (the data-loading config as a dict) is saved too, so that a resume with other
+    batching is refused. The trainer holds ``<exp_dir>/.lock`` (one writer per exp dir) from its
+    creation to the end of :meth:`train`.
     """
 
     def __init__(
@@ -92,6 +115,7 @@ class Trainer:
         sampler_state_fn: Callable[[Any, int], dict] | None = None,
         find_unused_parameters: bool = False,
         epoch_audio_seconds: float | None = None,
+        data_settings: dict[str, Any] | None = None,
     ) -> None:
         for key in ("kind", "model_config"):
             if key not in params:
@@ -104,6 +128,8 @@ class Trainer:
         self.sampler_state_fn = sampler_state_fn or (lambda s, n: s.state_dict())
         self.epoch_audio_seconds = epoch_audio_seconds
         self.exp_dir = Path(config.exp_dir)
+        self.data_settings = data_settings
+        self._lock = self._take_lock()
         self.state = TrainState(epoch=1)
         self.generators = checkpoints.find_generators(model)
         if dist_info.distributed:
@@ -123,8 +149,23 @@ class Trainer:
         self._window_bad = False
         self._window_batches = 0
         self._norm_snapshot: dict[str, torch.Tensor] | None = None
+        self._stop_signum: int | None = None
 
     # ------------------------------------------------------------------ set-up
+    def _take_lock(self) -> DirectoryLock | None:
+        """Rank 0 locks the exp dir; every rank stops if it could not."""
+        lock, error = None, None
+        if self.dist.is_main:
+            lock = DirectoryLock(self.exp_dir, "training")
+            try:
+                lock.acquire()
+                weakref.finalize(self, lock.release)
+            except DirectoryInUseError as e:
+                error = e
+        if any_true(error is not None, self.dist, self.device):
+            raise error or DirectoryInUseError(f"Rank 0 could not lock {self.exp_dir}.")
+        return lock
+
     def _amp_dtype(self) -> torch.dtype | None:
         c = self.config
         if c.use_fp16:
@@ -167,6 +208,8 @@ class Trainer:
             "train_state": asdict(self.state),
             "batch_idx_train": self.state.batch_idx_train,
             "params": {**self.params, "world_size": self.dist.world_size},
+            "training_config": config_to_dict(self.config),
+            "data_config": self.data_settings,
         }
 
     def save(self, path: Path, extra: dict[str, Any] | None = None) -> None:
@@ -183,12 +226,7 @@ class Trainer:
 
     def restore(self, ckpt: dict[str, Any], path: Path) -> None:
         """Restore everything :meth:`checkpoint_dict` saved (``path`` names it in errors and logs)."""
-        saved_ws = ckpt["params"].get("world_size", 1)
-        if saved_ws != self.dist.world_size:
-            raise ValueError(
-                f"Checkpoint {path} was written with --world-size {saved_ws}, but this run has "
-                f"{self.dist.world_size}; the sampler positions cannot be restored."
-            )
+        self.check_resumable(ckpt, path)
         self.model.load_state_dict(ckpt["model"])
         if self.model_avg is not None and ckpt.get("model_avg") is not None:
             self.model_avg = ckpt["model_avg"]
@@ -208,6 +246,42 @@ class Trainer:
             f"Resumed from {path}: epoch {self.state.epoch}, batch {self.state.batch_idx_in_epoch} "
             f"of the epoch, batch_idx_train {self.state.batch_idx_train}"
         )
+
+    def check_resumable(self, ckpt: dict[str, Any], path: Path) -> None:
+        """Refuse (ValueError naming every difference) to resume a run with other settings: it
+        would not continue exactly, and the run's records would claim what did not happen."""
+        saved_ws = ckpt["params"].get("world_size", 1)
+        if saved_ws != self.dist.world_size:
+            raise ValueError(
+                f"Checkpoint {path} was written with --world-size {saved_ws}, but this run has "
+                f"{self.dist.world_size}; the sampler positions cannot be restored. Re-run with "
+                f"--world-size {saved_ws}, or train in another --exp-dir."
+            )
+        saved_params = flatten_dict({k: v for k, v in ckpt["params"].items() if k != "world_size"})
+        params = flatten_dict(self.params)
+        changed = [
+            _difference(key, saved_params.get(key), params.get(key))
+            for key in sorted(set(saved_params) | set(params))
+            if saved_params.get(key) != params.get(key)
+        ]
+        sections = (
+            ("training_config", config_to_dict(self.config), RESUMABLE_TRAINING_CHANGES),
+            ("data_config", self.data_settings, RESUMABLE_DATA_CHANGES),
+        )
+        for name, now, may_change in sections:
+            saved = ckpt.get(name)
+            if saved is None or now is None:
+                continue  # written before settings were recorded, or not given to this trainer
+            for key in sorted(set(saved) | set(now)):
+                if key not in may_change and saved.get(key) != now.get(key):
+                    changed.append(_difference(key, saved.get(key), now.get(key)))
+        if changed:
+            raise ValueError(
+                f"Cannot resume from {path}: it was trained with other settings: "
+                + "; ".join(changed)
+                + f". Re-run with the checkpoint's settings to continue it, or train in another "
+                f"--exp-dir (nothing in {self.exp_dir} was changed)."
+            )
 
     def maybe_resume(self) -> Path | None:
         """Restore from --start-batch/--start-epoch or the newest complete checkpoint; its path or None."""
@@ -229,7 +303,7 @@ class Trainer:
         )
         for path in candidates:
             try:
-                ckpt = checkpoints.load_for_rank(path, self.dist.rank)
+                ckpt = checkpoints.load_checkpoint(path)
                 ok = True
             except Exception as e:  # noqa: BLE001
                 if explicit is not None:
@@ -240,6 +314,13 @@ class Trainer:
                 ok = False
             if any_true(not ok, self.dist, self.device):
                 continue
+            # the newest complete checkpoint decides: another world size or other settings are
+            # refused here, never skipped (skipping every file would silently start over)
+            self.check_resumable(ckpt, path)
+            if self.dist.rank > 0:
+                ckpt.update(
+                    checkpoints.load_checkpoint(checkpoints.rank_side_path(path, self.dist.rank))
+                )
             self.restore(ckpt, path)
             return path
         return None
@@ -402,7 +483,56 @@ class Trainer:
             self.pending_rng = None
 
     def train(self) -> TrainState:
-        """Train from the current state to the end of ``num_epochs`` (or ``max_steps``)."""
+        """Train from the current state to the end of ``num_epochs`` (or ``max_steps``).
+
+        SIGTERM, SIGINT and SIGUSR1 stop it after the current step (all DDP ranks at the same
+        one) with a checkpoint: :class:`TrainingInterrupted` is raised then. A second signal
+        stops at once. The exp dir's lock is released at the end.
+        """
+        previous = self._install_signal_handlers()
+        try:
+            return self._train()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self.sinks.close()
+            if self._lock is not None:
+                self._lock.release()
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}  # signals can only be handled in the main thread
+        previous: dict[int, Any] = {}
+
+        def handler(signum: int, frame: Any) -> None:
+            self._stop_signum = signum
+            signal.signal(signum, previous[signum])  # a second one acts at once
+            logger.warning(
+                f"Received {signal.Signals(signum).name}: stopping after this step with a "
+                "checkpoint (send it again to stop at once, without one)"
+            )
+
+        for signum in STOP_SIGNALS:
+            previous[signum] = signal.signal(signum, handler)
+        return previous
+
+    def _stop_requested(self) -> bool:
+        """Whether any rank got a stop signal (call at the same points on every rank)."""
+        return any_true(self._stop_signum is not None, self.dist, self.device)
+
+    def _stop(self, path: Path, saved: bool) -> None:
+        """Write ``path`` unless ``saved``, log how to resume, raise :class:`TrainingInterrupted`."""
+        if not saved:
+            self.save(path)
+        s = self.state
+        error = TrainingInterrupted(self._stop_signum or signal.SIGTERM, path)
+        logger.warning(
+            f"{error} (epoch {s.epoch}, batch {s.batch_idx_in_epoch} of the epoch, "
+            f"batch_idx_train {s.batch_idx_train})"
+        )
+        raise error
+
+    def _train(self) -> TrainState:
         c, s = self.config, self.state
         stop = False
         while self.state.epoch <= c.num_epochs and not stop:
@@ -448,11 +578,13 @@ class Trainer:
                 break
             self.validate()
             s.epoch_done = True
-            self.save(self.exp_dir / f"epoch-{s.epoch}.pt")
+            epoch_path = self.exp_dir / f"epoch-{s.epoch}.pt"
+            self.save(epoch_path)
             if self.dist.is_main:
                 checkpoints.remove_old_epochs(self.exp_dir, self.config.keep_last_epochs)
             self.state = s.next_epoch()
-        self.sinks.close()
+            if self._stop_requested():
+                self._stop(epoch_path, saved=True)
         return self.state
 
     def _after_batch(self, tracker, grad_norm, t0, audio, epoch_audio, stop) -> None:
@@ -465,8 +597,16 @@ class Trainer:
             self._log(tracker, grad_norm, t0, audio, epoch_audio)
         if c.valid_interval > 0 and s.batch_idx_train % c.valid_interval == 0:
             self.validate()
+        step_end = s.batch_idx_train % c.accum_grad == 0
         save_now = c.save_every_n > 0 and s.batch_idx_train % c.save_every_n == 0
-        if save_now or (stop and s.batch_idx_train % c.accum_grad == 0):
-            self.save(self.exp_dir / f"checkpoint-{s.batch_idx_train}.pt")
+        path = self.exp_dir / f"checkpoint-{s.batch_idx_train}.pt"
+        if save_now or (stop and step_end):
+            self.save(path)
             if self.dist.is_main:
                 checkpoints.remove_old_checkpoints(self.exp_dir, c.keep_last_k)
+        if step_end and not stop and self._stop_requested():
+            self._stop(path, saved=save_now)
+
+
+def _difference(key: str, saved: Any, now: Any) -> str:
+    return f"{key} (checkpoint {saved!r}, now {now!r})"

@@ -87,18 +87,6 @@ def run_training(
         device = resolve_device(train_config.device, info)
         seed_everything(train_config.seed + info.rank)
         task = build_task(device)
-        if info.is_main:
-            config = {
-                "training": config_to_dict(train_config),
-                "data": config_to_dict(data_config),
-                **(extra_config or {}),
-                "params": task.params,
-                **task.run_info,
-            }
-            info_path = write_run_info(exp_dir, config)
-            logger.info(f"Log file {log_path}; resolved config, git sha, versions in {info_path}")
-            num_params = sum(p.numel() for p in task.model.parameters())
-            logger.info(f"Task {task.kind}: {num_params / 1e6:.2f} M parameters on {device}")
 
         def loader(path, flag: str, dataset, train: bool) -> torch.utils.data.DataLoader:
             """The DataLoader of ``path`` (filtered by the task), sharded by rank."""
@@ -143,8 +131,22 @@ def run_training(
             sampler_state_fn=sampler_state_dict,
             find_unused_parameters=task.find_unused_parameters,
             epoch_audio_seconds=epoch_seconds,
+            data_settings=config_to_dict(data_config),
         )
-        trainer.maybe_resume()
+        trainer.maybe_resume()  # refuses other settings before anything is written
+        if info.is_main:
+            config = {
+                "training": config_to_dict(train_config),
+                "data": config_to_dict(data_config),
+                **(extra_config or {}),
+                "params": task.params,
+                **task.run_info,
+            }
+            info_path = write_run_info(exp_dir, config)
+            logger.info(f"Log file {log_path}; resolved config, git sha, versions in {info_path}")
+            num_params = sum(p.numel() for p in task.model.parameters())
+            logger.info(f"Task {task.kind}: {num_params / 1e6:.2f} M parameters on {device}")
+
         state = trainer.train()
         logger.info(
             f"Done: batch_idx_train {state.batch_idx_train}, {state.num_bad_steps} skipped steps, "

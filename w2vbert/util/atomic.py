@@ -28,7 +28,8 @@ def partial_path(path: Path | str) -> Path:
     return path.parent / f"{_PREFIX}{os.getpid()}.{path.name}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -48,9 +49,13 @@ def _writer_pid(tmp_name: str, final_name: str | None = None) -> int | None:
     return int(pid)
 
 
-def _is_stale(tmp: Path, final_name: str | None = None) -> bool:
+def _is_stale(tmp: Path, final_name: str | None = None, own: bool = False) -> bool:
     pid = _writer_pid(tmp.name, final_name)
-    return pid is not None and pid != os.getpid() and not _pid_alive(pid)
+    if pid is None:
+        return False
+    if pid == os.getpid():
+        return own  # ours: stale only where the caller knows it is writing nothing yet
+    return not pid_alive(pid)
 
 
 def remove_stale_partials(path: Path | str) -> list[Path]:
@@ -64,11 +69,16 @@ def remove_stale_partials(path: Path | str) -> list[Path]:
     return removed
 
 
-def remove_stale_partials_in(directory: Path | str) -> list[Path]:
-    """Deletes every stale temporary file directly in ``directory``; returns them."""
+def remove_stale_partials_in(directory: Path | str, include_own: bool = False) -> list[Path]:
+    """Deletes every stale temporary file directly in ``directory``; returns them.
+
+    ``include_own``: files carrying this process's pid count as stale too: a restarted job in a
+    container often gets the pid of the killed one, and a writer that has not started writing
+    knows that none of them is its own.
+    """
     removed = []
     for tmp in Path(directory).glob(f"{_PREFIX}*"):
-        if tmp.is_file() and _is_stale(tmp):
+        if tmp.is_file() and _is_stale(tmp, own=include_own):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
@@ -89,8 +99,10 @@ def write_error(error: BaseException, path: Path, what: str = "") -> OSError:
         free = "free space unknown"
     errno = getattr(error, "errno", None)
     reason = getattr(error, "strerror", None) or str(error)
-    head = f"{what} failed" if what else f"Writing {path} failed"
-    message = f"{head} ({free}; the previous file, if any, is kept): {reason}"
+    if what:  # the caller says what failed and what it did about it
+        message = f"{what} failed ({free}): {reason}"
+    else:
+        message = f"Writing {path} failed ({free}; the previous file, if any, is kept): {reason}"
     return OSError(errno, message, str(path)) if errno else OSError(f"{message}: {path}")
 
 
@@ -119,8 +131,8 @@ def atomic_output(path: Path | str) -> Iterator[Path]:
     Stale temporary files of ``path`` are deleted first. The file is fsynced before the rename and
     the directory after it, so a crash at any moment leaves either the old or the new complete file.
     On an exception the temporary file is removed and ``path`` is left as it was; an OSError that
-    names no file (e.g. a full disk), or a RuntimeError of ``torch.save``, is raised as the OSError
-    of :func:`write_error`. (Nest two of these only around their own writes.)
+    names no file (e.g. a full disk) is raised as the OSError of :func:`write_error`. (Nest two of
+    these only around their own writes.)
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,8 +148,6 @@ def atomic_output(path: Path | str) -> Iterator[Path]:
         if e.filename is not None and Path(e.filename) != tmp:
             raise
         raise write_error(e, path) from e
-    except RuntimeError as e:
-        raise write_error(e, path) from e
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
@@ -147,6 +157,24 @@ def atomic_torch_save(obj: Any, path: Path | str) -> None:
     """``torch.save(obj, path)`` through :func:`atomic_output`."""
     import torch
 
+    path = Path(path)
     with atomic_output(path) as tmp:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
+            try:
+                torch.save(obj, f)
+            except RuntimeError as e:  # a full disk: "unexpected pos 704 vs 598", no file named
+                raise write_error(e, path) from e
+
+
+@contextmanager
+def atomic_text(path: Path | str) -> Iterator[Any]:
+    """A text file (UTF-8) to write, that becomes ``path`` when the block succeeds."""
+    with atomic_output(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            yield f
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    """``Path(path).write_text(text)`` through :func:`atomic_output` (UTF-8)."""
+    with atomic_text(path) as f:
+        f.write(text)

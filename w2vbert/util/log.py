@@ -33,10 +33,13 @@ def setup_logging(
 
     The file is ``log_file`` (appended to) when given, else ``<log_dir>/<prefix>-<time>[-<rank>]``
     (icefall's ``log/log-train-<time>``), else none. Handlers of an earlier call are replaced;
-    handlers that others added are left alone. With ``world_size > 1`` lines carry ``(rank/size)``.
+    handlers that others added are left alone. Lines carry ``(rank/world_size)`` unless ``log_file``.
     """
+    # entry points' logs carry "(rank/world size)"; the stage scripts' (log_file) do not
     fmt = logging.Formatter(
-        _RANK_FORMAT.format(rank=rank, world_size=world_size) if world_size > 1 else LOG_FORMAT
+        LOG_FORMAT
+        if log_file is not None
+        else _RANK_FORMAT.format(rank=rank, world_size=world_size)
     )
     root = logging.getLogger()
     for h in list(root.handlers):
@@ -64,7 +67,12 @@ def setup_logging(
 
 
 def setup_cli_logging(log_file: Path | str, level: int = logging.INFO) -> None:
-    """Stage scripts of ``local/``: log to stderr and append to ``log_file``; logs the command."""
+    """Stage scripts of ``local/``: log to stderr and append to ``log_file`` only (every other
+    root handler is removed); logs the command."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
     setup_logging(log_file=log_file, level=level)
     logging.getLogger(__name__).info("Command: %s; log: %s", " ".join(sys.argv), log_file)
 

@@ -64,11 +64,12 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten_dict(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten_dict(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -82,7 +83,10 @@ def write_run_info(exp_dir: Path | str, config: dict[str, Any], name: str = "con
     path = Path(exp_dir) / name
     if path.is_file():
         try:
-            old, new = _flatten(json.loads(path.read_text()).get("config", {})), _flatten(config)
+            old, new = (
+                flatten_dict(json.loads(path.read_text()).get("config", {})),
+                flatten_dict(config),
+            )
             changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
             if changed:
                 logger.warning(f"Config differs from the previous run's {path} in: {changed}")
