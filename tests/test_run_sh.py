@@ -246,3 +246,77 @@ def test_run_sh_reruns_only_the_stages_whose_settings_changed(tmp_path: Path) ->
     assert ran("--decode-avg", "2", "--pretrain-epochs", "3", "--finetune-lr", "5e-4") == {
         4: False, 5: True, 6: True,
     }
+
+
+def test_force_reaches_the_data_scripts_without_changing_their_fingerprint(tmp_path: Path) -> None:
+    bin_dir, venv = tmp_path / "bin", tmp_path / "venv"
+    bin_dir.mkdir()
+    venv.mkdir()
+    (venv / ".w2vbert-setup-done").touch()
+    (bin_dir / "python").write_text(FAKE_PYTHON)
+    (bin_dir / "python").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "W2VBERT_USE_ACTIVE_ENV": "1",
+           "VIRTUAL_ENV": str(venv)}  # fmt: skip
+    run_sh = ["./run.sh", "--corpus", "tiny", "--stage", "0", "--stop-stage", "3",
+              "--exp-dir", str(tmp_path / "exp"), "--data-dir", str(tmp_path / "data"),
+              "--download-dir", str(tmp_path / "download")]  # fmt: skip
+    scripts = ("make_mini_corpus.py", "prepare_manifests.py", "compute_fbank.py", "train_bpe.py")
+
+    def commands(out: subprocess.CompletedProcess) -> list[str]:
+        assert out.returncode == 0, out.stdout + out.stderr
+        return [line for line in out.stdout.splitlines() if line.startswith("python local/")]
+
+    first = commands(_run(run_sh, env=env))
+    assert len(first) == 4 and not any("--force" in c for c in first)
+    forced = commands(_run(run_sh + ["--force", "true"], env=env))
+    assert [c.split()[1].split("/")[1] for c in forced] == list(scripts)
+    assert all(c.endswith(" --force") for c in forced)
+    again = _run(run_sh, env=env)  # the same stages, not forced: nothing to do
+    assert commands(again) == [] and again.stdout.count("already done, skipping") == 4
+
+
+SIGNAL_DRIVER = r"""
+set -euo pipefail
+stage=1; stop_stage=2; force=false; dry_run=false; log_dir=$1
+. "{root}/utils/stage_lib.sh"
+run_stage 1 train {python} -c '
+import signal, sys, time
+from pathlib import Path
+def stop(signum, frame):
+    print("saving a checkpoint", flush=True)
+    time.sleep(0.3)
+    Path(sys.argv[1], "saved").write_text(str(signum))
+    print("saved", flush=True)
+    sys.exit(128 + signum)
+signal.signal(signal.SIGTERM, stop)
+Path(sys.argv[1], "started").touch()
+while True:
+    time.sleep(0.05)
+' "$log_dir"
+run_stage 2 after bash -c 'touch "$0/stage-2-ran"' "$log_dir"
+"""
+
+
+def test_sigterm_to_a_stage_run_reaches_the_command_and_leaves_nothing_running(tmp_path: Path):
+    import sys
+    import time
+
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    script = tmp_path / "driver.sh"
+    script.write_text(SIGNAL_DRIVER.format(root=ROOT, python=sys.executable))
+    proc = subprocess.Popen(["bash", str(script), str(log_dir)], stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (log_dir / "started").exists():
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.terminate()  # SIGTERM to the driver only, as a scheduler's first signal
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out
+    assert (log_dir / "saved").read_text() == "15"  # the command got it and finished its save
+    log = (log_dir / "stage-1-train.log").read_text()
+    assert "saving a checkpoint" in log and "saved" in log  # tee outlived the command
+    assert "stage 1 (train): stopped by signal 15" in out
+    assert not (log_dir / "stage-1-train.done").exists() and not (log_dir / "stage-2-ran").exists()
+    leftovers = subprocess.run(["pgrep", "-f", str(log_dir)], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == ""

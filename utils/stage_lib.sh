@@ -23,6 +23,32 @@ log() {
   echo -e "$(date '+%Y-%m-%d %H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
 }
 
+_run_logged() {
+  # _run_logged LOG HEADER CMD...: CMD (after a "# <time> HEADER" line) with its output on the terminal
+  # and in LOG; returns CMD's status. CMD runs in its own process group: a SIGTERM or SIGINT to
+  # this script is passed on to CMD and everything it started (training then stops with a
+  # checkpoint), and the script waits for it, so nothing is left running. tee ignores both signals,
+  # so the command's last lines still reach the log.
+  local logf=$1 header=$2; shift 2
+  local tee_pid job rc=0
+  exec 3> >(trap '' TERM INT; exec tee "$logf")
+  tee_pid=$!
+  set -m
+  { echo "# $(date '+%F %T') $header"; "$@"; } >&3 2>&1 &
+  job=$!
+  set +m
+  trap 'kill -TERM -- "-$job" 2>/dev/null || true' TERM
+  trap 'kill -INT -- "-$job" 2>/dev/null || true' INT
+  while true; do
+    wait "$job" && rc=0 || rc=$?
+    kill -0 "$job" 2>/dev/null || break  # a trap interrupted the wait: wait again
+  done
+  trap - TERM INT
+  exec 3>&-
+  wait "$tee_pid" 2>/dev/null || true
+  return "$rc"
+}
+
 run_stage() {
   # run_stage N NAME CMD...: runs CMD as stage N when stage <= N <= stop_stage.
   # Its output goes to the terminal and to $log_dir/stage-N-NAME.log. On success it writes
@@ -48,8 +74,12 @@ run_stage() {
   mkdir -p "$log_dir"
   rm -f "$done"
   log "stage $n ($name): starting; log: $logf"
-  local t0=$SECONDS
-  if ! { echo "# $(date '+%F %T') $cmd"; "$@"; } 2>&1 | tee "$logf"; then
+  local t0=$SECONDS rc=0
+  _run_logged "$logf" "$cmd" "$@" || rc=$?
+  if [ "$rc" -gt 128 ]; then
+    log "stage $n ($name): stopped by signal $((rc - 128)) after $((SECONDS - t0)) s; its log: $logf (re-run to resume)"
+    exit "$rc"
+  elif [ "$rc" -ne 0 ]; then
     log "ERROR: stage $n ($name) failed after $((SECONDS - t0)) s; its log: $logf"
     exit 1
   fi

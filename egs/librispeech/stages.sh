@@ -7,6 +7,13 @@ _cuts() {  # _cuts PART: the fbank cuts file of a part
 
 _first() { echo "$1"; }  # _first WORD...: the first word, e.g. the first of several dev parts
 
+_forced() {  # _forced CMD...: CMD, plus --force under ./run.sh --force true: the data scripts
+  # skip the parts they have already written unless told otherwise (edited transcripts would
+  # otherwise keep their old manifests). Not part of the fingerprint: a later run without
+  # --force true is not a changed command.
+  if [ "${force:-false}" = true ]; then "$@" --force; else "$@"; fi
+}
+
 _settings() {  # _settings NAME...: "var=value ..." of the globals that the stage functions _NAME
   # (_pretrain, _finetune, _decode, _compare, below) read besides their arguments: the
   # stage_settings of a stage run as one of them (see utils/stage_lib.sh). Keep each list in step
@@ -101,7 +108,7 @@ run_recipe_stage() {
   case $n in
     0)
       if [ "$synthetic" = true ]; then
-        run_stage 0 corpus python local/make_mini_corpus.py --out-dir "$corpus_dir" --seed "$seed" \
+        run_stage 0 corpus _forced python local/make_mini_corpus.py --out-dir "$corpus_dir" --seed "$seed" \
           --nj "$nj" --train-minutes "$mini_train_minutes" --dev-minutes "$mini_dev_minutes" \
           --test-minutes "$mini_test_minutes" --unlabelled-minutes "$mini_unlabelled_minutes"
       else
@@ -109,15 +116,15 @@ run_recipe_stage() {
           ${librispeech_dir:+--existing "$librispeech_dir"} --parts $train_parts $dev_parts $test_parts
       fi ;;
     1)
-      run_stage 1 manifests python local/prepare_manifests.py --corpus-dir "$corpus_dir" \
+      run_stage 1 manifests _forced python local/prepare_manifests.py --corpus-dir "$corpus_dir" \
         --output-dir "$data_dir/manifests" --prefix "$prefix" --nj "$nj" ;;
     2)
       local sp=(); [ "$speed_perturb" = true ] && sp=(--speed-perturb)
-      run_stage 2 fbank python local/compute_fbank.py --manifest-dir "$data_dir/manifests" \
+      run_stage 2 fbank _forced python local/compute_fbank.py --manifest-dir "$data_dir/manifests" \
         --output-dir "$data_dir/fbank" --prefix "$prefix" --nj "$nj" \
         --pretrain-parts $unlabelled_parts "${sp[@]}" ;;
     3)
-      run_stage 3 bpe python local/train_bpe.py --lang-dir "$lang_dir" --vocab-size "$bpe_vocab_size" \
+      run_stage 3 bpe _forced python local/train_bpe.py --lang-dir "$lang_dir" --vocab-size "$bpe_vocab_size" \
         --transcripts $(for p in $train_parts; do _cuts "$p"; done) ;;
     4)
       stage_settings=$(_settings pretrain) \
