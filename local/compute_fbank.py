@@ -90,6 +90,7 @@ def main() -> None:
         untranscribed_parts,
         write_pretrain_cuts,
     )
+    from w2vbert.util.lock import DirectoryLock
     from w2vbert.util.log import setup_cli_logging
 
     setup_cli_logging(args.log_file or args.output_dir / "log" / "compute_fbank.log")
@@ -107,30 +108,40 @@ def main() -> None:
     length_filter = training_cut_filter(
         min_duration=args.min_cut_duration, max_duration=args.max_cut_duration
     )
-    # One pool for all parts: each spawned worker imports torch and kaldifeat once.
-    executor = (
-        ProcessPoolExecutor(args.nj, mp_context=get_context("spawn")) if args.nj > 1 else None
-    )
-    try:
-        for part in parts:
-            compute_fbank_part(
-                args.manifest_dir,
-                args.output_dir,
-                args.prefix,
-                part,
-                length_filter=None if part in eval_parts else length_filter,
-                speed_perturb=args.speed_perturb and part in train_parts,
-                num_jobs=args.nj,
-                executor=executor,
-                force=args.force,
+    with DirectoryLock(args.output_dir, "stage 2 (compute_fbank)"):
+        # One pool for all parts: each spawned worker imports torch and kaldifeat once.
+        executor = (
+            ProcessPoolExecutor(args.nj, mp_context=get_context("spawn")) if args.nj > 1 else None
+        )
+        try:
+            for part in parts:
+                compute_fbank_part(
+                    args.manifest_dir,
+                    args.output_dir,
+                    args.prefix,
+                    part,
+                    length_filter=None if part in eval_parts else length_filter,
+                    speed_perturb=args.speed_perturb and part in train_parts,
+                    num_jobs=args.nj,
+                    executor=executor,
+                    force=args.force,
+                )
+        except BaseException:  # an error, SIGTERM or Ctrl-C: the workers must not go on writing
+            if executor is not None:
+                workers = list((getattr(executor, "_processes", None) or {}).values())
+                executor.shutdown(wait=False, cancel_futures=True)
+                for process in workers:
+                    process.terminate()
+            raise
+        finally:
+            if executor is not None:
+                executor.shutdown()
+        if pretrain_parts:
+            write_pretrain_cuts(args.output_dir, args.prefix, pretrain_parts)
+        else:
+            logging.info(
+                "No pre-training parts: %s_cuts_pretrain.jsonl.gz not written", args.prefix
             )
-    finally:
-        if executor is not None:
-            executor.shutdown()
-    if pretrain_parts:
-        write_pretrain_cuts(args.output_dir, args.prefix, pretrain_parts)
-    else:
-        logging.info("No pre-training parts: %s_cuts_pretrain.jsonl.gz not written", args.prefix)
 
 
 if __name__ == "__main__":  # required: --nj > 1 spawns worker processes that import this file

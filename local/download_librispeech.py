@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # usable without path.sh
 
+from w2vbert.util.lock import DirectoryLock  # noqa: E402
 from w2vbert.util.log import run_main, setup_cli_logging  # noqa: E402
 
 LIBRISPEECH_100 = ("train-clean-100", "dev-clean", "dev-other", "test-clean", "test-other")
@@ -98,16 +99,17 @@ def main() -> None:
         raise ValueError(
             f"Unknown LibriSpeech part(s) {unknown}; expected some of {LIBRISPEECH_960}"
         )
-    if args.existing:
-        link_existing(args.existing, args.target_dir / "LibriSpeech", parts)
-    else:
-        from lhotse.recipes import download_librispeech
+    with DirectoryLock(args.target_dir, "stage 0 (download_librispeech)"):
+        if args.existing:
+            link_existing(args.existing, args.target_dir / "LibriSpeech", parts)
+        else:
+            from lhotse.recipes import download_librispeech
 
-        download_librispeech(args.target_dir, dataset_parts=parts)
-    if args.existing_librilight:
-        link_existing(args.existing_librilight, args.target_dir / "LibriLight", args.librilight)
-    elif args.librilight:
-        download_librilight(args.target_dir / "LibriLight", args.librilight)
+            download_librispeech(args.target_dir, dataset_parts=parts)
+        if args.existing_librilight:
+            link_existing(args.existing_librilight, args.target_dir / "LibriLight", args.librilight)
+        elif args.librilight:
+            download_librilight(args.target_dir / "LibriLight", args.librilight)
 
 
 if __name__ == "__main__":

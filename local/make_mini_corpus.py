@@ -28,6 +28,7 @@ from w2vbert.prep.text_sources import (  # noqa: E402
     DEFAULT_FORTUNE_DIR,
     load_default_sentences,
 )
+from w2vbert.util.lock import DirectoryLock  # noqa: E402
 from w2vbert.util.log import run_main, setup_cli_logging  # noqa: E402
 
 
@@ -101,7 +102,8 @@ def main() -> None:
         min_words=config.min_words,
         max_words=config.max_words,
     )
-    make_mini_corpus(config, args.out_dir, sentences, num_jobs=args.nj, force=args.force)
+    with DirectoryLock(args.out_dir.parent, "stage 0 (make_mini_corpus)"):
+        make_mini_corpus(config, args.out_dir, sentences, num_jobs=args.nj, force=args.force)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # usable without path.sh
 
+from w2vbert.util.lock import DirectoryLock  # noqa: E402
 from w2vbert.util.log import run_main, setup_cli_logging  # noqa: E402
 
 
@@ -50,14 +51,15 @@ def main() -> None:
         prepare_manifests,  # Lhotse: imported after --help
     )
 
-    prepare_manifests(
-        args.corpus_dir,
-        args.output_dir,
-        args.prefix,
-        args.parts,
-        num_jobs=args.nj,
-        force=args.force,
-    )
+    with DirectoryLock(args.output_dir, "stage 1 (prepare_manifests)"):
+        prepare_manifests(
+            args.corpus_dir,
+            args.output_dir,
+            args.prefix,
+            args.parts,
+            num_jobs=args.nj,
+            force=args.force,
+        )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # usable without path.sh
 
+from w2vbert.util.lock import DirectoryLock  # noqa: E402
 from w2vbert.util.log import run_main, setup_cli_logging  # noqa: E402
 
 
@@ -55,7 +56,8 @@ def main() -> None:
         transcripts = transcripts_from_manifests(args.transcripts)
     else:
         transcripts = transcripts_from_text(args.text)
-    train_bpe(transcripts, args.lang_dir, args.vocab_size, force=args.force)
+    with DirectoryLock(args.lang_dir, "stage 3 (train_bpe)"):
+        train_bpe(transcripts, args.lang_dir, args.vocab_size, force=args.force)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import logging
 
 from w2vbert.decoding.decode_sets import DecodeConfig, decode_sets
 from w2vbert.util.cli import entry_point_parser
+from w2vbert.util.lock import DirectoryInUseError, DirectoryLock
 from w2vbert.util.log import setup_logging
 
 
@@ -32,8 +33,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(str(e))
     setup_logging(config.exp_dir / config.decoding_method / "log", "log-decode")
     try:
-        summary = decode_sets(config)
-    except (ValueError, FileNotFoundError) as e:
+        with DirectoryLock(config.exp_dir / config.decoding_method, "decoding"):
+            summary = decode_sets(config)
+    except (ValueError, FileNotFoundError, DirectoryInUseError) as e:
         logging.getLogger(__name__).error(str(e))
         raise SystemExit(1) from e
     for name, info in summary.items():

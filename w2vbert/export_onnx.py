@@ -17,6 +17,7 @@ import sys
 
 from w2vbert.export.stage import ExportOptions, run_export
 from w2vbert.util.cli import entry_point_parser
+from w2vbert.util.lock import DirectoryLock
 from w2vbert.util.log import setup_logging
 
 
@@ -31,8 +32,10 @@ def main(argv: list[str] | None = None) -> None:
     options = ExportOptions.from_args(args)
     log_file = setup_logging((options.out_dir or options.exp_dir) / "log", prefix="log-export")
     logging.info(f"Command: {' '.join(sys.argv)}; log: {log_file}")
+    out_dir = options.out_dir or options.exp_dir
     try:
-        run_export(options)
+        with DirectoryLock(out_dir, "export", name=".lock-export"):
+            run_export(options)
     except (ValueError, FileNotFoundError, TypeError, RuntimeError) as e:
         logging.error(f"{type(e).__name__}: {e}")
         sys.exit(1)

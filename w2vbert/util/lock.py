@@ -37,9 +37,11 @@ def _read(path: Path) -> dict[str, Any] | None:
 class DirectoryLock:
     """``with DirectoryLock(exp_dir, "training"):`` -- or :meth:`acquire` / :meth:`release`."""
 
-    def __init__(self, directory: Path | str, what: str) -> None:
+    def __init__(self, directory: Path | str, what: str, name: str = LOCK_NAME) -> None:
+        """``what`` names the writer in messages; ``name``: the lock file's name in ``directory``
+        (writers of different files in one directory, e.g. training and export, use their own)."""
         self.directory, self.what = Path(directory), what
-        self.path = self.directory / LOCK_NAME
+        self.path = self.directory / name
         self.held = False
 
     def _record(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Callable
@@ -16,8 +17,16 @@ _RANK_FORMAT = (
     "%(asctime)s %(levelname)s [%(filename)s:%(lineno)d] ({rank}/{world_size}) %(message)s"
 )
 
+from w2vbert.util.lock import DirectoryInUseError
+
 # Errors whose message already says what is wrong and where: logged without a traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)
+USER_ERRORS = (
+    ValueError,
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    DirectoryInUseError,
+)
 
 
 def setup_logging(
@@ -77,10 +86,30 @@ def setup_cli_logging(log_file: Path | str, level: int = logging.INFO) -> None:
     logging.getLogger(__name__).info("Command: %s; log: %s", " ".join(sys.argv), log_file)
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds: temp files removed, locks released, pools shut down
+
+
 def run_main(main: Callable[[], None]) -> None:
-    """Runs ``main``; a bad-input error is logged as one clear message and exits with status 1."""
+    """Runs ``main``; a bad-input error is logged as one clear message and exits with status 1.
+
+    SIGTERM and Ctrl-C stop it cleanly (clean-ups run; no finished output is touched) with one
+    log line and the exit status 143 / 130.
+    """
+    log = logging.getLogger(__name__)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         main()
     except USER_ERRORS as e:
-        logging.getLogger(__name__).error("%s: %s", type(e).__name__, e)
+        log.error("%s: %s", type(e).__name__, e)
         sys.exit(1)
+    except KeyboardInterrupt:
+        log.error("Interrupted (Ctrl-C); finished outputs are kept, a re-run redoes the rest")
+        sys.exit(130)
+    except SystemExit as e:
+        if isinstance(e.code, int) and e.code > 128:
+            log.error(
+                f"Stopped by {signal.Signals(e.code - 128).name}; finished outputs are kept, "
+                "a re-run redoes the rest"
+            )
+        raise
