@@ -39,8 +39,9 @@ COMMON = [
 def setup(tmp_path_factory):
     """Corpus, BPE model and a 1-epoch tiny pre-training run."""
     root = tmp_path_factory.mktemp("ft")
-    train, dev = tiny_corpus.make_cuts(root, "train", 6), tiny_corpus.make_cuts(
-        root, "dev", 2, seed=1
+    train, dev = (
+        tiny_corpus.make_cuts(root, "train", 6),
+        tiny_corpus.make_cuts(root, "dev", 2, seed=1),
     )
     bpe = tiny_corpus.make_bpe(root)
     pre = root / "pretrain"
@@ -292,3 +293,21 @@ def test_lstm_prediction_network_trains_through_the_same_loss(setup):
     loss.backward()
     assert torch.isfinite(loss) and frames > 0 and {"simple_loss", "pruned_loss"} <= set(metrics)
     assert task.model.decoder.__class__.__name__ == "LstmDecoder"
+
+
+def test_decoding_with_a_bpe_model_of_another_size_is_refused_and_keeps_the_results(
+    setup, tmp_path
+):
+    exp = tmp_path / "ft"
+    finetune.main(_ft_argv(setup, exp, "--num-epochs", "1", "--save-every-n", "0"))
+    argv = ["--exp-dir", str(exp), "--epoch", "1", "--no-use-averaged-model",
+            "--cuts", f"dev={setup['dev']}"]  # fmt: skip
+    decode.main(argv)
+    results = sorted((exp / "greedy_search").glob("*-dev-*"))
+    before = {p: p.read_bytes() for p in results}
+    other = tiny_corpus.make_bpe(tmp_path, vocab_size=16)
+    with pytest.raises(SystemExit):
+        decode.main(argv + ["--bpe-model", str(other)])
+    log = sorted((exp / "greedy_search" / "log").glob("log-decode-*"))[-1].read_text()
+    assert f"BPE model {other} has 16 pieces, but the model was trained with 20" in log
+    assert {p: p.read_bytes() for p in results} == before

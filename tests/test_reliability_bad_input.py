@@ -128,3 +128,42 @@ def test_run_sh_stage_5_without_stage_4_checkpoint_fails_naming_the_missing_epoc
     assert f"stage 5 (finetune) failed after" in out and "stage-5-finetune.log" in out
     assert not (exp / "log" / "stage-5-finetune.done").exists()
     assert not (exp / "finetune").exists()
+
+
+def test_the_same_utterance_twice_in_the_pretraining_union_is_an_error(tmp_path):
+    from lhotse import CutSet
+    from lhotse.testing.dummies import dummy_cut
+
+    from w2vbert.prep.compute_features import FeatureError, write_pretrain_cuts
+
+    for part in ("a", "b"):
+        CutSet.from_cuts([dummy_cut(i) for i in (0, 1)]).to_file(
+            tmp_path / f"x_cuts_{part}.jsonl.gz"
+        )
+    with pytest.raises(FeatureError, match=r"Pre-training parts a b: 2 cut id\(s\) occur more"):
+        write_pretrain_cuts(tmp_path, "x", ["a", "b"])
+    assert not (tmp_path / "x_cuts_pretrain.jsonl.gz").exists()
+
+
+def test_stage_2_cuts_work_from_any_working_directory(tmp_path, monkeypatch):
+    make_librispeech_part(tmp_path / "c", "dev-x")
+    monkeypatch.chdir(tmp_path)
+    _stage12(Path("."), "dev-x", None)  # relative --output-dir, as run.sh gives it
+    monkeypatch.chdir(tmp_path / "c")  # somewhere else: another recipe's directory
+    cut = next(iter(load_manifest(tmp_path / "f" / "toy_cuts_dev-x.jsonl.gz")))
+    assert Path(cut.features.storage_path).is_absolute()
+    assert cut.load_features().shape[1] == 80
+
+
+def test_a_busy_master_port_is_replaced_by_a_free_one(caplog):
+    import socket
+
+    from w2vbert.training.ddp import _free_port
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with caplog.at_level(logging.WARNING):
+            assert _free_port(port) != port
+    assert f"--master-port {port} is in use" in caplog.text

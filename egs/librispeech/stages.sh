@@ -124,8 +124,9 @@ run_recipe_stage() {
         --output-dir "$data_dir/fbank" --prefix "$prefix" --nj "$nj" \
         --pretrain-parts $unlabelled_parts "${sp[@]}" ;;
     3)
+      local transcripts=(); for p in $train_parts; do transcripts+=("$(_cuts "$p")"); done
       run_stage 3 bpe _forced python local/train_bpe.py --lang-dir "$lang_dir" --vocab-size "$bpe_vocab_size" \
-        --transcripts $(for p in $train_parts; do _cuts "$p"; done) ;;
+        --transcripts "${transcripts[@]}" ;;
     4)
       stage_settings=$(_settings pretrain) \
         run_stage 4 pretrain _pretrain "$exp_dir/pretrain" ;;

@@ -128,6 +128,11 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
     )
     model = load_transducer(state, params).to(device)
     tokenizer = BpeTokenizer(config.bpe_model or params["bpe_model"])
+    if tokenizer.vocab_size != params["vocab_size"]:
+        raise ValueError(
+            f"BPE model {tokenizer.path} has {tokenizer.vocab_size} pieces, but the model was "
+            f"trained with {params['vocab_size']} ({params['bpe_model']}): decode with that one."
+        )
     out_dir = Path(config.exp_dir) / config.decoding_method
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {}

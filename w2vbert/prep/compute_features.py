@@ -156,7 +156,8 @@ def _compute(
     """Extracts and stores features; raises naming the cuts whose audio failed to load
     (Lhotse drops those silently)."""
     extractor = fbank_extractor()
-    storage = feats_dir if num_jobs > 1 else feats_dir / "feats-0"
+    # absolute, as the audio paths are: the cuts work from any working directory
+    storage = (feats_dir if num_jobs > 1 else feats_dir / "feats-0").resolve()
     feats_dir.mkdir(parents=True, exist_ok=True)
     try:
         with_feats = cuts.compute_and_store_features(
@@ -250,6 +251,13 @@ def write_pretrain_cuts(output_dir: Path, prefix: str, parts: Sequence[str]) -> 
         if not path.is_file():
             raise FeatureError(f"Pre-training part {part}: cuts file {path} does not exist")
         cuts.extend(c for c in load_manifest_lazy(path) if not is_speed_perturbed(c.id))
+    seen: Counter[str] = Counter(c.id for c in cuts)
+    repeated = sorted(cut_id for cut_id, n in seen.items() if n > 1)
+    if repeated:
+        raise FeatureError(
+            f"Pre-training parts {' '.join(parts)}: {len(repeated)} cut id(s) occur more than "
+            f"once (the same utterance twice?), e.g. {repeated[:5]}"
+        )
     with atomic_output(out) as tmp:
         CutSet.from_cuts(cuts).to_file(tmp)
     hours = sum(c.duration for c in cuts) / 3600.0

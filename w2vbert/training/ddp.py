@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -62,9 +63,28 @@ def _spawned_worker(
     _call(fn, args)
 
 
+def _free_port(preferred: int) -> int:
+    """``preferred`` if nothing listens there, else a free port the OS picks (logged)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            pass
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    logger.warning(
+        f"--master-port {preferred} is in use (another DDP job on this node?); using {port}"
+    )
+    return port
+
+
 def _spawn(fn: Callable[..., Any], args: tuple, world_size: int, master_port: int) -> None:
     """Spawn the ranks; a stop signal to this parent is passed on to them (they stop with a
-    checkpoint), and the parent exits with their exit code."""
+    checkpoint), and the parent exits with their exit code. A busy ``master_port`` is replaced
+    by a free one (the ranks are all on this node)."""
+    master_port = _free_port(master_port)
     context = mp.start_processes(
         _spawned_worker,
         args=(fn, args, world_size, master_port),
