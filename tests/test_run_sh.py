@@ -320,3 +320,19 @@ def test_sigterm_to_a_stage_run_reaches_the_command_and_leaves_nothing_running(t
     assert not (log_dir / "stage-1-train.done").exists() and not (log_dir / "stage-2-ran").exists()
     leftovers = subprocess.run(["pgrep", "-f", str(log_dir)], capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""
+
+
+def test_a_space_in_the_data_dir_reaches_stage_3_as_one_path(tmp_path: Path) -> None:
+    bin_dir, venv = tmp_path / "bin", tmp_path / "venv"
+    bin_dir.mkdir()
+    venv.mkdir()
+    (venv / ".w2vbert-setup-done").touch()
+    (bin_dir / "python").write_text('#!/usr/bin/env bash\nprintf "arg[%s]\\n" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "W2VBERT_USE_ACTIVE_ENV": "1",
+           "VIRTUAL_ENV": str(venv)}  # fmt: skip
+    data = tmp_path / "my data"
+    out = _run(["./run.sh", "--corpus", "tiny", "--stage", "3", "--stop-stage", "3",
+                "--exp-dir", str(tmp_path / "exp"), "--data-dir", str(data)], env=env)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert f"arg[{data}/fbank/tiny_cuts_train-mini.jsonl.gz]" in out.stdout
