@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_training_resume import _assert_identical, _final
 
 SCRIPT = Path(__file__).resolve().parent / "toy_training.py"
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
@@ -38,19 +39,6 @@ def _run(exp_dir: Path, *flags: str, expect_rc: int = 0) -> str:
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == expect_rc, err[-3000:]
     return err
-
-
-def _final(exp_dir: Path, rank: int = 0) -> dict:
-    return torch.load(exp_dir / f"final-rank{rank}.pt", weights_only=False)
-
-
-def _assert_identical(a: dict, b: dict) -> None:
-    assert a["batch_idx_train"] == b["batch_idx_train"]
-    for key in ("model", "model_avg"):
-        if a[key] is None and b[key] is None:
-            continue
-        for k in a[key]:
-            assert torch.equal(a[key][k], b[key][k]), f"{key}.{k} differs"
 
 
 def _md5s(exp_dir: Path) -> dict[str, str]:
