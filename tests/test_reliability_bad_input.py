@@ -167,3 +167,43 @@ def test_a_busy_master_port_is_replaced_by_a_free_one(caplog):
         with caplog.at_level(logging.WARNING):
             assert _free_port(port) != port
     assert f"--master-port {port} is in use" in caplog.text
+
+
+def test_a_nan_cut_in_the_dev_set_is_left_out_of_validation_with_a_warning(tmp_path, caplog):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import toy_training
+
+    trainer = toy_training.build_trainer(toy_training.toy_config(tmp_path / "exp"))
+    trainer.valid_dl.dataset.nan_cuts = frozenset({"valid-0"})
+    with caplog.at_level(logging.WARNING):
+        values = trainer.validate()
+    assert values and all(np.isfinite(v) for v in values.values())
+    assert "Validation: batches with a non-finite loss left out of the averages" in caplog.text
+    assert "'valid-0'" in caplog.text
+
+
+def test_a_truncated_cuts_file_is_an_error_naming_it(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import tiny_corpus
+
+    from w2vbert import pretrain
+
+    train = tiny_corpus.make_cuts(tmp_path / "c", "train", 6)
+    data = train.read_bytes()
+    train.write_bytes(data[: len(data) // 2])
+    argv = ["--train-cuts", str(train), "--model-preset", "tiny", "--exp-dir", str(tmp_path / "e"),
+            "--max-duration", "4", "--num-buckets", "2", "--device", "cpu", "--no-tensorboard"]  # fmt: skip
+    with pytest.raises(
+        ValueError, match=rf"--train-cuts {train}: cannot read the cuts .*truncated"
+    ):
+        pretrain.main(argv)
+    assert not list((tmp_path / "e").glob("*.pt"))
+
+
+def test_an_empty_part_directory_is_a_warning_in_stage_1(tmp_path, caplog):
+    make_librispeech_part(tmp_path / "c", "dev-x")
+    (tmp_path / "c" / "unlab-x").mkdir()  # a Libri-Light download that left nothing
+    with caplog.at_level(logging.INFO):
+        prepare_manifests(tmp_path / "c", tmp_path / "m", "toy", None)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("Ignoring" in r.getMessage() and "unlab-x" in r.getMessage() for r in warnings)

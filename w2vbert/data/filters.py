@@ -10,7 +10,9 @@ The filter is applied lazily (``cuts.filter(f)``); :meth:`CutFilter.report` summ
 
 from __future__ import annotations
 
+import json
 import logging
+import zlib
 from collections import Counter
 from typing import Any, Callable
 
@@ -110,10 +112,16 @@ def encoder_cut_filter(
 def scan(cuts: Any, cut_filter: CutFilter, name: str) -> tuple[int, float]:
     """Run ``cut_filter`` over every cut once, log the counts; returns (kept cuts, kept seconds)."""
     kept, seconds = 0, 0.0
-    for cut in cuts:
-        if cut_filter(cut):
-            kept += 1
-            seconds += cut.duration
+    try:
+        for cut in cuts:
+            if cut_filter(cut):
+                kept += 1
+                seconds += cut.duration
+    except (EOFError, OSError, json.JSONDecodeError, zlib.error) as e:  # truncated / corrupt file
+        raise ValueError(
+            f"{name}: cannot read the cuts ({type(e).__name__}: {e}); the file is truncated or "
+            "corrupt (re-run the stage that wrote it)"
+        ) from e
     logger.info(f"{name}: {cut_filter.report()}")
     if kept == 0:
         raise ValueError(f"{name}: no cut is left after filtering ({cut_filter.report()}).")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,7 +103,13 @@ def load_cuts(path: Path | str | None, what: str) -> CutSet:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path} does not exist.")
-    return CutSet.from_file(path)
+    try:
+        return CutSet.from_file(path)
+    except (EOFError, OSError, json.JSONDecodeError, zlib.error) as e:  # truncated or corrupt
+        raise ValueError(
+            f"{what} {path}: cannot read the cuts ({type(e).__name__}: {e}); the file is "
+            "truncated or corrupt (re-run the stage that wrote it)"
+        ) from e
 
 
 def create_sampler(

@@ -249,8 +249,18 @@ def write_pretrain_cuts(output_dir: Path, prefix: str, parts: Sequence[str]) -> 
     for part in parts:
         path = output_dir / f"{prefix}_cuts_{part}.jsonl.gz"
         if not path.is_file():
-            raise FeatureError(f"Pre-training part {part}: cuts file {path} does not exist")
-        cuts.extend(c for c in load_manifest_lazy(path) if not is_speed_perturbed(c.id))
+            raise FeatureError(
+                f"Pre-training part {part}: cuts file {path} does not exist: the part has no "
+                f"manifests (stage 1 ignores a directory without LibriSpeech/Libri-Light audio; "
+                f"see its log) or it is not among this run's parts"
+            )
+        try:
+            cuts.extend(c for c in load_manifest_lazy(path) if not is_speed_perturbed(c.id))
+        except (EOFError, OSError, ValueError) as e:  # a truncated or corrupt .jsonl.gz
+            raise FeatureError(
+                f"Pre-training part {part}: cannot read {path} ({type(e).__name__}: {e}); "
+                "re-run stage 2 for it with --force"
+            ) from e
     seen: Counter[str] = Counter(c.id for c in cuts)
     repeated = sorted(cut_id for cut_id, n in seen.items() if n > 1)
     if repeated:

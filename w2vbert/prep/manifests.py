@@ -79,8 +79,8 @@ def find_parts(corpus_dir: Path) -> list[str]:
     for sub in sorted(p for p in Path(corpus_dir).iterdir() if p.is_dir()):
         try:
             detect_layout(sub)
-        except CorpusError:
-            logger.info("Ignoring %s: not a LibriSpeech/Libri-Light part", sub)
+        except CorpusError as e:  # e.g. an unlabelled part whose download failed: say so loudly
+            logger.warning("Ignoring %s: not a LibriSpeech/Libri-Light part (%s)", sub, e)
             continue
         parts.append(sub.name)
     return parts

@@ -418,13 +418,25 @@ class Trainer:
             return {}
         self.ddp_model.eval()
         tracker = MetricsTracker()
+        bad_cuts: list[str] = []
         for batch in self.valid_dl:
             batch = move_to_device(batch, self.device)
             with self._autocast():
-                _, metrics, num_frames = self.compute_loss(
+                loss, metrics, num_frames = self.compute_loss(
                     self.ddp_model, batch, self.state.batch_idx_train
                 )
+            if not (
+                bool(torch.isfinite(loss.detach()).all())
+                and all(math.isfinite(v) for v in metrics.values())
+            ):
+                bad_cuts += batch_cut_ids(batch)  # a NaN cut must not make the average NaN
+                continue
             tracker.add(metrics, float(num_frames))
+        if bad_cuts:
+            logger.warning(
+                f"Validation: batches with a non-finite loss left out of the averages; their "
+                f"{len(bad_cuts)} cuts: {bad_cuts[:10]}"
+            )
         if self.dist.distributed:  # frame-weighted mean over ranks
             keys = sorted(tracker.sums)
             t = torch.tensor(

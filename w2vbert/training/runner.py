@@ -106,7 +106,7 @@ def run_training(
             _, epoch_seconds = scan(
                 load_cuts(data_config.train_cuts, "--train-cuts"),
                 task.make_cut_filter(),
-                "--train-cuts",
+                f"--train-cuts {data_config.train_cuts}",
             )
             logger.info(f"Training data per epoch: {epoch_seconds / 3600:.2f} h")
         train_dl = loader(data_config.train_cuts, "--train-cuts", task.train_dataset, train=True)
