@@ -88,6 +88,7 @@ def main() -> None:
         find_manifest_parts,
         training_cut_filter,
         untranscribed_parts,
+        warn_shared_ids,
         write_pretrain_cuts,
     )
     from w2vbert.util.lock import DirectoryLock
@@ -136,6 +137,7 @@ def main() -> None:
         finally:
             if executor is not None:
                 executor.shutdown()
+        warn_shared_ids(args.output_dir, args.prefix, train_parts, eval_parts)
         if pretrain_parts:
             write_pretrain_cuts(args.output_dir, args.prefix, pretrain_parts)
         else:

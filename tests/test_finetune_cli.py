@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -311,3 +312,28 @@ def test_decoding_with_a_bpe_model_of_another_size_is_refused_and_keeps_the_resu
     log = sorted((exp / "greedy_search" / "log").glob("log-decode-*"))[-1].read_text()
     assert f"BPE model {other} has 16 pieces, but the model was trained with 20" in log
     assert {p: p.read_bytes() for p in results} == before
+
+
+def test_a_nan_test_cut_at_decoding_is_a_warning_naming_it(setup, tmp_path, monkeypatch, caplog):
+    from w2vbert.decoding import decode_sets as ds
+
+    exp = tmp_path / "ft"
+    finetune.main(_ft_argv(setup, exp, "--num-epochs", "1", "--save-every-n", "0"))
+    real = ds.load_transducer
+
+    def with_nan_encoder(state, params):
+        model = real(state, params)
+        encoder_forward = model.encoder.forward
+
+        def forward(x, x_lens):
+            out, lens = encoder_forward(x, x_lens)
+            return torch.cat([out[:1] * float("nan"), out[1:]]), lens
+
+        model.encoder.forward = forward
+        return model
+
+    monkeypatch.setattr(ds, "load_transducer", with_nan_encoder)
+    with caplog.at_level(logging.WARNING):
+        decode.main(["--exp-dir", str(exp), "--epoch", "1", "--no-use-averaged-model",
+                     "--cuts", f"dev={setup['dev']}"])  # fmt: skip
+    assert "dev: 1 utterance(s) gave a non-finite encoder output" in caplog.text

@@ -125,7 +125,7 @@ def test_run_sh_stage_5_without_stage_4_checkpoint_fails_naming_the_missing_epoc
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out
     assert f"error: --init-from {exp}/pretrain/epoch-3.pt does not exist" in out
-    assert f"stage 5 (finetune) failed after" in out and "stage-5-finetune.log" in out
+    assert "stage 5 (finetune) failed after" in out and "stage-5-finetune.log" in out
     assert not (exp / "log" / "stage-5-finetune.done").exists()
     assert not (exp / "finetune").exists()
 
@@ -207,3 +207,58 @@ def test_an_empty_part_directory_is_a_warning_in_stage_1(tmp_path, caplog):
         prepare_manifests(tmp_path / "c", tmp_path / "m", "toy", None)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert any("Ignoring" in r.getMessage() and "unlab-x" in r.getMessage() for r in warnings)
+
+
+def test_lower_case_or_punctuated_transcripts_are_a_warning_with_a_count(tmp_path, caplog):
+    from w2vbert.prep.manifests import check_librispeech_part
+
+    make_librispeech_part(
+        tmp_path / "c", "dev-x", texts={"11-100-0000": "Hello, world", "11-100-0001": "FINE TEXT"}
+    )
+    with caplog.at_level(logging.WARNING):
+        assert check_librispeech_part(tmp_path / "c" / "dev-x") == []
+    assert "1 transcript(s) have characters other than A-Z, apostrophe and space" in caplog.text
+    assert "11-100-0000: 'Hello, world'" in caplog.text
+
+
+def test_a_cut_in_both_a_training_and_a_dev_part_is_a_warning(tmp_path, caplog):
+    from lhotse import CutSet
+    from lhotse.testing.dummies import dummy_cut
+
+    from w2vbert.prep.compute_features import warn_shared_ids
+
+    for part, ids in (("train-a", (0, 1, 2)), ("dev-a", (2, 3))):
+        CutSet.from_cuts([dummy_cut(i) for i in ids]).to_file(tmp_path / f"x_cuts_{part}.jsonl.gz")
+    with caplog.at_level(logging.WARNING):
+        assert warn_shared_ids(tmp_path, "x", ["train-a"], ["dev-a"]) == 1
+    assert "1 cut id(s) are in a training part (train-a) and a dev/test part (dev-a)" in caplog.text
+
+
+def test_a_truncated_feature_file_names_the_cuts_and_saves_the_failed_batch(tmp_path):
+    from w2vbert.data.datasets import BatchLoadError, PretrainDataset
+
+    make_librispeech_part(tmp_path / "c", "dev-x")
+    cuts = _stage12(tmp_path, "dev-x", None)
+    feats = next((tmp_path / "f" / "toy_feats_dev-x").rglob("*.lca"))
+    feats.write_bytes(feats.read_bytes()[:100])
+    with pytest.raises(BatchLoadError, match=r"Reading the features of cuts \['11-100-0000'") as e:
+        PretrainDataset()[cuts.subset(first=1)]
+    assert e.value.cut_ids == ["11-100-0000"]
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import toy_training
+
+    trainer = toy_training.build_trainer(toy_training.toy_config(tmp_path / "exp"))
+
+    def unreadable(cuts):
+        raise BatchLoadError([c.id for c in cuts], "OSError: truncated")
+
+    trainer.train_dl.dataset.__class__ = type(
+        "Unreadable",
+        (type(trainer.train_dl.dataset),),
+        {"__getitem__": lambda self, c: unreadable(c)},
+    )
+    with pytest.raises(BatchLoadError):
+        trainer.train()
+    saved = list((tmp_path / "exp").glob("failed-batch-1-rank0.json"))
+    assert saved and "OSError: truncated" in saved[0].read_text()

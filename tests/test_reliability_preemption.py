@@ -193,3 +193,13 @@ def test_the_pretrain_cli_refuses_another_lr_or_preset_before_writing_anything(t
     with pytest.raises(ValueError, match=r"model_config.model_dim \(checkpoint \d+, now \d+\)"):
         pretrain.main(argv + ["--model-dim", "48"])
     assert (exp / "config.json").read_bytes() == config_before
+
+
+def test_config_json_keeps_the_history_of_a_resumed_run(tmp_path):
+    from w2vbert.util.provenance import write_run_info
+
+    write_run_info(tmp_path, {"training": {"num_epochs": 1, "base_lr": 0.001}})
+    write_run_info(tmp_path, {"training": {"num_epochs": 3, "base_lr": 0.001}})
+    info = json.loads((tmp_path / "config.json").read_text())
+    assert info["config"]["training"]["num_epochs"] == 3
+    assert [h["changed"] for h in info["history"]] == [{"training.num_epochs": 1}]

@@ -34,8 +34,20 @@ def create_input_strategy(on_the_fly_feats: bool) -> InputStrategy:
     return PrecomputedFeatures()
 
 
+class BatchLoadError(RuntimeError):
+    """The features (or audio) of a batch could not be read; ``cut_ids`` names its cuts."""
+
+    def __init__(self, cut_ids: list[str], reason: str) -> None:
+        self.cut_ids = cut_ids
+        super().__init__(f"Reading the features of cuts {cut_ids[:10]} failed: {reason}")
+
+
 def _features(cuts: CutSet, input_strategy: InputStrategy) -> dict[str, Any]:
-    out = input_strategy(cuts)
+    try:
+        out = input_strategy(cuts)
+    except Exception as e:  # noqa: BLE001 - a truncated .lca, a missing file: name the cuts
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BatchLoadError([c.id for c in cuts], f"{type(e).__name__}: {first_line}") from e
     features, feature_lens = out[0], out[1]
     return {
         "features": features.float(),

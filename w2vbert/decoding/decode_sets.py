@@ -141,12 +141,14 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
             load_cuts(path, f"--cuts {name}"), max_duration=config.max_duration
         )
         dl = create_dataloader(AsrDataset(tokenizer), sampler)
-        results, audio, start = [], 0.0, time.time()
+        results, audio, start, non_finite = [], 0.0, time.time(), []
         with torch.inference_mode():
             for batch in dl:
                 enc, lens = model.encoder(
                     batch["features"].to(device), batch["feature_lens"].to(device)
                 )
+                finite = torch.isfinite(enc).flatten(1).all(dim=1).tolist()
+                non_finite += [c for c, ok in zip(batch["cut_ids"], finite) if not ok]
                 hyps = _search(
                     config.decoding_method,
                     model,
@@ -159,6 +161,11 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
                     results.append((cut_id, ref.split(), tokenizer.sp.decode(hyp).split()))
                 audio += float(batch["durations"].sum())
         seconds = time.time() - start
+        if non_finite:
+            logger.warning(
+                f"{name}: {len(non_finite)} utterance(s) gave a non-finite encoder output (NaN/inf "
+                f"features?); their hypotheses are empty and count as errors: {non_finite[:10]}"
+            )
         write_recogs(out_dir / f"recogs-{name}-{suffix}.txt", results)
         wer = write_error_stats(out_dir / f"errs-{name}-{suffix}.txt", f"{name}-{suffix}", results)
         write_wer_summary(

@@ -223,9 +223,7 @@ def compute_fbank_part(
     if speed_perturb:
         cuts = cuts + sum((cuts.perturb_speed(f) for f in SPEED_FACTORS), CutSet())
         logger.info("Part %s: speed perturbation %s added", part, " ".join(map(str, SPEED_FACTORS)))
-    cuts = filter_cuts(
-        cuts, length_filter or encoder_cut_filter(), part
-    )
+    cuts = filter_cuts(cuts, length_filter or encoder_cut_filter(), part)
     with_feats = _compute(cuts, feats_dir, num_jobs, part, executor)
     with atomic_output(cuts_path) as tmp:
         with_feats.to_file(tmp)
@@ -234,6 +232,28 @@ def compute_fbank_part(
         "Part %s: %d cuts, %.3f h of features -> %s", part, len(with_feats), hours, cuts_path
     )
     return cuts_path
+
+
+def warn_shared_ids(
+    output_dir: Path, prefix: str, train_parts: Sequence[str], eval_parts: Sequence[str]
+) -> int:
+    """Logs a warning when a cut id of a training part is also in a dev/test part (the same
+    utterance trained on and scored: results that look better than they are); returns the count."""
+
+    def ids(part: str) -> set[str]:
+        path = Path(output_dir) / f"{prefix}_cuts_{part}.jsonl.gz"
+        if not path.is_file():
+            return set()
+        return {c.id for c in load_manifest_lazy(path) if not is_speed_perturbed(c.id)}
+
+    train_ids = set().union(*(ids(p) for p in train_parts)) if train_parts else set()
+    shared = sorted(train_ids & set().union(*(ids(p) for p in eval_parts))) if eval_parts else []
+    if shared:
+        logger.warning(
+            "%d cut id(s) are in a training part (%s) and a dev/test part (%s), e.g. %s",
+            len(shared), " ".join(train_parts), " ".join(eval_parts), shared[:5],
+        )  # fmt: skip
+    return len(shared)
 
 
 def is_speed_perturbed(cut_id: str) -> bool:

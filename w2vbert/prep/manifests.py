@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -86,12 +87,16 @@ def find_parts(corpus_dir: Path) -> list[str]:
     return parts
 
 
+_NORMALISED = re.compile(r"[A-Z']+( [A-Z']+)*")
+
+
 def check_librispeech_part(part_dir: Path) -> list[str]:
     """Problems of a LibriSpeech-layout part (transcripts vs audio files); [] if none."""
     part_dir = Path(part_dir)
     problems: list[str] = []
     expected: set[Path] = set()
     ids: dict[str, str] = {}
+    unnormalised: list[str] = []
     for trans in sorted(part_dir.rglob("*.trans.txt")):
         text_lines = trans.read_bytes().decode("utf-8", errors="replace").splitlines()
         for lineno, line in enumerate(text_lines, start=1):
@@ -106,6 +111,8 @@ def check_librispeech_part(part_dir: Path) -> list[str]:
                 problems.append(f"{where}: empty transcript for utterance {utt_id}")
             elif not text.isascii():
                 problems.append(f"{where}: non-ASCII transcript for utterance {utt_id}: {text!r}")
+            elif not _NORMALISED.fullmatch(text):
+                unnormalised.append(f"{utt_id}: {text!r}")
             if utt_id in ids:
                 problems.append(f"{where}: utterance id {utt_id} repeats {ids[utt_id]}")
             ids[utt_id] = where
@@ -118,6 +125,13 @@ def check_librispeech_part(part_dir: Path) -> list[str]:
     for audio in sorted(part_dir.rglob("*.flac")):
         if audio.relative_to(part_dir) not in expected:
             problems.append(f"{audio}: audio file without a transcript line in any *.trans.txt")
+    if unnormalised:
+        logger.warning(
+            "%s: %d transcript(s) have characters other than A-Z, apostrophe and space "
+            "(LibriSpeech's normalisation; a BPE model trained on such text maps the others to "
+            "<unk>), e.g. %s",
+            part_dir, len(unnormalised), "; ".join(unnormalised[:3]),
+        )  # fmt: skip
     return problems
 
 

@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from w2vbert import checkpoint as checkpoints
+from w2vbert.data.datasets import BatchLoadError
 from w2vbert.training.batch_utils import (
     batch_audio_seconds,
     batch_cut_ids,
@@ -478,6 +479,22 @@ class Trainer:
         )
         self.sinks.write("train", s.batch_idx_train, {**values, **extra})
 
+    def _batches(self):
+        """The epoch's batches; one whose loading failed is saved as ``failed-batch-*.json``."""
+        it = self._epoch_iterator()
+        while True:
+            try:
+                batch = next(it)
+            except StopIteration:
+                return
+            except BatchLoadError as e:
+                step = self.state.batch_idx_train + 1
+                save_failed_batch(
+                    self.exp_dir, {"cut_ids": e.cut_ids}, step, self.dist.rank, str(e)
+                )
+                raise
+            yield batch
+
     def _epoch_iterator(self):
         if self.resumed_mid_epoch:  # the DataLoader's iter() may draw from RNGs: restore after it
             it = iter(self.train_dl)
@@ -553,7 +570,7 @@ class Trainer:
             audio = epoch_audio = grad_norm = (
                 0.0  # audio seconds since the last log line / in the epoch
             )
-            for batch in self._epoch_iterator():
+            for batch in self._batches():
                 batch = move_to_device(batch, self.device)
                 try:
                     metrics, num_frames = self._forward_backward(batch)

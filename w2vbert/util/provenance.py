@@ -78,16 +78,26 @@ def flatten_dict(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def write_run_info(exp_dir: Path | str, config: dict[str, Any], name: str = "config.json") -> Path:
     """Write the resolved config, argv, git sha and package versions to ``<exp_dir>/<name>``.
 
-    If the file exists (a resumed run), keys whose value changed are logged as a warning.
+    If the file exists (a resumed run), the keys whose value changed are logged as a warning, and
+    ``history`` keeps what each earlier run of this exp dir was started with (time, argv, git sha,
+    and the values it had for the keys that changed), so the file never hides a change.
     """
     path = Path(exp_dir) / name
+    history: list[dict[str, Any]] = []
     if path.is_file():
         try:
-            old, new = (
-                flatten_dict(json.loads(path.read_text()).get("config", {})),
-                flatten_dict(config),
-            )
+            previous = json.loads(path.read_text())
+            old, new = flatten_dict(previous.get("config", {})), flatten_dict(config)
             changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            history = list(previous.get("history", []))
+            history.append(
+                {
+                    "time": previous.get("time"),
+                    "argv": previous.get("argv"),
+                    "git_sha": previous.get("git_sha"),
+                    "changed": {k: old.get(k) for k in changed},
+                }
+            )
             if changed:
                 logger.warning(f"Config differs from the previous run's {path} in: {changed}")
         except (OSError, json.JSONDecodeError):
@@ -99,6 +109,7 @@ def write_run_info(exp_dir: Path | str, config: dict[str, Any], name: str = "con
         "versions": package_versions(),
         "host": platform.node(),
         "time": datetime.datetime.now().isoformat(timespec="seconds"),
+        "history": history,
     }
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str) + "\n")
