@@ -69,24 +69,24 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
     return torch.load(path, map_location=map_location, weights_only=False)
 
 
-def find_checkpoints(exp_dir: Path | str) -> list[Path]:
-    """``checkpoint-<batch>.pt`` files in ``exp_dir``, newest (largest batch) first."""
+def _numbered(exp_dir: Path | str, glob: str, pattern: re.Pattern) -> list[Path]:
+    """Files of ``exp_dir`` matching ``glob`` and ``pattern`` (group 1: a number), largest first."""
     found = []
-    for p in Path(exp_dir).glob("checkpoint-*.pt"):
-        m = _CHECKPOINT_RE.match(p.name)
+    for p in Path(exp_dir).glob(glob):
+        m = pattern.match(p.name)
         if m:
             found.append((int(m.group(1)), p))
     return [p for _, p in sorted(found, reverse=True)]
+
+
+def find_checkpoints(exp_dir: Path | str) -> list[Path]:
+    """``checkpoint-<batch>.pt`` files in ``exp_dir``, newest (largest batch) first."""
+    return _numbered(exp_dir, "checkpoint-*.pt", _CHECKPOINT_RE)
 
 
 def find_epoch_checkpoints(exp_dir: Path | str) -> list[Path]:
     """``epoch-<N>.pt`` files in ``exp_dir``, newest (largest N) first."""
-    found = []
-    for p in Path(exp_dir).glob("epoch-*.pt"):
-        m = _EPOCH_RE.match(p.name)
-        if m:
-            found.append((int(m.group(1)), p))
-    return [p for _, p in sorted(found, reverse=True)]
+    return _numbered(exp_dir, "epoch-*.pt", _EPOCH_RE)
 
 
 def _progress_key(path: Path) -> tuple[int, int, int] | None:

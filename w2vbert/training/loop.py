@@ -226,8 +226,8 @@ class Trainer:
         barrier(self.dist)
 
     def restore(self, ckpt: dict[str, Any], path: Path) -> None:
-        """Restore everything :meth:`checkpoint_dict` saved (``path`` names it in errors and logs)."""
-        self.check_resumable(ckpt, path)
+        """Restore everything :meth:`checkpoint_dict` saved (``path`` names it in logs); ``ckpt``
+        has passed :meth:`check_resumable` (as :meth:`maybe_resume` does first)."""
         self.model.load_state_dict(ckpt["model"])
         if self.model_avg is not None and ckpt.get("model_avg") is not None:
             self.model_avg = ckpt["model_avg"]

@@ -61,24 +61,22 @@ def _is_stale(tmp: Path, final_name: str | None = None, own: bool = False) -> bo
 def remove_stale_partials(path: Path | str) -> list[Path]:
     """Deletes temporary files of ``path`` left by killed writers; returns them."""
     path = Path(path)
-    removed = []
-    for tmp in path.parent.glob(f"{_PREFIX}*.{path.name}"):
-        if _is_stale(tmp, path.name):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
+    return remove_stale_partials_in(path.parent, final_name=path.name)
 
 
-def remove_stale_partials_in(directory: Path | str, include_own: bool = False) -> list[Path]:
-    """Deletes every stale temporary file directly in ``directory``; returns them.
+def remove_stale_partials_in(
+    directory: Path | str, include_own: bool = False, final_name: str | None = None
+) -> list[Path]:
+    """Deletes the stale temporary files directly in ``directory`` (only those of ``final_name``
+    when given); returns them.
 
     ``include_own``: files carrying this process's pid count as stale too: a restarted job in a
     container often gets the pid of the killed one, and a writer that has not started writing
     knows that none of them is its own.
     """
     removed = []
-    for tmp in Path(directory).glob(f"{_PREFIX}*"):
-        if tmp.is_file() and _is_stale(tmp, own=include_own):
+    for tmp in Path(directory).glob(f"{_PREFIX}*.{final_name}" if final_name else f"{_PREFIX}*"):
+        if tmp.is_file() and _is_stale(tmp, final_name, own=include_own):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
