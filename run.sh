@@ -46,7 +46,7 @@ Stages (--stage N --stop-stage M; default 0..7):
   5 finetune   pruned RNN-T fine-tuning                    -> exp/finetune/
   6 decode     greedy and modified beam search, WER        -> exp/finetune/<method>/
   7 export     ONNX export, checked with sherpa-onnx       -> exp/finetune/*.onnx
-  8 compare    ablation: scratch vs w2v-BERT vs contrastive-only vs MLM-only -> exp/compare/
+  8 compare    ablation: scratch vs w2v-BERT vs contrastive-only vs MLM-only vs BEST-RQ -> exp/compare/
 
 Options:
   --stage N --stop-stage M   stages to run (default 0 and 7)

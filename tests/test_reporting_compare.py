@@ -41,6 +41,8 @@ def test_claims_use_the_feature_quantizer_rows_for_the_collapse_when_they_ran(tm
     _decode(c / "finetune-mlm", {"dev": 80.0, "test": 70.0})
     _pretrain(c / "pretrain-features-w2vbert", code_perplexity=40.0, code_usage=0.6)
     _pretrain(c / "pretrain-features-mlm", code_perplexity=2.1, code_usage=0.02, mlm_acc=0.95)
+    _pretrain(c / "pretrain-best-rq", code_perplexity=900.0, code_usage=0.11, mlm_acc=0.05)
+    _decode(c / "finetune-best-rq", {"dev": 52.0, "test": 41.0})
 
     text = write_results(
         exp, title="t", command="c", dev_sets=["dev"], test_sets=["test"]
@@ -53,6 +55,10 @@ def test_claims_use_the_feature_quantizer_rows_for_the_collapse_when_they_ran(tm
         "| (d') MLM only, quantizer on learned features | - | - | - | - | 2.1 | 2.0% | 0.950 |"
         in text
     )
+    assert "| (e) BEST-RQ (random-projection targets) | 52.00 | 41.00 | - | - | 900.0 | 11.0% | 0.050 |" in text
+    rows = [line for line in text.splitlines() if line.startswith("| (")]
+    assert [r[:4] for r in rows] == ["| (a", "| (b", "| (c", "| (d", "| (e", "| (b", "| (d"]
+    assert "4. (not a claim of the paper) BEST-RQ vs w2v-BERT on test: 41.00 vs 40.00 (w2v-BERT lower)" in text
     assert (exp / "plots" / "compare-wer.png").is_file()
 
 

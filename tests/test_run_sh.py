@@ -142,12 +142,13 @@ def test_finetune_init_args_apply_to_pretrained_encoders_only(tmp_path: Path) ->
     assert "--init-from exp/pretrain/epoch-10.pt --bpe-model" in out.stdout.splitlines()[1]
 
 
-def test_compare_gives_the_w2vbert_feature_run_its_own_args(tmp_path: Path) -> None:
+def test_compare_gives_the_w2vbert_feature_run_and_best_rq_their_own_args(tmp_path: Path) -> None:
     script = _stages_driver(
         tmp_path,
         "exp_dir=exp; test_parts=test-mini; pretrain_epochs=10; pretrain_max_duration=25\n"
         "pretrain_lr=2e-3; pretrain_extra_args=; decode_epoch=3; decode_avg=1\n"
         "compare_features_epochs=4; compare_features_w2vbert_args='--diversity-weight 1.0'\n"
+        "compare_best_rq_args='--mask-p 0.15 --mask-span-len 4'\n"
         "_compare",
     )
     out = _run(["bash", str(script), "--freeze-encoder-steps 300"])
@@ -158,10 +159,17 @@ def test_compare_gives_the_w2vbert_feature_run_its_own_args(tmp_path: Path) -> N
     w2v, mlm = features
     assert "--objective w2vbert" in w2v and w2v.endswith("--num-epochs 4 --diversity-weight 1.0")
     assert "--objective mlm" in mlm and "--diversity-weight" not in mlm
+    best_rq = [x for x in lines if "pretrain-best-rq" in x and "w2vbert.pretrain" in x]
+    assert len(best_rq) == 1 and best_rq[0].endswith("--objective best-rq --mask-p 0.15 --mask-span-len 4")
+    assert "--num-epochs 10" in best_rq[0]  # the budget of (b)-(d)
+    assert not any("--mask-p" in x for x in lines if x not in best_rq)
     finetunes = [x for x in lines if "w2vbert.finetune" in x]
-    assert len(finetunes) == 3  # scratch, contrastive only, MLM only
+    assert len(finetunes) == 4  # scratch, contrastive only, MLM only, BEST-RQ
     assert "--freeze-encoder-steps" not in finetunes[0]
     assert all("--freeze-encoder-steps 300" in x for x in finetunes[1:])
+    assert "pretrain-best-rq/epoch-10.pt" in finetunes[3]
+    decodes = [x for x in lines if "w2vbert.decode" in x]
+    assert any("finetune-best-rq" in x for x in decodes)
 
 
 

@@ -28,7 +28,7 @@ _settings() {  # _settings NAME...: "var=value ..." of the globals that the stag
                         finetune_extra_args finetune_init_args) ;;
       decode) names+=(data_dir prefix dev_parts test_parts lang_dir decode_epoch decode_avg) ;;
       compare) names+=(exp_dir pretrain_epochs compare_features_epochs
-                       compare_features_w2vbert_args) ;;
+                       compare_features_w2vbert_args compare_best_rq_args) ;;
       *) echo "_settings: no stage function '$f'" >&2; return 1 ;;
     esac
   done
@@ -78,11 +78,15 @@ _report() {  # writes $exp_dir/RESULTS.md and plots from whatever has run
     --title "w2v-BERT recipe: results on the $corpus corpus" --command "$run_command"
 }
 
-_compare() {  # stage 8: (a) scratch, (c) contrastive only, (d) MLM only; (b) is stages 4-6
-  local c=$exp_dir/compare obj
+_compare() {  # stage 8: (a) scratch, (c) contrastive only, (d) MLM only, (e) BEST-RQ; (b) is
+  # stages 4-6. (e) gets the same pre-training and fine-tuning budgets as (b)-(d), plus
+  # $compare_best_rq_args (e.g. the corpus's masking instead of the paper's)
+  local c=$exp_dir/compare obj best_rq=()
+  read -r -a best_rq <<< "${compare_best_rq_args:-}"
   for obj in contrastive mlm; do
     _pretrain "$c/pretrain-$obj" --objective "$obj" || return 1
   done
+  _pretrain "$c/pretrain-best-rq" --objective best-rq "${best_rq[@]}" || return 1
   # claim 3 (codebook collapse) with the quantizer on the learned features, pre-training only;
   # $compare_features_w2vbert_args (e.g. a diversity weight) go to the w2v-BERT run only: MLM only
   # drops the contrastive and diversity losses whole
@@ -94,10 +98,10 @@ _compare() {  # stage 8: (a) scratch, (c) contrastive only, (d) MLM only; (b) is
       --no-block-same-code --num-epochs "${compare_features_epochs:-2}" "${more[@]}" || return 1
   done
   _finetune "$c/finetune-scratch" none || return 1
-  for obj in contrastive mlm; do
+  for obj in contrastive mlm best-rq; do
     _finetune "$c/finetune-$obj" "$c/pretrain-$obj/epoch-$pretrain_epochs.pt" || return 1
   done
-  for sys in scratch contrastive mlm; do
+  for sys in scratch contrastive mlm best-rq; do
     _decode "$c/finetune-$sys" greedy_search || return 1
   done
 }

@@ -1,5 +1,6 @@
 """w2v-BERT model: feature encoder, conformer, masking, quantizer, configs and factories."""
 
+from w2vbert.model.best_rq import BestRqModel, BestRqOutput, create_best_rq_model
 from w2vbert.model.config import (
     W2VBertConfig,
     get_w2vbert_config,
@@ -14,6 +15,7 @@ from w2vbert.model.feature_encoder import (
 )
 from w2vbert.model.masking import compute_span_mask, make_padding_mask
 from w2vbert.model.quantizer import GumbelVectorQuantizer, QuantizerOutput
+from w2vbert.model.random_projection import RandomProjectionOutput, RandomProjectionQuantizer
 from w2vbert.model.w2vbert import (
     W2VBertEncoder,
     W2VBertModel,
@@ -23,6 +25,11 @@ from w2vbert.model.w2vbert import (
 )
 
 __all__ = [
+    "BestRqModel",
+    "BestRqOutput",
+    "RandomProjectionOutput",
+    "RandomProjectionQuantizer",
+    "create_best_rq_model",
     "ConformerBlock",
     "ConformerEncoder",
     "FbankFeatureEncoder",

@@ -2,8 +2,9 @@
 
 Presets (``get_w2vbert_config(name)``): ``tiny`` (unit tests), ``mini`` (CPU runs, ~5.5M
 parameters), ``base`` (~95M), ``xl`` (0.6B: 24 blocks, 12 contrastive + 12 MLM, the paper's
-XL), ``xxl`` (1.0B: 12 + 30). Ablations: :func:`with_objective` (``"contrastive"`` =
-w2v-Conformer, ``"mlm"`` = MLM only, the paper's collapsing ablation).
+XL), ``xxl`` (1.0B: 12 + 30). Objectives: :func:`with_objective` (``"contrastive"`` =
+w2v-Conformer, ``"mlm"`` = MLM only, the paper's collapsing ablation, ``"best-rq"`` = BEST-RQ,
+Chiu et al. 2022, on the same encoder).
 """
 
 from __future__ import annotations
@@ -11,7 +12,21 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any, Callable, Literal
 
-Objective = Literal["w2vbert", "contrastive", "mlm"]
+Objective = Literal["w2vbert", "contrastive", "mlm", "best-rq"]
+OBJECTIVES: tuple[str, ...] = ("w2vbert", "contrastive", "mlm", "best-rq")
+Method = Literal["w2vbert", "best-rq"]
+
+# BEST-RQ (Chiu et al. 2022, section 3 and 4.2): the paper's numbers, in 10 ms input frames.
+BEST_RQ_CODEBOOK_SIZE = 8192
+"""Entries of the random codebook."""
+BEST_RQ_CODE_DIM = 16
+"""Dimension of the random projection and of the codebook entries."""
+BEST_RQ_FRAME_MASK_P = 0.01
+"""Probability that a 10 ms input frame starts a masked span."""
+BEST_RQ_MASK_MS = 400
+"""Masked span length in ms (40 input frames)."""
+BEST_RQ_NOISE_STD = 0.1
+"""Standard deviation of the noise N(0, 0.1) that replaces masked (normalised) fbank frames."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,6 +59,20 @@ class W2VBertConfig:
     rotary_base: float = 10000.0
     """Base of the rotary position embedding frequencies."""
 
+    # Self-supervised method
+    method: Method = "w2vbert"
+    """``"w2vbert"``: Gumbel quantizer learned by the contrastive task, contrastive + MLM losses
+    (and the ablations of :func:`with_objective`). ``"best-rq"``: targets from a frozen random
+    projection and a frozen random codebook of the stacked normalised fbank
+    (:class:`w2vbert.model.random_projection.RandomProjectionQuantizer`), masked fbank frames
+    replaced by noise, MLM loss only, every block an MLM block; set by
+    ``with_objective(config, "best-rq")``."""
+    random_projection_seed: int = 0
+    """BEST-RQ: seed of the projection and codebook (they are buffers saved with the checkpoint,
+    so resuming or fine-tuning never draws them again)."""
+    mask_noise_std: float = BEST_RQ_NOISE_STD
+    """BEST-RQ: standard deviation of the noise that replaces masked fbank frames."""
+
     # Dropout
     feature_dropout_p: float = 0.1
     """Dropout on the feature-encoder output."""
@@ -75,11 +104,13 @@ class W2VBertConfig:
     make its own targets trivial by collapsing the feature encoder; on the mini corpus that
     happens within 20 steps (codebook perplexity 1)."""
     num_codebooks: int = 1
-    """Codebooks (groups) G of the Gumbel quantizer."""
+    """Codebooks (groups) G of the quantizer (BEST-RQ: independent random codebooks, each with its
+    own projection and its own MLM softmax)."""
     num_codebook_entries: int = 1024
     """Entries V per codebook."""
     codebook_dim: int = 1024
-    """Codevector dim C (concatenation over codebooks; multiple of num_codebooks)."""
+    """Gumbel: codevector dim C (concatenation over codebooks; multiple of num_codebooks).
+    BEST-RQ: the dim of each codebook's projection and entries."""
     gumbel_max_temp: float = 2.0
     """Gumbel-softmax temperature at step 0."""
     gumbel_min_temp: float = 0.5
@@ -142,6 +173,24 @@ class W2VBertConfig:
                 f"`quantizer_input` must be 'fbank' or 'features', but is "
                 f"{self.quantizer_input!r} instead."
             )
+        if self.method not in ("w2vbert", "best-rq"):
+            p.append(f"`method` must be 'w2vbert' or 'best-rq', but is {self.method!r} instead.")
+        if self.method == "best-rq":
+            for name in ("contrastive_weight", "num_contrastive_layers"):
+                if getattr(self, name) != 0:
+                    p.append(
+                        f"`{name}` must be 0 for BEST-RQ (MLM only, every block an MLM block), "
+                        f"but is {getattr(self, name)} instead."
+                    )
+            if self.mlm_weight == 0.0:
+                p.append("`mlm_weight` must be > 0 for BEST-RQ (its only loss), but is 0 instead.")
+            if self.input_norm == "none":
+                p.append(
+                    "`input_norm` must be 'utterance' or 'frame' for BEST-RQ (the random projection "
+                    "needs normalised input, and the noise is drawn at that scale), but is 'none'."
+                )
+            if self.mask_noise_std < 0.0:
+                p.append(f"`mask_noise_std` must be >= 0, but is {self.mask_noise_std} instead.")
         if self.input_norm not in ("utterance", "frame", "none"):
             p.append(
                 f"`input_norm` must be 'utterance', 'frame' or 'none', but is "
@@ -156,7 +205,11 @@ class W2VBertConfig:
             )
         if self.conv_kernel_size < 1 or self.conv_kernel_size % 2 == 0:
             p.append(f"`conv_kernel_size` must be odd, but is {self.conv_kernel_size} instead.")
-        if self.num_codebooks >= 1 and self.codebook_dim % self.num_codebooks != 0:
+        if (
+            self.method == "w2vbert"
+            and self.num_codebooks >= 1
+            and self.codebook_dim % self.num_codebooks != 0
+        ):
             p.append(
                 f"`codebook_dim` must be a multiple of `num_codebooks` ({self.num_codebooks}), "
                 f"but is {self.codebook_dim} instead."
@@ -174,7 +227,7 @@ class W2VBertConfig:
             p.append(f"`logit_temp` must be > 0, but is {self.logit_temp} instead.")
         if self.num_contrastive_layers + self.num_mlm_layers < 1:
             p.append("`num_contrastive_layers + num_mlm_layers` must be >= 1, but is 0 instead.")
-        if self.contrastive_weight == 0.0 and self.mlm_weight == 0.0:
+        if self.contrastive_weight == 0.0 and self.mlm_weight == 0.0 and self.method == "w2vbert":
             p.append("`contrastive_weight` and `mlm_weight` must not both be 0, but are.")
         if self.mlm_weight == 0.0 and self.num_mlm_layers > 0:
             p.append(
@@ -291,10 +344,33 @@ def with_objective(config: W2VBertConfig, objective: Objective) -> W2VBertConfig
     (w2v-Conformer). ``"mlm"``: all blocks MLM and beta = 0: the paper's L_c = L_w + alpha * L_d
     is dropped whole, so neither the contrastive nor the diversity loss is trained (the paper's
     ablation where the codebook collapses; the diversity is still computed and logged).
+    ``"best-rq"``: BEST-RQ with the paper's quantizer and masking (all blocks MLM; 1 codebook of
+    8192 entries of dim 16; masked spans of 400 ms starting at 1 % of the 10 ms frames, i.e.
+    ``mask_p = 1 - 0.99 ** frame_stride`` per encoder step and ``400 / (10 * frame_stride)``
+    steps, about a third of the steps masked; noise std 0.1). Overrides given after this (e.g.
+    ``--num-codebooks 16``, ``--mask-p``) still apply.
     """
     total = config.num_contrastive_layers + config.num_mlm_layers
     if objective == "w2vbert":
         return config
+    if objective == "best-rq":
+        stride = config.frame_stride
+        return replace(
+            config,
+            method="best-rq",
+            num_contrastive_layers=0,
+            num_mlm_layers=total,
+            contrastive_weight=0.0,
+            diversity_weight=0.0,
+            mlm_weight=1.0,
+            quantizer_input="fbank",
+            num_codebooks=1,
+            num_codebook_entries=BEST_RQ_CODEBOOK_SIZE,
+            codebook_dim=BEST_RQ_CODE_DIM,
+            mask_p=1.0 - (1.0 - BEST_RQ_FRAME_MASK_P) ** stride,
+            mask_span_len=BEST_RQ_MASK_MS // (10 * stride),
+            mask_noise_std=BEST_RQ_NOISE_STD,
+        )
     if objective == "contrastive":
         return replace(config, num_contrastive_layers=total, num_mlm_layers=0, mlm_weight=0.0)
     if objective == "mlm":
@@ -306,7 +382,7 @@ def with_objective(config: W2VBertConfig, objective: Objective) -> W2VBertConfig
             diversity_weight=0.0,
         )
     raise ValueError(
-        f"`objective` must be 'w2vbert', 'contrastive' or 'mlm', but is {objective!r} instead."
+        f"`objective` must be one of {list(OBJECTIVES)}, but is {objective!r} instead."
     )
 
 

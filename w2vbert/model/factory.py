@@ -15,9 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from w2vbert.model.best_rq import BestRqModel, create_best_rq_model
 from w2vbert.model.config import W2VBertConfig
 from w2vbert.model.transducer import Transducer, create_transducer
-from w2vbert.model.w2vbert import create_w2vbert_encoder
+from w2vbert.model.w2vbert import W2VBertModel, create_w2vbert_encoder, create_w2vbert_model
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +77,13 @@ def load_encoder_weights(
     logger.info(
         f"Loaded {len(state)} encoder tensors from {source} (quantizer and pre-training heads dropped)"
     )
+
+
+def create_pretraining_model(config: W2VBertConfig) -> W2VBertModel | BestRqModel:
+    """The pre-training model of ``config.method``: w2v-BERT (and its ablations) or BEST-RQ."""
+    if config.method == "best-rq":
+        return create_best_rq_model(config)
+    return create_w2vbert_model(config)
 
 
 def build_transducer_from_params(params: dict[str, Any]) -> Transducer:

@@ -114,6 +114,19 @@ class FbankFeatureEncoder(nn.Module):
             x = self.frame_norm(x)
         return x if valid is None else x * valid
 
+    def normalize(self, x: Tensor, x_lens: Tensor) -> Tensor:
+        """The input normalisation alone: (N, T, F) -> (N, T, F), zero beyond ``x_lens``."""
+        valid = (~make_padding_mask(x_lens, x.size(1))).unsqueeze(2).to(x.dtype)  # (N, T, 1)
+        return self._normalize(x, valid, x_lens)
+
+    def stack(self, x: Tensor) -> Tensor:
+        """(N, T, F) -> (N, S, frame_stride * F), S = ``output_lengths(T)``: step s stacks
+        frames ``[s * stride, (s + 1) * stride)``, zero-padded at the end."""
+        n, t, f = x.shape
+        s = int(self.output_lengths(t))
+        x = nn.functional.pad(x, (0, 0, 0, s * self.frame_stride - t))  # (N, S * stride, F)
+        return x.reshape(n, s, self.frame_stride * f)
+
     def stacked_input(self, x: Tensor, x_lens: Tensor) -> Tensor:
         """The normalised fbank, ``frame_stride`` frames stacked per encoder step (no parameters
         are learned on this path except the optional frame LayerNorm).
@@ -125,19 +138,18 @@ class FbankFeatureEncoder(nn.Module):
             (N, S, frame_stride * F), S = ``output_lengths(T)``; step s stacks frames
             ``[s * stride, (s + 1) * stride)`` (zero beyond ``x_lens``).
         """
-        n, t, f = x.shape
-        valid = (~make_padding_mask(x_lens, t)).unsqueeze(2).to(x.dtype)  # (N, T, 1)
-        x = self._normalize(x, valid, x_lens)
-        s = int(self.output_lengths(t))
-        x = nn.functional.pad(x, (0, 0, 0, s * self.frame_stride - t))  # (N, S * stride, F)
-        return x.reshape(n, s, self.frame_stride * f)
+        return self.stack(self.normalize(x, x_lens))
 
-    def forward(self, x: Tensor, x_lens: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, x_lens: Tensor, *, normalized: bool = False
+    ) -> tuple[Tensor, Tensor]:
         """Encode fbank frames.
 
         Args:
             x: (N, T, F) log-mel filterbanks; frames at or beyond ``x_lens`` are ignored.
             x_lens: (N,) valid frames per sequence.
+            normalized: ``x`` is already the output of :meth:`normalize` (BEST-RQ puts noise
+                into the normalised frames): skip the normalisation.
 
         Returns:
             seqs (N, S, M) and seq_lens (N,), S = ``output_lengths(T)``.
@@ -154,7 +166,10 @@ class FbankFeatureEncoder(nn.Module):
         valid = None
         if padded:
             valid = (~make_padding_mask(x_lens, num_frames)).unsqueeze(2).to(x.dtype)  # (N, T, 1)
-        x = self._normalize(x, valid, x_lens)
+        if not normalized:
+            x = self._normalize(x, valid, x_lens)
+        elif valid is not None:
+            x = x * valid
 
         # In-place ReLU: the convolutions' backward needs their inputs, not their outputs, and
         # ReLU's backward needs only its result, so overwriting the conv output is safe.

@@ -25,7 +25,7 @@ from w2vbert.model.masking import compute_span_mask, make_padding_mask
 from w2vbert.model.quantizer import GumbelVectorQuantizer
 
 
-def _padding_mask_or_none(seq_lens: Tensor, max_len: int) -> Tensor | None:
+def padding_mask_or_none(seq_lens: Tensor, max_len: int) -> Tensor | None:
     """(N, S) padding mask, or ``None`` when no step is padding (lets SDPA skip the mask).
 
     While tracing or exporting the mask is always built, so the graph works for any lengths.
@@ -67,7 +67,7 @@ class W2VBertEncoder(nn.Module):
             encoder_out (N, S, M) and encoder_out_lens (N,).
         """
         seqs, seq_lens = self.feature_encoder(x, x_lens)
-        padding_mask = _padding_mask_or_none(seq_lens, seqs.size(1))
+        padding_mask = padding_mask_or_none(seq_lens, seqs.size(1))
         seqs = self.contrastive(seqs, padding_mask)
         seqs = self.mlm(seqs, padding_mask)
         return seqs, seq_lens
@@ -174,7 +174,7 @@ class W2VBertModel(nn.Module):
             q_in = feats  # (N, S, M)
         q = self.quantizer(q_in[mask])  # unmasked input at masked steps: (B, M or stride * F)
 
-        padding_mask = _padding_mask_or_none(seq_lens, num_steps)
+        padding_mask = padding_mask_or_none(seq_lens, num_steps)
         if self.mask_embed is not None:
             fill = self.mask_embed.to(feats.dtype).expand_as(feats)  # one learned vector
         else:  # random vectors with the features' standard deviation

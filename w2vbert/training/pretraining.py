@@ -14,13 +14,17 @@ from torch import nn
 from w2vbert.data.datasets import PretrainDataset, create_input_strategy
 from w2vbert.data.filters import CutFilter, encoder_cut_filter
 from w2vbert.data.sampling import DataConfig
+from w2vbert.model.best_rq import BestRqModel
 from w2vbert.model.config import (
+    OBJECTIVES,
     W2VBertConfig,
     get_w2vbert_config,
     preset_names,
     with_objective,
 )
-from w2vbert.model.w2vbert import W2VBertModel, create_w2vbert_model
+from w2vbert.model.factory import create_pretraining_model
+from w2vbert.model.w2vbert import W2VBertModel
+from w2vbert.objectives.best_rq_loss import best_rq_loss
 from w2vbert.objectives.w2vbert_loss import w2vbert_loss
 from w2vbert.training.config import TrainingConfig
 from w2vbert.training.optim import param_groups_with_scales
@@ -41,6 +45,8 @@ LOGGED = (
     "code_usage",
     "temperature",
 )
+BEST_RQ_LOGGED = ("mlm", "mlm_acc", "code_perplexity", "code_usage")
+"""What a BEST-RQ batch logs: its one loss, its accuracy and how the targets spread over the codes."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,13 +56,16 @@ class PretrainOptions:
     model_preset: str = flag("mini", "Model preset.", choices=tuple(preset_names()))
     objective: str = flag(
         "w2vbert",
-        "w2vbert (contrastive + MLM), contrastive (w2v-Conformer) or mlm (MLM only, "
-        "the paper's collapsing ablation).",
-        choices=("w2vbert", "contrastive", "mlm"),
+        "w2vbert (contrastive + MLM), contrastive (w2v-Conformer), mlm (MLM only, "
+        "the paper's collapsing ablation) or best-rq (BEST-RQ: MLM on the codes of a frozen "
+        "random-projection quantizer; the paper's codebook and masking, see with_objective).",
+        choices=OBJECTIVES,
     )
     mlm_only: bool = flag(False, "Shorthand for --objective mlm.")
     code_usage_warn: float = flag(
-        0.05, "Warn when the mean code usage over 100 batches falls below this."
+        0.05,
+        "Warn when the mean code usage over 100 batches falls below this (w2v-BERT only: "
+        "BEST-RQ's frozen codebook cannot collapse, and a batch holds fewer targets than its 8192 codes).",
     )
     min_encoder_steps: int = flag(4, "Drop cuts giving fewer encoder steps.")
     quantizer_lr_scale: float = flag(
@@ -110,10 +119,15 @@ def make_pretrain_loss(config: W2VBertConfig, accum_grad: int, monitor: CodeUsag
         inner = model.module if hasattr(model, "module") else model
         inner.set_num_updates(step // accum_grad)  # Gumbel temperature from the optimizer step
         out = model(batch["features"], batch["feature_lens"])
-        loss = w2vbert_loss(out, **loss_kwargs)
-        metrics = {"loss": float(loss.aggregate.detach())}
-        metrics.update({k: float(getattr(loss, k).detach()) for k in LOSS_PARTS})
-        metrics.update({k: float(getattr(loss, k)) for k in LOGGED})
+        if config.method == "best-rq":
+            loss = best_rq_loss(out)
+            metrics = {"loss": float(loss.aggregate.detach())}
+            metrics.update({k: float(getattr(loss, k)) for k in BEST_RQ_LOGGED})
+        else:
+            loss = w2vbert_loss(out, **loss_kwargs)
+            metrics = {"loss": float(loss.aggregate.detach())}
+            metrics.update({k: float(getattr(loss, k).detach()) for k in LOSS_PARTS})
+            metrics.update({k: float(getattr(loss, k)) for k in LOGGED})
         if monitor is not None and inner.training:
             monitor.update(metrics["code_usage"], step)
         return loss.aggregate, metrics, max(int(loss.num_masked), 1)
@@ -121,9 +135,12 @@ def make_pretrain_loss(config: W2VBertConfig, accum_grad: int, monitor: CodeUsag
     return compute_loss
 
 
-def pretrain_param_groups(model: W2VBertModel, options: PretrainOptions) -> list[dict[str, Any]]:
+def pretrain_param_groups(
+    model: W2VBertModel | BestRqModel, options: PretrainOptions
+) -> list[dict[str, Any]]:
     """Two optimizer param groups: the quantizer (``--quantizer-lr-scale``,
-    ``--quantizer-frozen-steps``) and everything else."""
+    ``--quantizer-frozen-steps``) and everything else (BEST-RQ's quantizer has no parameters:
+    one group)."""
     rest = (p for name, p in model.named_parameters() if not name.startswith("quantizer."))
     return param_groups_with_scales(
         [
@@ -141,7 +158,13 @@ def build_pretrain_task(
     train: TrainingConfig,
     device: torch.device,
 ) -> TaskSpec:
-    model = create_w2vbert_model(model_config).to(device)
+    model = create_pretraining_model(model_config).to(device)
+    objective = "mlm" if options.mlm_only else options.objective
+    if model_config.method == "best-rq":  # also when set by --method best-rq
+        objective = "best-rq"
+    monitor = None
+    if model_config.method == "w2vbert":
+        monitor = CodeUsageMonitor(options.code_usage_warn)
 
     def make_filter() -> CutFilter:
         limits = data.cut_duration_limits()
@@ -153,20 +176,21 @@ def build_pretrain_task(
     return TaskSpec(
         kind="pretrain",
         model=model,
-        compute_loss=make_pretrain_loss(
-            model_config, train.accum_grad, CodeUsageMonitor(options.code_usage_warn)
-        ),
+        compute_loss=make_pretrain_loss(model_config, train.accum_grad, monitor),
         param_groups=pretrain_param_groups(model, options),
         train_dataset=PretrainDataset(strategy),
         valid_dataset=PretrainDataset(strategy),
         make_cut_filter=make_filter,
         params={
             "kind": "pretrain",
+            "objective": objective,  # which objective made the checkpoint
             "model_config": dataclasses.asdict(model_config),
             "pretrain_options": config_to_dict(options),
         },
-        # without the contrastive loss the quantizer's codebooks get no gradient
-        find_unused_parameters=model_config.contrastive_weight == 0.0,
+        # without the contrastive loss the Gumbel quantizer's codebooks get no gradient (BEST-RQ's
+        # quantizer has no parameters)
+        find_unused_parameters=model_config.method == "w2vbert"
+        and model_config.contrastive_weight == 0.0,
     )
 
 
