@@ -16,6 +16,8 @@ EXPECTED_PARAMS = {
     "base": (85e6, 105e6),
     "xl": (0.55e9, 0.65e9),
     "xxl": (0.95e9, 1.10e9),
+    "w2v-bert-2.0": (0.58e9, 0.60e9),
+    "w2v-bert-2.0-tiny": (10e3, 200e3),
 }
 
 

@@ -5,7 +5,8 @@
 #
 # - creates DIR (default: <repo>/.venv, or $W2VBERT_VENV) unless it exists;
 #   W2VBERT_USE_ACTIVE_ENV=1 installs into the already active venv/conda instead;
-# - installs pinned deps (torch==2.13.0 and the rest of requirements.txt);
+# - installs pinned deps (torch==2.13.0 and the rest of requirements.txt) and the tests'
+#   references (requirements-test.txt: transformers);
 # - builds kaldifeat and fast_rnnt from their PyPI sdists with no network access in CMake
 #   (pybind11 comes from its own PyPI sdist) and caches the wheels in
 #   ${W2VBERT_WHEEL_CACHE:-~/.cache/w2vbert/wheels}, so a second set-up takes seconds;
@@ -69,7 +70,7 @@ pip_() {  # quiet pip; drops the noise of this machine's local index config
 }
 
 stamp=$venv/.w2vbert-setup-done
-reqs_sum=$(cat "$repo/requirements.txt" "$0" | sha1sum | cut -c1-12)
+reqs_sum=$(cat "$repo/requirements.txt" "$repo/requirements-test.txt" "$0" | sha1sum | cut -c1-12)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$reqs_sum" ] && [ "$force" != true ]; then
   say "environment up to date ($venv)"
 else
@@ -77,6 +78,7 @@ else
   pip_ --upgrade pip setuptools wheel
   pip_ torch==2.13.0
   pip_ -r "$repo/requirements.txt"
+  pip_ -r "$repo/requirements-test.txt"  # the tests' independent references (transformers)
 
   # --- 3. kaldifeat and fast_rnnt from sdists, cached as wheels ----------------------
   torch_tag=$("$py" -c 'import sys, torch; print("torch%s-py%d%d" % (torch.__version__.replace("+", "_"), *sys.version_info[:2]))')

@@ -22,6 +22,7 @@ from w2vbert.training.cli import (
     training_parser,
 )
 from w2vbert.training.ddp import launch
+from w2vbert.training.init_checkpoint import init_source_exists
 from w2vbert.training.finetuning import (
     FinetuneOptions,
     run_finetuning,
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     options = dataclass_from_args(FinetuneOptions, args)
     if options.init_from.lower() == "none" and options.model_preset is None:
         parser.error("--init-from none (training from scratch) needs --model-preset")
-    if options.init_from.lower() != "none" and not Path(options.init_from).is_file():
+    if options.init_from.lower() != "none" and not init_source_exists(options.init_from):
         parser.error(f"--init-from {options.init_from} does not exist")
     overrides = model_overrides(args)
     launch(run_finetuning, (options, overrides, data, train), train.world_size, train.master_port)

@@ -27,10 +27,11 @@ logger = logging.getLogger(__name__)
 InputStrategy = Callable[[CutSet], tuple[torch.Tensor, torch.Tensor]]
 
 
-def create_input_strategy(on_the_fly_feats: bool) -> InputStrategy:
-    """``OnTheFlyFeatures(fbank)`` when ``on_the_fly_feats``, else ``PrecomputedFeatures()``."""
+def create_input_strategy(on_the_fly_feats: bool, fbank: str = "icefall") -> InputStrategy:
+    """``OnTheFlyFeatures`` of fbank ``fbank`` when ``on_the_fly_feats``, else
+    ``PrecomputedFeatures()``."""
     if on_the_fly_feats:
-        return OnTheFlyFeatures(fbank_extractor())
+        return OnTheFlyFeatures(fbank_extractor(kind=fbank))
     return PrecomputedFeatures()
 
 

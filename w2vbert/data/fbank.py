@@ -1,15 +1,27 @@
-"""The recipe's one fbank definition, shared by stage 2 (stored features) and on-the-fly features.
+"""The recipe's fbank definitions, shared by stage 2 (stored features) and on-the-fly features.
 
-80-dim log-mel filterbank, 25 ms window, 10 ms shift, computed by kaldifeat through Lhotse's
-``KaldifeatFbank`` with the options icefall uses and Lhotse's own ``Fbank`` defaults to:
-dither 0, snip_edges False, low_freq 20 Hz, high_freq -400 (Nyquist - 400 Hz), povey window,
-pre-emphasis 0.97. (``kaldifeat.FbankOptions()`` alone differs: snip_edges True, high_freq 0,
-23 bins.) Input is 16 kHz audio scaled to [-1, 1] as Lhotse loads it.
+Two kinds (``W2VBertConfig.fbank`` names the one a model was trained on), both 80-dim log-mel,
+25 ms window, 10 ms shift, computed by kaldifeat through Lhotse:
+
+- ``"icefall"`` (Lhotse's ``KaldifeatFbank``, type ``kaldifeat-fbank``): the options icefall uses
+  and Lhotse's own ``Fbank`` defaults to: dither 0, snip_edges False, low_freq 20 Hz, high_freq
+  -400 (Nyquist - 400 Hz), povey window, pre-emphasis 0.97, on audio in [-1, 1] as Lhotse loads
+  it. (``kaldifeat.FbankOptions()`` alone differs: snip_edges True, high_freq 0, 23 bins.)
+- ``"w2v-bert-2.0"`` (:class:`W2vBert2Fbank`, type ``w2v-bert-2.0-fbank``): what w2v-BERT 2.0 was
+  trained on, as transformers' ``SeamlessM4TFeatureExtractor`` / fairseq2's
+  ``WaveformToFbankConverter(waveform_scale=2**15)`` compute it: samples scaled to the 16-bit
+  range (x 32768), snip_edges True (no frame beyond the audio), low_freq 20 Hz, high_freq
+  Nyquist (8 kHz), povey window, pre-emphasis 0.97, DC offset removed, dither 0, power spectrum,
+  log floor float32 eps. Its per-utterance normalisation (zero mean, unit unbiased variance per
+  bin) is the model's front end, not part of the stored features.
 """
 
 from __future__ import annotations
 
+from typing import Iterable
+
 from lhotse import KaldifeatFbank, KaldifeatFbankConfig
+from lhotse.features.base import register_extractor
 from lhotse.features.kaldifeat import KaldifeatFrameOptions, KaldifeatMelOptions
 
 NUM_MEL_BINS = 80
@@ -17,21 +29,82 @@ SAMPLING_RATE = 16000
 FRAME_SHIFT = 0.01  # seconds
 
 
-def fbank_config(device: str = "cpu") -> KaldifeatFbankConfig:
-    """The Lhotse config of the recipe's fbank (see the module docstring)."""
+FBANK_KINDS = ("icefall", "w2v-bert-2.0")
+INT16_SCALE = 32768.0
+
+
+@register_extractor
+class W2vBert2Fbank(KaldifeatFbank):
+    """kaldifeat fbank of samples scaled to the 16-bit range (w2v-BERT 2.0's features)."""
+
+    name = "w2v-bert-2.0-fbank"
+    config_type = KaldifeatFbankConfig
+
+    def extract(self, samples, sampling_rate: int):  # type: ignore[override]
+        # extract_batch calls extract (with a list), so scaling here covers both
+        if isinstance(samples, (list, tuple)):
+            samples = [x * INT16_SCALE for x in samples]
+        else:
+            samples = samples * INT16_SCALE
+        return super().extract(samples, sampling_rate)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in FBANK_KINDS:
+        raise ValueError(f"`fbank` must be one of {list(FBANK_KINDS)}, but is {kind!r} instead.")
+
+
+def fbank_config(device: str = "cpu", kind: str = "icefall") -> KaldifeatFbankConfig:
+    """The Lhotse config of fbank ``kind`` (see the module docstring)."""
+    _check_kind(kind)
+    w2v2 = kind == "w2v-bert-2.0"
     return KaldifeatFbankConfig(
         frame_opts=KaldifeatFrameOptions(
             sampling_rate=SAMPLING_RATE,
             frame_shift=FRAME_SHIFT,
             frame_length=0.025,
             dither=0.0,
-            snip_edges=False,
+            snip_edges=w2v2,
         ),
-        mel_opts=KaldifeatMelOptions(num_bins=NUM_MEL_BINS, low_freq=20.0, high_freq=-400.0),
+        mel_opts=KaldifeatMelOptions(
+            num_bins=NUM_MEL_BINS, low_freq=20.0, high_freq=0.0 if w2v2 else -400.0
+        ),
         device=device,
     )
 
 
-def fbank_extractor(device: str = "cpu") -> KaldifeatFbank:
-    """A Lhotse feature extractor computing the recipe's fbank: ``(T, 80)`` per cut."""
-    return KaldifeatFbank(fbank_config(device))
+def fbank_extractor(device: str = "cpu", kind: str = "icefall") -> KaldifeatFbank:
+    """A Lhotse feature extractor computing fbank ``kind``: ``(T, 80)`` per cut."""
+    config = fbank_config(device, kind)
+    return W2vBert2Fbank(config) if kind == "w2v-bert-2.0" else KaldifeatFbank(config)
+
+
+def feature_type(kind: str) -> str:
+    """The Lhotse ``features.type`` that stage 2 gives stored features of ``kind``."""
+    _check_kind(kind)
+    return W2vBert2Fbank.name if kind == "w2v-bert-2.0" else KaldifeatFbank.name
+
+
+_ACCEPTED_TYPES = {"icefall": ("kaldifeat-fbank", "kaldi-fbank"), "w2v-bert-2.0": (W2vBert2Fbank.name,)}
+"""Stored feature types each kind accepts: Lhotse's own ``Fbank`` (``kaldi-fbank``) has the
+icefall options too."""
+
+
+def check_feature_types(cuts: Iterable, kind: str, source: str, limit: int = 100) -> None:
+    """Raise ``ValueError`` naming both kinds when the first ``limit`` cuts with stored features
+    were not computed as fbank ``kind`` (the model's ``fbank``)."""
+    _check_kind(kind)
+    accepted = _ACCEPTED_TYPES[kind]
+    by_type = {t: k for k, types in _ACCEPTED_TYPES.items() for t in types}
+    for i, cut in enumerate(cuts):
+        if i >= limit:
+            break
+        features = getattr(cut, "features", None)
+        if features is None or features.type in accepted:
+            continue
+        made = by_type.get(features.type, "unknown")
+        raise ValueError(
+            f"{source}: cut {cut.id} has features of type {features.type!r} (fbank {made!r}), "
+            f"but the model expects fbank {kind!r} (type {accepted[0]!r}). Compute its features "
+            f"with stage 2's --fbank {kind}, or train/decode with on-the-fly features."
+        )

@@ -36,8 +36,15 @@ class W2VBertConfig:
     # Feature encoder
     num_mel_bins: int = 80
     """Fbank bins per input frame (10 ms frames)."""
+    fbank: Literal["icefall", "w2v-bert-2.0"] = "icefall"
+    """The fbank the model reads (:mod:`w2vbert.data.fbank`): stage 2 computes it with
+    ``--fbank``, training and decoding refuse stored features of the other kind."""
+    frontend: Literal["conv2d", "stacked"] = "conv2d"
+    """``"conv2d"``: two stride-2 Conv2d over (time, mel) (the paper's w2v-BERT);
+    ``"stacked"``: ``frame_stride`` normalised frames stacked, LayerNorm, Linear (w2v-BERT 2.0;
+    :class:`w2vbert.model.feature_encoder.StackedFbankFrontend`)."""
     frame_stride: int = 4
-    """Input frames per encoder step: 4 (40 ms, the paper) or 2 (20 ms)."""
+    """Input frames per encoder step: 4 (40 ms, the paper) or 2 (20 ms; w2v-BERT 2.0)."""
     feature_encoder_channels: int = 256
     """Channels of the two Conv2d layers."""
     input_norm: Literal["utterance", "frame", "none"] = "utterance"
@@ -58,6 +65,17 @@ class W2VBertConfig:
     """Conformer blocks of the MLM module, on top of the contrastive module."""
     rotary_base: float = 10000.0
     """Base of the rotary position embedding frequencies."""
+    position_encoding: Literal["rotary", "shaw"] = "rotary"
+    """``"rotary"`` (RoFormer) or ``"shaw"``: learned relative position keys for offsets clipped
+    to ``[-shaw_left_context, shaw_right_context]`` (w2v-BERT 2.0, "conformer_shaw")."""
+    shaw_left_context: int = 64
+    """Shaw positions: the largest left offset with its own key embedding."""
+    shaw_right_context: int = 8
+    """Shaw positions: the largest right offset with its own key embedding."""
+    conv_causal: bool = False
+    """Causal depthwise convolution (left context only; w2v-BERT 2.0) instead of a centred one."""
+    conv_bias: bool = True
+    """Biases in the conv module's pointwise and depthwise layers (w2v-BERT 2.0 has none)."""
 
     # Self-supervised method
     method: Method = "w2vbert"
@@ -164,8 +182,25 @@ class W2VBertConfig:
         for name in ("contrastive_weight", "diversity_weight", "mlm_weight"):
             if getattr(self, name) < 0.0:
                 p.append(f"`{name}` must be >= 0, but is {getattr(self, name)} instead.")
-        if self.frame_stride not in (2, 4):
-            p.append(f"`frame_stride` must be 2 or 4, but is {self.frame_stride} instead.")
+        if self.fbank not in ("icefall", "w2v-bert-2.0"):
+            p.append(f"`fbank` must be 'icefall' or 'w2v-bert-2.0', but is {self.fbank!r} instead.")
+        if self.frontend not in ("conv2d", "stacked"):
+            p.append(f"`frontend` must be 'conv2d' or 'stacked', but is {self.frontend!r} instead.")
+        if self.frontend == "conv2d" and self.frame_stride not in (2, 4):
+            p.append(
+                f"`frame_stride` must be 2 or 4 with the conv2d front end, but is "
+                f"{self.frame_stride} instead."
+            )
+        if self.frame_stride < 1:
+            p.append(f"`frame_stride` must be >= 1, but is {self.frame_stride} instead.")
+        if self.position_encoding not in ("rotary", "shaw"):
+            p.append(
+                f"`position_encoding` must be 'rotary' or 'shaw', but is "
+                f"{self.position_encoding!r} instead."
+            )
+        for name in ("shaw_left_context", "shaw_right_context"):
+            if getattr(self, name) < 0:
+                p.append(f"`{name}` must be >= 0, but is {getattr(self, name)} instead.")
         if self.mask_fill not in ("learned", "random"):
             p.append(f"`mask_fill` must be 'learned' or 'random', but is {self.mask_fill!r} instead.")
         if self.quantizer_input not in ("fbank", "features"):
@@ -313,12 +348,69 @@ def tiny() -> W2VBertConfig:
     )
 
 
+def w2v_bert_2_0() -> W2VBertConfig:
+    """Meta's w2v-BERT 2.0 (0.6B, "conformer_shaw_600m" of Seamless; ``facebook/w2v-bert-2.0``).
+
+    From fairseq2/seamless_communication's ``conformer_shaw_600m`` and transformers'
+    ``Wav2Vec2BertConfig`` defaults: stacked fbank front end (2 x 80 -> 160 at 20 ms, LayerNorm,
+    Linear); 24 conformer blocks of dim 1024, 16 heads, FFN 4096, Shaw relative keys clipped to
+    64 left / 8 right, causal depthwise conv of kernel 31 with LayerNorm, no conv biases; the
+    w2v-BERT split of fairseq2's ``w2vbert_600m`` (the contrastive loss after block 8, MLM on the
+    last 16); quantizer 2 codebooks x 320 entries, quantized and final dim 768, Gumbel temperature
+    2.0 -> 0.1 x 0.999995 per update, diversity weight 0.2; masked spans of 10 steps.
+    """
+    return replace(
+        xl(),
+        fbank="w2v-bert-2.0",
+        frontend="stacked",
+        frame_stride=2,
+        model_dim=1024,
+        num_heads=16,
+        ffn_dim=4096,
+        conv_kernel_size=31,
+        conv_causal=True,
+        conv_bias=False,
+        position_encoding="shaw",
+        shaw_left_context=64,
+        shaw_right_context=8,
+        num_contrastive_layers=8,
+        num_mlm_layers=16,
+        num_codebooks=2,
+        num_codebook_entries=320,
+        codebook_dim=768,
+        gumbel_min_temp=0.1,
+        diversity_weight=0.2,
+        feature_dropout_p=0.0,
+        dropout_p=0.0,
+    )
+
+
+def w2v_bert_2_0_tiny() -> W2VBertConfig:
+    """w2v-BERT 2.0's architecture at test size: dim 32, 2 heads, 1 + 2 blocks, kernel 5."""
+    return replace(
+        w2v_bert_2_0(),
+        model_dim=32,
+        num_heads=2,
+        ffn_dim=64,
+        conv_kernel_size=5,
+        shaw_left_context=6,
+        shaw_right_context=2,
+        num_contrastive_layers=1,
+        num_mlm_layers=2,
+        num_codebook_entries=16,
+        codebook_dim=16,
+        num_distractors=20,
+    )
+
+
 _PRESETS: dict[str, Callable[[], W2VBertConfig]] = {
     "tiny": tiny,
     "mini": mini,
     "base": base,
     "xl": xl,
     "xxl": xxl,
+    "w2v-bert-2.0": w2v_bert_2_0,
+    "w2v-bert-2.0-tiny": w2v_bert_2_0_tiny,
 }
 
 

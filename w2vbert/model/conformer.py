@@ -1,13 +1,18 @@
-"""Conformer blocks with rotary (relative) self-attention through SDPA.
+"""Conformer blocks with relative-position self-attention through SDPA.
 
-Shapes: N batch, S steps, M model dim, H heads, D head dim (M = H * D).
+Shapes: N batch, S steps, M model dim, H heads, D head dim (M = H * D), P = L + R + 1 relative
+positions of Shaw attention.
 
 Block (pre-norm, macaron): ``x + FFN/2 -> x + MHSA -> x + Conv -> x + FFN/2 -> LayerNorm``.
-Positions enter as rotary embeddings on queries and keys (RoFormer): attention scores depend
-only on relative offsets, and attention stays one ``scaled_dot_product_attention`` call (its
-fused kernels, and a clean ONNX export). The conv module uses LayerNorm (not BatchNorm) so that
-outputs do not depend on what else is in the batch, and zeroes padded steps before its depthwise
-convolution, so a padded batch gives the same outputs as each sequence alone.
+Positions enter either as rotary embeddings on queries and keys (RoFormer, the default) or as
+Shaw-style relative position keys (Shaw et al. 2018; w2v-BERT 2.0's "conformer_shaw"): a learned
+(P, D) table of key embeddings for the offsets ``j - i`` clipped to ``[-L, R]``, whose scores
+``q_i . E[clip(j - i)] / sqrt(D)`` are added to the content scores. Either way attention stays
+one ``scaled_dot_product_attention`` call (Shaw's term is its additive float mask). The conv
+module uses LayerNorm (not BatchNorm) so that outputs do not depend on what else is in the batch,
+and zeroes padded steps before its depthwise convolution, so a padded batch gives the same
+outputs as each sequence alone; the depthwise convolution is centred or causal (left context
+only, w2v-BERT 2.0).
 """
 
 from __future__ import annotations
@@ -65,12 +70,30 @@ class FeedForward(nn.Module):
         return dropout(self.outer(h), self.dropout_p, self.training)
 
 
+def shaw_offsets(num_steps: int, left: int, right: int, device: torch.device) -> Tensor:
+    """(S, S) int64 index into the Shaw table: ``clip(j - i, -left, right) + left``."""
+    pos = torch.arange(num_steps, device=device)
+    return (pos.unsqueeze(0) - pos.unsqueeze(1)).clamp(-left, right) + left
+
+
 class RotarySelfAttention(nn.Module):
-    """LayerNorm -> fused QKV projection -> rotary on Q, K -> SDPA -> output projection."""
+    """LayerNorm -> fused QKV projection -> positions (rotary on Q, K, or Shaw's relative keys)
+    -> SDPA -> output projection."""
 
     def __init__(
-        self, model_dim: int, num_heads: int, attn_dropout_p: float, dropout_p: float
+        self,
+        model_dim: int,
+        num_heads: int,
+        attn_dropout_p: float,
+        dropout_p: float,
+        *,
+        shaw_window: tuple[int, int] | None = None,
     ) -> None:
+        """
+        Args:
+            shaw_window: ``(L, R)``: Shaw relative position keys clipped to L steps of left and R
+                of right context instead of rotary embeddings; ``None`` = rotary.
+        """
         super().__init__()
         if model_dim % num_heads != 0 or (model_dim // num_heads) % 2 != 0:
             raise ValueError(
@@ -84,13 +107,20 @@ class RotarySelfAttention(nn.Module):
         self.out = nn.Linear(model_dim, model_dim)
         self.attn_dropout_p = attn_dropout_p
         self.dropout_p = dropout_p
+        self.shaw_window = shaw_window
+        self.rel_k = None
+        if shaw_window is not None:
+            left, right = shaw_window
+            self.rel_k = nn.Embedding(left + right + 1, self.head_dim)  # shared by the heads
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, attn_mask: Tensor | None) -> Tensor:
+    def forward(
+        self, x: Tensor, cos: Tensor | None, sin: Tensor | None, attn_mask: Tensor | None
+    ) -> Tensor:
         """Self-attention.
 
         Args:
             x: (N, S, M).
-            cos, sin: (S, 1, 1, D/2) rotary tables.
+            cos, sin: (S, 1, 1, D/2) rotary tables (``None`` with Shaw positions).
             attn_mask: (N, 1, 1, S) bool, ``True`` = key may be attended; ``None`` = all.
 
         Returns:
@@ -101,35 +131,64 @@ class RotarySelfAttention(nn.Module):
         # instead of zero-filled full-size gradients per slice.
         qkv = self.qkv(self.norm(x)).view(n, s, 3, self.num_heads, self.head_dim)
         qk, v = qkv.permute(2, 0, 3, 1, 4).split((2, 1), dim=0)  # (2, N, H, S, D), (1, N, H, S, D)
-        cos_h = cos.reshape(s, -1).to(qkv.dtype)  # (S, D/2)
-        sin_h = sin.reshape(s, -1).to(qkv.dtype)
-        cos_f = torch.cat((cos_h, cos_h), dim=-1)  # (S, D)
-        sin_f = torch.cat((-sin_h, sin_h), dim=-1)  # sign of the rotation folded into the table
-        x1, x2 = qk.chunk(2, dim=-1)
-        qk = qk * cos_f + torch.cat((x2, x1), dim=-1) * sin_f  # = apply_rotary, two multiplies
-        q, k = qk.unbind(0)  # (N, H, S, D) each
         v = v.squeeze(0)
+        mask: Tensor | None = attn_mask
+        if self.rel_k is None:
+            assert cos is not None and sin is not None
+            cos_h = cos.reshape(s, -1).to(qkv.dtype)  # (S, D/2)
+            sin_h = sin.reshape(s, -1).to(qkv.dtype)
+            cos_f = torch.cat((cos_h, cos_h), dim=-1)  # (S, D)
+            sin_f = torch.cat((-sin_h, sin_h), dim=-1)  # sign of the rotation folded into the table
+            x1, x2 = qk.chunk(2, dim=-1)
+            qk = qk * cos_f + torch.cat((x2, x1), dim=-1) * sin_f  # = apply_rotary, two multiplies
+            q, k = qk.unbind(0)  # (N, H, S, D) each
+        else:
+            q, k = qk.unbind(0)
+            left, right = self.shaw_window  # type: ignore[misc]
+            # scores of every query with each of the P offset keys, then spread over the (S, S)
+            # offsets: (N, H, S, D) @ (D, P) -> (N, H, S, P) -> (N, H, S, S)
+            rel = torch.matmul(q, self.rel_k.weight.to(q.dtype).t()) * self.head_dim**-0.5
+            index = shaw_offsets(s, left, right, x.device).expand(n, self.num_heads, s, s)
+            bias = rel.gather(3, index)
+            if attn_mask is not None:
+                bias = bias.masked_fill(~attn_mask, float("-inf"))
+            mask = bias
         dropout_p = self.attn_dropout_p if self.training else 0.0
-        h = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+        h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
         h = h.transpose(1, 2).reshape(n, s, m)  # (N, H, S, D) -> (N, S, M)
         return dropout(self.out(h), self.dropout_p, self.training)
 
 
 class ConvModule(nn.Module):
     """LayerNorm -> Linear(M, 2M) -> GLU -> zero padding -> depthwise Conv1d -> LayerNorm -> SiLU
-    -> Linear(M, M) -> dropout."""
+    -> Linear(M, M) -> dropout.
 
-    def __init__(self, model_dim: int, kernel_size: int, dropout_p: float) -> None:
+    ``causal``: the depthwise convolution sees the current and the K - 1 previous steps (padded
+    on the left only, w2v-BERT 2.0) instead of a centred window. ``bias``: biases in the two
+    pointwise layers and the depthwise convolution (w2v-BERT 2.0 has none).
+    """
+
+    def __init__(
+        self,
+        model_dim: int,
+        kernel_size: int,
+        dropout_p: float,
+        *,
+        causal: bool = False,
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"`kernel_size` must be odd and >= 1, but is {kernel_size} instead.")
         self.norm = nn.LayerNorm(model_dim)
-        self.pointwise1 = nn.Linear(model_dim, 2 * model_dim)
+        self.pointwise1 = nn.Linear(model_dim, 2 * model_dim, bias=bias)
+        self.causal = causal
         self.depthwise = nn.Conv1d(
-            model_dim, model_dim, kernel_size, padding=kernel_size // 2, groups=model_dim
-        )
+            model_dim, model_dim, kernel_size, padding=0 if causal else kernel_size // 2,
+            groups=model_dim, bias=bias,
+        )  # fmt: skip
         self.depthwise_norm = nn.LayerNorm(model_dim)
-        self.pointwise2 = nn.Linear(model_dim, model_dim)
+        self.pointwise2 = nn.Linear(model_dim, model_dim, bias=bias)
         self.dropout_p = dropout_p
 
     def forward(self, x: Tensor, valid: Tensor | None) -> Tensor:
@@ -137,13 +196,16 @@ class ConvModule(nn.Module):
         h = F.glu(self.pointwise1(self.norm(x)), dim=-1)  # (N, S, 2M) -> (N, S, M)
         if valid is not None:
             h = h * valid
-        h = self.depthwise(h.transpose(1, 2)).transpose(1, 2)  # conv over S on (N, M, S)
+        h = h.transpose(1, 2)  # (N, M, S)
+        if self.causal:
+            h = F.pad(h, (self.depthwise.kernel_size[0] - 1, 0))
+        h = self.depthwise(h).transpose(1, 2)  # conv over S
         h = self.pointwise2(F.silu(self.depthwise_norm(h)))
         return dropout(h, self.dropout_p, self.training)
 
 
 class ConformerBlock(nn.Module):
-    """Macaron conformer block: FFN/2, rotary MHSA, conv module, FFN/2, final LayerNorm."""
+    """Macaron conformer block: FFN/2, MHSA (rotary or Shaw), conv module, FFN/2, final LayerNorm."""
 
     def __init__(
         self,
@@ -155,16 +217,28 @@ class ConformerBlock(nn.Module):
         dropout_p: float = 0.0,
         attn_dropout_p: float = 0.0,
         ffn_inner_dropout_p: float = 0.0,
+        shaw_window: tuple[int, int] | None = None,
+        conv_causal: bool = False,
+        conv_bias: bool = True,
     ) -> None:
         super().__init__()
         self.ffn1 = FeedForward(model_dim, ffn_dim, dropout_p, ffn_inner_dropout_p)
-        self.attn = RotarySelfAttention(model_dim, num_heads, attn_dropout_p, dropout_p)
-        self.conv = ConvModule(model_dim, conv_kernel_size, dropout_p)
+        self.attn = RotarySelfAttention(
+            model_dim, num_heads, attn_dropout_p, dropout_p, shaw_window=shaw_window
+        )
+        self.conv = ConvModule(
+            model_dim, conv_kernel_size, dropout_p, causal=conv_causal, bias=conv_bias
+        )
         self.ffn2 = FeedForward(model_dim, ffn_dim, dropout_p, ffn_inner_dropout_p)
         self.final_norm = nn.LayerNorm(model_dim)
 
     def forward(
-        self, x: Tensor, cos: Tensor, sin: Tensor, attn_mask: Tensor | None, valid: Tensor | None
+        self,
+        x: Tensor,
+        cos: Tensor | None,
+        sin: Tensor | None,
+        attn_mask: Tensor | None,
+        valid: Tensor | None,
     ) -> Tensor:
         """(N, S, M) -> (N, S, M); masks as in :class:`ConformerEncoder`."""
         x = x + 0.5 * self.ffn1(x)
@@ -175,7 +249,8 @@ class ConformerBlock(nn.Module):
 
 
 class ConformerEncoder(nn.Module):
-    """A stack of :class:`ConformerBlock` sharing one rotary table; 0 blocks = identity."""
+    """A stack of :class:`ConformerBlock` sharing one rotary table (none when the blocks use Shaw
+    positions); 0 blocks = identity."""
 
     def __init__(
         self, blocks: list[ConformerBlock], *, head_dim: int, rotary_base: float = 10000.0
@@ -198,9 +273,11 @@ class ConformerEncoder(nn.Module):
         if len(self.blocks) == 0:
             return seqs
         n, s, _ = seqs.shape
-        cos, sin = rotary_tables(s, self.head_dim, self.rotary_base, seqs.device, seqs.dtype)
-        cos = cos.view(s, 1, 1, -1)  # the blocks' contract: (S, 1, 1, D/2)
-        sin = sin.view(s, 1, 1, -1)
+        cos = sin = None
+        if self.blocks[0].attn.rel_k is None:
+            cos, sin = rotary_tables(s, self.head_dim, self.rotary_base, seqs.device, seqs.dtype)
+            cos = cos.view(s, 1, 1, -1)  # the blocks' contract: (S, 1, 1, D/2)
+            sin = sin.view(s, 1, 1, -1)
         if padding_mask is None:
             attn_mask, valid = None, None
         else:

@@ -36,6 +36,12 @@ ENCODER_FIELDS = (
     "num_contrastive_layers",
     "num_mlm_layers",
     "rotary_base",
+    "frontend",
+    "position_encoding",
+    "shaw_left_context",
+    "shaw_right_context",
+    "conv_causal",
+    "conv_bias",
 )
 
 
@@ -84,6 +90,49 @@ def create_pretraining_model(config: W2VBertConfig) -> W2VBertModel | BestRqMode
     if config.method == "best-rq":
         return create_best_rq_model(config)
     return create_w2vbert_model(config)
+
+
+PRETRAINING_PARTS = ("mask_embed", "quantizer.", "final_proj.", "target_proj.", "mlm_head.")
+"""State entries of a pre-training model outside its encoder: a source without them (a Hugging
+Face encoder) leaves them freshly initialised."""
+
+
+def load_pretraining_weights(
+    model: nn.Module, state: dict[str, torch.Tensor], source: str
+) -> list[str]:
+    """Load ``state`` (our keys) into a pre-training model; returns the entries left freshly
+    initialised. Every encoder entry must be there with its shape, and nothing may be left over:
+    the error lists the missing, unexpected and mis-shaped keys. NaN rows (an MLM head that
+    predicts fewer codebooks than the quantizer has) keep the model's fresh values."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if state[k].shape != own[k].shape
+    )
+    missing_encoder = [k for k in missing if not k.startswith(PRETRAINING_PARTS)]
+    if missing_encoder or unexpected or shapes:
+        raise ValueError(
+            f"{source} does not fit the model: missing {missing_encoder[:20]}, unexpected "
+            f"{unexpected[:20]}, shape mismatches {shapes[:20]} (the config fields behind them: "
+            f"{', '.join(ENCODER_FIELDS)}, num_codebooks, num_codebook_entries, codebook_dim)."
+        )
+    merged = dict(own)
+    fresh = list(missing)
+    for k, v in state.items():
+        v = v.to(own[k].dtype)
+        nan = torch.isnan(v)
+        if bool(nan.any()):
+            v = torch.where(nan, own[k], v)
+            fresh.append(f"{k} ({int(nan.any(dim=-1).sum()) if v.dim() > 1 else int(nan.sum())} rows)")
+        merged[k] = v
+    model.load_state_dict(merged)
+    logger.info(
+        f"Loaded {len(state)} tensors from {source}; freshly initialised: {fresh or 'nothing'}"
+    )
+    return fresh
 
 
 def build_transducer_from_params(params: dict[str, Any]) -> Transducer:

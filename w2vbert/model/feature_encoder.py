@@ -185,3 +185,76 @@ class FbankFeatureEncoder(nn.Module):
         h = h.permute(0, 2, 1, 3).reshape(n, s, c * f)  # (N, C, S, F2) -> (N, S, C*F2)
         seqs = self.dropout(self.layer_norm(self.proj(h)))  # (N, S, M)
         return seqs, seq_lens
+
+
+class StackedFbankFrontend(nn.Module):
+    """w2v-BERT 2.0's front end: per-utterance normalisation, ``frame_stride`` frames stacked,
+    LayerNorm, Linear to M, dropout (no convolution).
+
+    The normalisation is per mel bin over the valid frames with the unbiased variance and
+    ``eps`` inside the square root, as ``SeamlessM4TFeatureExtractor`` (``(x - mean) /
+    sqrt(var_ddof1 + 1e-7)``). Step s stacks frames ``[s * stride, (s + 1) * stride)``; the
+    frames after the last full group are dropped, so ``T`` frames give ``floor(T / stride)``
+    steps (:meth:`output_lengths`), as the extractor's reshape. Same interface as
+    :class:`FbankFeatureEncoder` (``normalize``/``stack``/``stacked_input``/``forward``).
+    """
+
+    def __init__(
+        self,
+        *,
+        num_mel_bins: int = 80,
+        model_dim: int,
+        frame_stride: int = 2,
+        eps: float = 1e-7,
+        layer_norm_eps: float = 1e-5,
+        dropout_p: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if frame_stride < 1:
+            raise ValueError(f"`frame_stride` must be >= 1, but is {frame_stride} instead.")
+        self.num_mel_bins = num_mel_bins
+        self.frame_stride = frame_stride
+        self.eps = eps
+        self.layer_norm = nn.LayerNorm(frame_stride * num_mel_bins, eps=layer_norm_eps)
+        self.proj = nn.Linear(frame_stride * num_mel_bins, model_dim)
+        self.dropout = Dropout(dropout_p)
+
+    def output_lengths(self, seq_lens: Tensor | int) -> Tensor | int:
+        """``floor(T / frame_stride)`` encoder steps for ``T`` frames."""
+        if isinstance(seq_lens, int):
+            return seq_lens // self.frame_stride
+        return torch.div(seq_lens, self.frame_stride, rounding_mode="floor")
+
+    def normalize(self, x: Tensor, x_lens: Tensor) -> Tensor:
+        """(N, T, F) -> (N, T, F): zero mean, unit (unbiased) variance per utterance and bin over
+        the valid frames; zero beyond ``x_lens``."""
+        valid = (~make_padding_mask(x_lens, x.size(1))).unsqueeze(2).to(x.dtype)  # (N, T, 1)
+        count = x_lens.to(x.dtype).view(-1, 1, 1)  # (N, 1, 1)
+        mean = (x * valid).sum(dim=1, keepdim=True) / count.clamp(min=1.0)
+        centred = (x - mean) * valid
+        var = centred.square().sum(dim=1, keepdim=True) / (count - 1.0).clamp(min=1.0)
+        return centred * torch.rsqrt(var + self.eps)
+
+    def stack(self, x: Tensor) -> Tensor:
+        """(N, T, F) -> (N, floor(T / stride), stride * F)."""
+        n, t, f = x.shape
+        s = t // self.frame_stride
+        return x[:, : s * self.frame_stride].reshape(n, s, self.frame_stride * f)
+
+    def stacked_input(self, x: Tensor, x_lens: Tensor) -> Tensor:
+        """The normalised fbank stacked per step: (N, S, stride * F)."""
+        return self.stack(self.normalize(x, x_lens))
+
+    def forward(
+        self, x: Tensor, x_lens: Tensor, *, normalized: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """(N, T, F) fbank, (N,) lengths -> (N, S, M) and (N,) steps; ``normalized``: ``x`` is
+        already the output of :meth:`normalize`."""
+        if x.dim() != 3 or x.size(2) != self.num_mel_bins:
+            raise ValueError(
+                f"`x` must be (N, T, {self.num_mel_bins}), but has shape {tuple(x.shape)} instead."
+            )
+        if not normalized:
+            x = self.normalize(x, x_lens)
+        seqs = self.dropout(self.proj(self.layer_norm(self.stack(x))))  # (N, S, M)
+        return seqs, self.output_lengths(x_lens)

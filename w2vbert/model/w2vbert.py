@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from w2vbert.model.config import W2VBertConfig
 from w2vbert.model.conformer import ConformerBlock, ConformerEncoder
-from w2vbert.model.feature_encoder import FbankFeatureEncoder
+from w2vbert.model.feature_encoder import FbankFeatureEncoder, StackedFbankFrontend
 from w2vbert.model.masking import compute_span_mask, make_padding_mask
 from w2vbert.model.quantizer import GumbelVectorQuantizer
 
@@ -41,7 +41,7 @@ class W2VBertEncoder(nn.Module):
 
     def __init__(
         self,
-        feature_encoder: FbankFeatureEncoder,
+        feature_encoder: FbankFeatureEncoder | StackedFbankFrontend,
         contrastive: ConformerEncoder,
         mlm: ConformerEncoder,
         output_dim: int,
@@ -226,6 +226,9 @@ def _feature_std(feats: Tensor, padding_mask: Tensor | None) -> Tensor:
 
 
 def _conformer(config: W2VBertConfig, num_layers: int) -> ConformerEncoder:
+    shaw = None
+    if config.position_encoding == "shaw":
+        shaw = (config.shaw_left_context, config.shaw_right_context)
     blocks = [
         ConformerBlock(
             model_dim=config.model_dim,
@@ -235,6 +238,9 @@ def _conformer(config: W2VBertConfig, num_layers: int) -> ConformerEncoder:
             dropout_p=config.dropout_p,
             attn_dropout_p=config.attn_dropout_p,
             ffn_inner_dropout_p=config.ffn_inner_dropout_p,
+            shaw_window=shaw,
+            conv_causal=config.conv_causal,
+            conv_bias=config.conv_bias,
         )
         for _ in range(num_layers)
     ]
@@ -246,14 +252,23 @@ def _conformer(config: W2VBertConfig, num_layers: int) -> ConformerEncoder:
 def create_w2vbert_encoder(config: W2VBertConfig) -> W2VBertEncoder:
     """The encoder alone (what fine-tuning builds before loading pre-trained weights)."""
     config.validate()
-    feature_encoder = FbankFeatureEncoder(
-        num_mel_bins=config.num_mel_bins,
-        model_dim=config.model_dim,
-        num_channels=config.feature_encoder_channels,
-        frame_stride=config.frame_stride,
-        input_norm=config.input_norm,
-        dropout_p=config.feature_dropout_p,
-    )
+    feature_encoder: FbankFeatureEncoder | StackedFbankFrontend
+    if config.frontend == "stacked":
+        feature_encoder = StackedFbankFrontend(
+            num_mel_bins=config.num_mel_bins,
+            model_dim=config.model_dim,
+            frame_stride=config.frame_stride,
+            dropout_p=config.feature_dropout_p,
+        )
+    else:
+        feature_encoder = FbankFeatureEncoder(
+            num_mel_bins=config.num_mel_bins,
+            model_dim=config.model_dim,
+            num_channels=config.feature_encoder_channels,
+            frame_stride=config.frame_stride,
+            input_norm=config.input_norm,
+            dropout_p=config.feature_dropout_p,
+        )
     return W2VBertEncoder(
         feature_encoder,
         _conformer(config, config.num_contrastive_layers),

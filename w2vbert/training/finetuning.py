@@ -14,7 +14,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from w2vbert.checkpoint import load_checkpoint
 from w2vbert.data.datasets import (
     AsrDataset,
     create_input_strategy,
@@ -32,6 +31,7 @@ from w2vbert.model.factory import (
 )
 from w2vbert.objectives.rnnt import rnnt_loss_scales, transducer_loss
 from w2vbert.training.config import TrainingConfig
+from w2vbert.training.init_checkpoint import load_init_checkpoint
 from w2vbert.training.optim import param_groups_with_scales
 from w2vbert.training.runner import TaskSpec, run_training
 from w2vbert.util.dataclass_args import (
@@ -48,7 +48,8 @@ class FinetuneOptions:
     init_from: str = flag(
         "none",
         "Pre-training checkpoint (epoch-N.pt, checkpoint-N.pt or an averaged model "
-        "from w2vbert.average) whose encoder.* weights start the encoder; 'none': from scratch.",
+        "from w2vbert.average), a Hugging Face w2v-BERT 2.0 directory, hf:<hub id>, or a "
+        "fairseq(2) conformer_shaw.pt, whose encoder weights start the encoder; 'none': from scratch.",
     )
     init_use_averaged_model: bool = flag(
         False, "Take the encoder from the checkpoint's averaged model (model_avg)."
@@ -83,13 +84,7 @@ class FinetuneOptions:
 def _init_checkpoint(options: FinetuneOptions) -> dict[str, Any] | None:
     if options.init_from.lower() == "none":
         return None
-    ckpt = load_checkpoint(options.init_from)
-    if "model" not in ckpt or "model_config" not in ckpt.get("params", {}):
-        raise ValueError(
-            f"--init-from {options.init_from} must hold 'model' and params['model_config'], "
-            f"but has keys {sorted(ckpt)}."
-        )
-    return ckpt
+    return load_init_checkpoint(options.init_from)
 
 
 def resolve_encoder_config(
@@ -189,7 +184,7 @@ def build_finetune_task(
         limits = data.cut_duration_limits()
         return encoder_cut_filter(config.frame_stride, **limits, tokenize=tokenizer, text_of=cut_text)
 
-    strategy = create_input_strategy(data.on_the_fly_feats)
+    strategy = create_input_strategy(data.on_the_fly_feats, config.fbank)
     return TaskSpec(
         kind="finetune",
         model=model,
@@ -198,6 +193,7 @@ def build_finetune_task(
         train_dataset=AsrDataset(tokenizer, strategy, create_spec_augment(options.spec_augment)),
         valid_dataset=AsrDataset(tokenizer, strategy, None),
         make_cut_filter=make_filter,
+        fbank=config.fbank,
         params=params,
     )
 

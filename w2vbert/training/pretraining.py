@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +23,17 @@ from w2vbert.model.config import (
     preset_names,
     with_objective,
 )
-from w2vbert.model.factory import create_pretraining_model
+from w2vbert.model.factory import (
+    config_from_params,
+    create_pretraining_model,
+    encoder_config_mismatches,
+    load_pretraining_weights,
+)
 from w2vbert.model.w2vbert import W2VBertModel
 from w2vbert.objectives.best_rq_loss import best_rq_loss
 from w2vbert.objectives.w2vbert_loss import w2vbert_loss
 from w2vbert.training.config import TrainingConfig
+from w2vbert.training.init_checkpoint import load_init_checkpoint
 from w2vbert.training.optim import param_groups_with_scales
 from w2vbert.training.runner import TaskSpec, run_training
 from w2vbert.util.dataclass_args import (
@@ -78,16 +85,56 @@ class PretrainOptions:
         "Keep the quantizer fixed (lr 0) for this many optimizer steps, so the "
         "context network first learns to predict its initial (random-projection) codes.",
     )
+    init_from: str = flag(
+        "",
+        "Continue pre-training from this checkpoint: ours, a Hugging Face w2v-BERT 2.0 directory, "
+        "hf:<hub id> or a fairseq(2) conformer_shaw.pt. The model config is the source's "
+        "(--model-preset is ignored; model flags still override it); what the source lacks "
+        "(a HF directory has no quantizer, projections or MLM head) starts fresh and is logged.",
+    )
+    gumbel_update_offset: int = flag(
+        -1,
+        "Updates added to the step for the Gumbel temperature. -1 (auto): when --init-from "
+        "restores a quantizer, continue at the end of its schedule (the temperature floor) "
+        "rather than at 2.0, which would make its trained codes noisy again (fairseq2's loader "
+        "resets the count to 0); otherwise 0.",
+    )
+    freeze_feature_encoder_steps: int = flag(
+        0, "Optimizer steps during which the feature encoder (front end) has lr 0 (-1: always)."
+    )
 
 
 def resolve_model_config(options: PretrainOptions, overrides: dict[str, Any]) -> W2VBertConfig:
-    """Preset -> objective ablation -> explicit overrides (e.g. ``--mlm-weight 0``), validated."""
-    config = get_w2vbert_config(options.model_preset)
+    """Preset (or the ``--init-from`` source's config) -> objective -> explicit overrides (e.g.
+    ``--mlm-weight 0``), validated; with ``--init-from`` the encoder must stay the source's."""
+    if options.init_from:
+        source = config_from_params(load_init_checkpoint(options.init_from)["params"])
+        config = source
+    else:
+        config = get_w2vbert_config(options.model_preset)
     objective = "mlm" if options.mlm_only else options.objective
     config = with_objective(config, objective)  # type: ignore[arg-type]
     config = dataclasses.replace(config, **overrides)
     config.validate()
+    if options.init_from:
+        mismatched = encoder_config_mismatches(source, config)
+        if mismatched:
+            raise ValueError(
+                f"--init-from {options.init_from} has another encoder configuration; "
+                f"mismatched keys: {', '.join(mismatched)}."
+            )
     return config
+
+
+def gumbel_offset(options: PretrainOptions, config: W2VBertConfig, restored: bool) -> int:
+    """The resolved ``--gumbel-update-offset``: with ``auto`` and a restored quantizer, the
+    number of updates after which the schedule sits at its floor."""
+    if options.gumbel_update_offset >= 0:
+        return options.gumbel_update_offset
+    if not restored or config.gumbel_temp_decay >= 1.0:
+        return 0
+    ratio = config.gumbel_min_temp / config.gumbel_max_temp
+    return max(0, math.ceil(math.log(ratio) / math.log(config.gumbel_temp_decay)))
 
 
 class CodeUsageMonitor:
@@ -111,13 +158,19 @@ class CodeUsageMonitor:
             )
 
 
-def make_pretrain_loss(config: W2VBertConfig, accum_grad: int, monitor: CodeUsageMonitor | None):
+def make_pretrain_loss(
+    config: W2VBertConfig,
+    accum_grad: int,
+    monitor: CodeUsageMonitor | None,
+    update_offset: int = 0,
+):
     """``compute_loss(model, batch, step)`` for the shared loop (loss = mean over masked steps)."""
     loss_kwargs = config.loss_kwargs()
 
     def compute_loss(model: nn.Module, batch: dict, step: int):
         inner = model.module if hasattr(model, "module") else model
-        inner.set_num_updates(step // accum_grad)  # Gumbel temperature from the optimizer step
+        # Gumbel temperature from the optimizer step (+ the offset of a restored quantizer)
+        inner.set_num_updates(step // accum_grad + update_offset)
         out = model(batch["features"], batch["feature_lens"])
         if config.method == "best-rq":
             loss = best_rq_loss(out)
@@ -138,17 +191,22 @@ def make_pretrain_loss(config: W2VBertConfig, accum_grad: int, monitor: CodeUsag
 def pretrain_param_groups(
     model: W2VBertModel | BestRqModel, options: PretrainOptions
 ) -> list[dict[str, Any]]:
-    """Two optimizer param groups: the quantizer (``--quantizer-lr-scale``,
-    ``--quantizer-frozen-steps``) and everything else (BEST-RQ's quantizer has no parameters:
-    one group)."""
-    rest = (p for name, p in model.named_parameters() if not name.startswith("quantizer."))
-    return param_groups_with_scales(
-        [
-            ("model", rest, 1.0, 0),
-            ("quantizer", model.quantizer.parameters(), options.quantizer_lr_scale,
-             options.quantizer_frozen_steps),
-        ]
-    )  # fmt: skip
+    """Optimizer param groups: the quantizer (``--quantizer-lr-scale``,
+    ``--quantizer-frozen-steps``; BEST-RQ's has no parameters), the feature encoder
+    (``--freeze-feature-encoder-steps``) and everything else."""
+    front = "encoder.feature_encoder."
+    named = [(n, p) for n, p in model.named_parameters() if not n.startswith("quantizer.")]
+    frozen = options.freeze_feature_encoder_steps
+    groups = [("model", [p for n, p in named if not (frozen and n.startswith(front))], 1.0, 0)]
+    if frozen:  # its own group only when asked (the optimizer state of older runs has two)
+        frontend = [p for n, p in named if n.startswith(front)]
+        if frozen < 0:
+            for p in frontend:
+                p.requires_grad_(False)
+        groups.append(("feature_encoder", frontend, 1.0, max(frozen, 0)))
+    groups.append(("quantizer", list(model.quantizer.parameters()), options.quantizer_lr_scale,
+                   options.quantizer_frozen_steps))  # fmt: skip
+    return param_groups_with_scales(groups)
 
 
 def build_pretrain_task(
@@ -158,7 +216,19 @@ def build_pretrain_task(
     train: TrainingConfig,
     device: torch.device,
 ) -> TaskSpec:
-    model = create_pretraining_model(model_config).to(device)
+    model = create_pretraining_model(model_config)
+    restored_quantizer = False
+    if options.init_from:  # a resume then restores its own checkpoint over these weights
+        init = load_init_checkpoint(options.init_from)
+        fresh = load_pretraining_weights(model, init["model"], f"--init-from {options.init_from}")
+        restored_quantizer = not any(k.startswith("quantizer.") for k in fresh)
+    offset = gumbel_offset(options, model_config, restored_quantizer)
+    if options.init_from and model_config.method == "w2vbert":
+        logger.info(
+            f"Gumbel temperature starts at update {offset} of its schedule "
+            f"({'restored' if restored_quantizer else 'fresh'} quantizer)"
+        )
+    model = model.to(device)
     objective = "mlm" if options.mlm_only else options.objective
     if model_config.method == "best-rq":  # also when set by --method best-rq
         objective = "best-rq"
@@ -172,18 +242,21 @@ def build_pretrain_task(
             model_config.frame_stride, min_steps=options.min_encoder_steps, **limits
         )
 
-    strategy = create_input_strategy(data.on_the_fly_feats)
+    strategy = create_input_strategy(data.on_the_fly_feats, model_config.fbank)
     return TaskSpec(
         kind="pretrain",
         model=model,
-        compute_loss=make_pretrain_loss(model_config, train.accum_grad, monitor),
+        compute_loss=make_pretrain_loss(model_config, train.accum_grad, monitor, offset),
         param_groups=pretrain_param_groups(model, options),
         train_dataset=PretrainDataset(strategy),
         valid_dataset=PretrainDataset(strategy),
         make_cut_filter=make_filter,
+        fbank=model_config.fbank,
         params={
             "kind": "pretrain",
             "objective": objective,  # which objective made the checkpoint
+            "init_from": options.init_from,
+            "gumbel_update_offset": offset,
             "model_config": dataclasses.asdict(model_config),
             "pretrain_options": config_to_dict(options),
         },

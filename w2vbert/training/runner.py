@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from w2vbert.data.filters import CutFilter, scan
+from w2vbert.data.fbank import check_feature_types
 from w2vbert.data.sampling import (
     DataConfig,
     create_dataloader,
@@ -48,6 +49,7 @@ class TaskSpec:
     make_cut_filter: Callable[[], CutFilter]
     params: dict[str, Any]  # saved in every checkpoint; must include "model_config"
     find_unused_parameters: bool = False
+    fbank: str = "icefall"  # the model's fbank kind: stored features must be of it
     run_info: dict[str, Any] = field(default_factory=dict)  # extra entries for config.json
 
 
@@ -90,7 +92,10 @@ def run_training(
 
         def loader(path, flag: str, dataset, train: bool) -> torch.utils.data.DataLoader:
             """The DataLoader of ``path`` (filtered by the task), sharded by rank."""
-            cuts = load_cuts(path, flag).filter(task.make_cut_filter())
+            cuts = load_cuts(path, flag)
+            if not data_config.on_the_fly_feats:
+                check_feature_types(cuts, task.fbank, f"{flag} {path}")
+            cuts = cuts.filter(task.make_cut_filter())
             sampler = create_sampler(
                 cuts,
                 data_config,
