@@ -32,6 +32,13 @@ decoding_methods=""
 pretrain_extra_args=""   # extra flags for python -m w2vbert.pretrain (quoted string)
 finetune_extra_args=""   # extra flags for python -m w2vbert.finetune
 finetune_init_args=""    # more stage-5 flags only when it starts from a pre-trained encoder
+# Starting from released weights (w2v-BERT 2.0): a Hugging Face directory, hf:<hub id>, a fairseq
+# conformer_shaw.pt or one of our checkpoints. Stage 4 then continues its pre-training on the
+# corpus's unlabelled audio (--continue-pretraining false: stage 5 fine-tunes it directly).
+init_from=""
+continue_pretraining=true
+fbank=""                 # icefall | w2v-bert-2.0 (default: w2v-bert-2.0 with --init-from, else icefall)
+init_pretrain_args=""    # stage-4 flags used only with --init-from (default: the corpus conf's)
 
 help_message=$(cat <<'HELP'
 Usage: ./run.sh [options]
@@ -62,6 +69,13 @@ Options:
                              --bpe-vocab-size, --decode-epoch, --decode-avg, --decoding-methods
   --pretrain-extra-args "..." --finetune-extra-args "..."   more flags for stage 4 / 5
   --finetune-init-args "..."  more stage-5 flags for pre-trained encoders only (not scratch)
+  --init-from SRC            start from released weights: a Hugging Face w2v-BERT 2.0 directory
+                             (huggingface-cli download facebook/w2v-bert-2.0), hf:<hub id>, a
+                             fairseq conformer_shaw.pt or our checkpoint; stage 4 continues its
+                             pre-training (--continue-pretraining false: skip to fine-tuning)
+  --fbank KIND               icefall | w2v-bert-2.0 (default: w2v-bert-2.0 with --init-from);
+                             features of a kind other than icefall go to <data-dir>/fbank-KIND/
+  --init-pretrain-args "..." stage-4 flags for continued pre-training (default: the conf's)
   Defaults per corpus: egs/librispeech/conf/<corpus>.sh.
 Each stage logs to <exp-dir>/log/stage-N-NAME.log; a finished stage leaves stage-N-NAME.done.
 HELP
@@ -83,6 +97,14 @@ if [ ! -f "$conf" ]; then
   exit 2
 fi
 . "$conf"
+if [ -z "$fbank" ]; then
+  if [ -n "$init_from" ]; then fbank=w2v-bert-2.0; else fbank=icefall; fi
+fi
+case $fbank in
+  icefall) fbank_dir=$data_dir/fbank ;;
+  w2v-bert-2.0) fbank_dir=$data_dir/fbank-$fbank ;;
+  *) echo "run.sh: unknown --fbank '$fbank' (expected icefall or w2v-bert-2.0)" >&2; exit 2 ;;
+esac
 log_dir=$exp_dir/log
 mkdir -p "$log_dir"
 

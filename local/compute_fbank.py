@@ -12,7 +12,10 @@ multi-channel audio downmixed (both logged). Training cuts shorter than --min-cu
 longer than --max-cut-duration are dropped (count logged; the old names --min-duration and
 --max-duration still work); dev/test parts keep every cut that gives at least one encoder
 frame. Parts whose cuts file exists are skipped unless --force.
-Fbank options: w2vbert/data/fbank.py (dither 0, snip_edges False, low_freq 20, high_freq -400).
+Fbank options: w2vbert/data/fbank.py; --fbank icefall (default: dither 0, snip_edges False,
+low_freq 20, high_freq -400) or --fbank w2v-bert-2.0 (what w2v-BERT 2.0 was trained on: int16
+sample scale, snip_edges True, high_freq 8000); training and decoding check that stored
+features are of the model's kind.
 """
 
 import argparse
@@ -67,6 +70,10 @@ def get_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds: longer training cuts are dropped (old name: --max-duration)",
     )
+    p.add_argument(
+        "--fbank", default="icefall", choices=("icefall", "w2v-bert-2.0"),
+        help="fbank kind: the one the model to train reads (its config's fbank)",
+    )  # fmt: skip
     p.add_argument("--nj", type=int, default=1, help="feature extraction processes")
     p.add_argument("--force", action="store_true", help="recompute parts whose cuts exist")
     p.add_argument("--log-file", type=Path, help="default: <output-dir>/log/compute_fbank.log")
@@ -126,6 +133,7 @@ def main() -> None:
                     num_jobs=args.nj,
                     executor=executor,
                     force=args.force,
+                    fbank=args.fbank,
                 )
         except BaseException:  # an error, SIGTERM or Ctrl-C: the workers must not go on writing
             if executor is not None:

@@ -33,9 +33,14 @@ JOINER_DIM = 16
 ENCODER_ATOL = 1e-4  # fp32 onnxruntime vs PyTorch, encoder_out (values ~1)
 
 
-def _tiny_transducer() -> Transducer:
+PRESETS = ("tiny", "w2v-bert-2.0-tiny")
+"""The recipe's architecture and w2v-BERT 2.0's (stacked fbank, Shaw positions, causal conv,
+its own fbank): every export check runs on both."""
+
+
+def _tiny_transducer(preset: str = "tiny") -> Transducer:
     torch.manual_seed(7)
-    encoder = create_w2vbert_encoder(get_w2vbert_config("tiny"))
+    encoder = create_w2vbert_encoder(get_w2vbert_config(preset))
     model = create_transducer(
         encoder, encoder.output_dim, VOCAB_SIZE, decoder_dim=16, joiner_dim=JOINER_DIM
     )
@@ -60,14 +65,14 @@ def _write_audio(directory: Path) -> list[Path]:
     return paths
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=PRESETS)
 def exported(
-    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Transducer, ExportedFiles, ExportedFiles, Path]:
     directory = tmp_path_factory.mktemp("export")
     tokens = directory / "tokens-in.txt"
     tokens.write_text("".join(f"{s} {i}\n" for i, s in enumerate(SYMBOLS)), encoding="utf-8")
-    model = _tiny_transducer()
+    model = _tiny_transducer(request.param)
     fp32, int8 = export_transducer(model, directory / "exp", "epoch-1-avg-1", tokens, int8=True)
     assert int8 is not None
     return model, fp32, int8, directory
@@ -103,8 +108,14 @@ def utterances(cuts_manifest: Path) -> list[Utterance]:
     return load_utterances(cuts_manifest)
 
 
+def _fbank_kind(model: Transducer) -> str:
+    from w2vbert.model.feature_encoder import StackedFbankFrontend
+
+    return "w2v-bert-2.0" if isinstance(model.encoder.feature_encoder, StackedFbankFrontend) else "icefall"
+
+
 def _pytorch_greedy_ids(model: Transducer, samples: np.ndarray) -> list[int]:
-    x = compute_fbank(samples).unsqueeze(0)  # (1, T, 80)
+    x = compute_fbank(samples, _fbank_kind(model)).unsqueeze(0)  # (1, T, 80)
     with torch.no_grad():
         encoder_out, encoder_out_lens = model.encoder(x, torch.tensor([x.size(1)]))
         return greedy_search_batch(model, encoder_out, encoder_out_lens)[0]
@@ -178,7 +189,7 @@ def test_sherpa_onnx_greedy_gives_exactly_the_pytorch_tokens(
     exported: tuple, utterances: list[Utterance]
 ) -> None:
     model, fp32, _, _ = exported
-    recognizer = create_recognizer(fp32, "greedy_search")
+    recognizer = create_recognizer(fp32, "greedy_search", fbank=_fbank_kind(model))
     id_to_symbol = read_tokens(fp32.tokens)
     num_tokens = 0
     for utt in utterances:
@@ -232,7 +243,7 @@ def test_check_compares_sherpa_fp32_int8_and_stage6_recogs(
         fp32,
         int8,
         utterances,
-        config=CheckConfig(batch_size=3),
+        config=CheckConfig(batch_size=3, fbank=_fbank_kind(model)),
         recogs={"greedy_search": recogs},
     )
     assert result["checks"]["fp32_greedy_identical_to_pytorch"] is True

@@ -275,3 +275,36 @@ def test_presets_have_w2v_bert_2_sizes():
     assert (c.model_dim, c.num_heads, c.ffn_dim, c.conv_kernel_size) == (1024, 16, 4096, 31)
     assert (c.num_contrastive_layers + c.num_mlm_layers, c.num_codebooks, c.num_codebook_entries) == (24, 2, 320)
     assert (c.shaw_left_context, c.shaw_right_context, c.frame_stride) == (64, 8, 2)
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_gradients():
+    config = get_w2vbert_config("w2v-bert-2.0-tiny")
+    torch.manual_seed(0)
+    encoder = create_w2vbert_encoder(config).train()
+    x, lens = torch.randn(2, 90, 80), torch.tensor([90, 61])
+
+    def grads(recompute: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        for stack in (encoder.contrastive, encoder.mlm):
+            stack.activation_checkpointing = recompute
+        encoder.zero_grad()
+        torch.manual_seed(1)  # dropout draws the same in both runs
+        out, _ = encoder(x, lens)
+        loss = out.square().mean()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in encoder.parameters()]
+
+    (loss_a, ga), (loss_b, gb) = grads(False), grads(True)
+    assert torch.equal(loss_a, loss_b)
+    assert all(torch.allclose(a, b, atol=1e-7, rtol=1e-5) for a, b in zip(ga, gb))
+
+
+def test_freeze_encoder_layers_fixes_the_front_end_and_the_first_blocks():
+    from w2vbert.training.finetuning import freeze_encoder_layers
+
+    encoder = create_w2vbert_encoder(get_w2vbert_config("w2v-bert-2.0-tiny"))  # 1 + 2 blocks
+    frozen = freeze_encoder_layers(encoder, 2)
+    assert frozen > 0
+    trainable = {n for n, p in encoder.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("mlm.blocks.1.") for n in trainable)
+    with pytest.raises(ValueError, match="<= the encoder's 3 blocks"):
+        freeze_encoder_layers(create_w2vbert_encoder(get_w2vbert_config("w2v-bert-2.0-tiny")), 4)

@@ -2,7 +2,7 @@
 # run by hand with the same arguments (every script has --help).
 
 _cuts() {  # _cuts PART: the fbank cuts file of a part
-  echo "$data_dir/fbank/${prefix}_cuts_$1.jsonl.gz"
+  echo "${fbank_dir:-$data_dir/fbank}/${prefix}_cuts_$1.jsonl.gz"
 }
 
 _first() { echo "$1"; }  # _first WORD...: the first word, e.g. the first of several dev parts
@@ -35,15 +35,25 @@ _settings() {  # _settings NAME...: "var=value ..." of the globals that the stag
   for v in $(printf '%s\n' "${names[@]}" | awk '!seen[$0]++'); do  # each once, in order
     printf '%s=%q ' "$v" "${!v-}"
   done
+  # settings added later enter only when set, so that existing runs keep their fingerprints
+  for v in fbank init_from init_pretrain_args continue_pretraining; do
+    case "$v=${!v-}" in
+      fbank=|fbank=icefall|init_from=|init_pretrain_args=|continue_pretraining=|continue_pretraining=true) ;;
+      *) printf '%s=%q ' "$v" "${!v}" ;;
+    esac
+  done
 }
 
-_pretrain() {  # _pretrain EXP_DIR [more flags]: stage 4's command (also used by stage 8)
-  local dir=$1; shift
+_pretrain() {  # _pretrain EXP_DIR [more flags]: stage 4's command (also used by stage 8);
+  # with $init_from it continues that model's pre-training (its config, not the preset's) with
+  # $init_pretrain_args (e.g. a lower peak lr and a short warm-up)
+  local dir=$1 init=(); shift
+  [ -n "${init_from:-}" ] && read -r -a init <<< "--init-from $init_from ${init_pretrain_args:-}"
   python -m w2vbert.pretrain --exp-dir "$dir" \
     --train-cuts "$(_cuts pretrain)" --valid-cuts "$(_cuts "$(_first $dev_parts)")" \
     --model-preset "$pretrain_preset" --num-epochs "$pretrain_epochs" \
     --max-duration "$pretrain_max_duration" --base-lr "$pretrain_lr" --seed "$seed" \
-    $pretrain_extra_args "$@"
+    $pretrain_extra_args "${init[@]}" "$@"
 }
 
 _finetune() {  # _finetune EXP_DIR INIT_FROM [more flags]: stage 5's command (also used by stage 8)
@@ -123,20 +133,27 @@ run_recipe_stage() {
       run_stage 1 manifests _forced python local/prepare_manifests.py --corpus-dir "$corpus_dir" \
         --output-dir "$data_dir/manifests" --prefix "$prefix" --nj "$nj" ;;
     2)
-      local sp=(); [ "$speed_perturb" = true ] && sp=(--speed-perturb)
+      local sp=() fb=(); [ "$speed_perturb" = true ] && sp=(--speed-perturb)
+      [ "${fbank:-icefall}" != icefall ] && fb=(--fbank "$fbank")  # (absent: old fingerprints hold)
       run_stage 2 fbank _forced python local/compute_fbank.py --manifest-dir "$data_dir/manifests" \
-        --output-dir "$data_dir/fbank" --prefix "$prefix" --nj "$nj" \
+        --output-dir "${fbank_dir:-$data_dir/fbank}" "${fb[@]}" --prefix "$prefix" --nj "$nj" \
         --pretrain-parts $unlabelled_parts "${sp[@]}" ;;
     3)
       local transcripts=(); for p in $train_parts; do transcripts+=("$(_cuts "$p")"); done
       run_stage 3 bpe _forced python local/train_bpe.py --lang-dir "$lang_dir" --vocab-size "$bpe_vocab_size" \
         --transcripts "${transcripts[@]}" ;;
     4)
+      if [ -n "${init_from:-}" ] && [ "${continue_pretraining:-true}" != true ]; then
+        log "stage 4 (pretrain): skipped (--continue-pretraining false: stage 5 starts from $init_from)"
+        return 0
+      fi
       stage_settings=$(_settings pretrain) \
         run_stage 4 pretrain _pretrain "$exp_dir/pretrain" ;;
     5)
+      local start=$exp_dir/pretrain/epoch-$pretrain_epochs.pt
+      if [ -n "${init_from:-}" ] && [ "${continue_pretraining:-true}" != true ]; then start=$init_from; fi
       stage_settings=$(_settings finetune) \
-        run_stage 5 finetune _finetune "$exp_dir/finetune" "$exp_dir/pretrain/epoch-$pretrain_epochs.pt" ;;
+        run_stage 5 finetune _finetune "$exp_dir/finetune" "$start" ;;
     6)
       stage_settings=$(_settings decode) run_stage 6 decode _decode "$exp_dir/finetune" $decoding_methods ;;
     7)

@@ -21,6 +21,7 @@ from lhotse.dataset import SimpleCutSampler
 
 from w2vbert.checkpoint.selection import CheckpointSelection
 from w2vbert.data.datasets import AsrDataset
+from w2vbert.data.fbank import check_feature_types
 from w2vbert.data.sampling import create_dataloader, load_cuts
 from w2vbert.data.tokenizer import BpeTokenizer
 from w2vbert.decoding.scoring import (
@@ -136,10 +137,11 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
     out_dir = Path(config.exp_dir) / config.decoding_method
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {}
+    fbank = params["model_config"].get("fbank", "icefall")
     for name, path in test_sets.items():
-        sampler = SimpleCutSampler(
-            load_cuts(path, f"--cuts {name}"), max_duration=config.max_duration
-        )
+        cuts = load_cuts(path, f"--cuts {name}")
+        check_feature_types(cuts, fbank, f"--cuts {name}={path}")
+        sampler = SimpleCutSampler(cuts, max_duration=config.max_duration)
         dl = create_dataloader(AsrDataset(tokenizer), sampler)
         results, audio, start, non_finite = [], 0.0, time.time(), []
         with torch.inference_mode():

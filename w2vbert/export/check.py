@@ -65,6 +65,8 @@ class CheckConfig:
     """modified_beam_search: max_active_paths of sherpa-onnx, beam of PyTorch."""
     methods: tuple[str, ...] = METHODS
     """Decoding methods to run."""
+    fbank: str = "icefall"
+    """The model's fbank kind (``W2VBertConfig.fbank``), computed the same way on both sides."""
 
 
 def run_check(
@@ -108,6 +110,7 @@ def run_check(
                 beam=config.beam,
                 batch_size=config.batch_size,
                 name=key,
+                fbank=config.fbank,
             )
             for precision, files in (("fp32", fp32), ("int8", int8)):
                 if files is None:
@@ -121,6 +124,7 @@ def run_check(
                     max_active_paths=config.beam,
                     batch_size=config.batch_size,
                     name=key,
+                    fbank=config.fbank,
                 )
                 logger.info(f"{key}: RTF {runs[key].rtf:.4f}")
     finally:

@@ -1,9 +1,11 @@
 """Decoding audio with sherpa-onnx (the exported files) and with the PyTorch model, timed.
 
-Both start from 16 kHz float samples in [-1, 1]. sherpa-onnx computes its own fbank
-(``FeatureExtractorConfig``: dither 0, snip_edges False, low_freq 20, high_freq -400, samples
-not rescaled), which is the recipe's kaldifeat fbank (:mod:`w2vbert.data.fbank`); the PyTorch
-side computes that fbank with kaldifeat, so both decode the same features.
+Both start from 16 kHz float samples in [-1, 1]. sherpa-onnx computes its own fbank with
+``FeatureExtractorConfig``, which can be given every option that differs between the recipe's two
+fbank kinds (:mod:`w2vbert.data.fbank`): for ``icefall`` its defaults (dither 0, snip_edges False,
+low_freq 20, high_freq -400, samples not rescaled), for ``w2v-bert-2.0`` snip_edges True,
+high_freq 0 (Nyquist) and ``normalize_samples=False`` (samples scaled by 32768). The PyTorch side
+computes the same fbank with kaldifeat, so both decode the same features.
 
 Shapes: N batch, T fbank frames, L samples.
 """
@@ -115,15 +117,34 @@ def _batches(utts: Sequence[Utterance], batch_size: int) -> list[Sequence[Uttera
     return [utts[i : i + batch_size] for i in range(0, len(utts), batch_size)]
 
 
+def sherpa_feature_config(fbank: str = "icefall"):  # -> sherpa_onnx.FeatureExtractorConfig
+    """sherpa-onnx's feature options for fbank kind ``fbank`` (see the module docstring)."""
+    import sherpa_onnx
+
+    if fbank == "w2v-bert-2.0":
+        return sherpa_onnx.FeatureExtractorConfig(
+            sampling_rate=SAMPLING_RATE, feature_dim=80, low_freq=20, high_freq=0, dither=0,
+            normalize_samples=False, snip_edges=True,
+        )  # fmt: skip
+    if fbank != "icefall":
+        raise ValueError(f"`fbank` must be 'icefall' or 'w2v-bert-2.0', but is {fbank!r} instead.")
+    return sherpa_onnx.FeatureExtractorConfig(sampling_rate=SAMPLING_RATE, feature_dim=80, dither=0)
+
+
 def create_recognizer(
-    files: ExportedFiles, method: str, *, num_threads: int = 1, max_active_paths: int = 4
+    files: ExportedFiles,
+    method: str,
+    *,
+    num_threads: int = 1,
+    max_active_paths: int = 4,
+    fbank: str = "icefall",
 ):  # -> sherpa_onnx.OfflineRecognizer
-    """sherpa-onnx's offline transducer recognizer on ``files``, with the recipe's fbank."""
+    """sherpa-onnx's offline transducer recognizer on ``files``, with the model's fbank."""
     import sherpa_onnx
 
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {METHODS}, but is {method!r} instead.")
-    return sherpa_onnx.OfflineRecognizer.from_transducer(
+    recognizer = sherpa_onnx.OfflineRecognizer.from_transducer(
         encoder=str(files.encoder),
         decoder=str(files.decoder),
         joiner=str(files.joiner),
@@ -136,6 +157,10 @@ def create_recognizer(
         max_active_paths=max_active_paths,
         model_type="transducer",
     )
+    if fbank != "icefall":  # from_transducer takes no fbank options: rebuild with them
+        recognizer.config.feat_config = sherpa_feature_config(fbank)
+        recognizer.recognizer = type(recognizer.recognizer)(recognizer.config)
+    return recognizer
 
 
 def sherpa_decode(
@@ -147,10 +172,11 @@ def sherpa_decode(
     max_active_paths: int = 4,
     batch_size: int = 8,
     name: str = "",
+    fbank: str = "icefall",
 ) -> DecodeRun:
     """Decodes ``utts`` with sherpa-onnx from the samples; the timing covers fbank + decoding."""
     recognizer = create_recognizer(
-        files, method, num_threads=num_threads, max_active_paths=max_active_paths
+        files, method, num_threads=num_threads, max_active_paths=max_active_paths, fbank=fbank
     )
     run = DecodeRun(name=name or f"sherpa-onnx {method}")
     for batch in _batches(utts, batch_size):
@@ -168,13 +194,12 @@ def sherpa_decode(
     return run
 
 
-def compute_fbank(samples: np.ndarray) -> torch.Tensor:
-    """(L,) float32 samples at 16 kHz -> (T, 80) recipe fbank (kaldifeat, w2vbert.data.fbank)."""
+def compute_fbank(samples: np.ndarray, fbank: str = "icefall") -> torch.Tensor:
+    """(L,) float32 samples at 16 kHz -> (T, 80) fbank of kind ``fbank`` (w2vbert.data.fbank)."""
     from w2vbert.data.fbank import fbank_extractor
 
-    return torch.from_numpy(
-        np.asarray(fbank_extractor().extract(samples, SAMPLING_RATE), dtype=np.float32)
-    )
+    extractor = fbank_extractor(kind=fbank)
+    return torch.from_numpy(np.asarray(extractor.extract(samples, SAMPLING_RATE), dtype=np.float32))
 
 
 @torch.no_grad()
@@ -187,6 +212,7 @@ def pytorch_decode(
     beam: int = 4,
     batch_size: int = 8,
     name: str = "",
+    fbank: str = "icefall",
 ) -> DecodeRun:
     """Decodes ``utts`` with the PyTorch Transducer (fbank from the samples, as sherpa-onnx does).
 
@@ -202,7 +228,7 @@ def pytorch_decode(
     run = DecodeRun(name=name or f"pytorch {method}")
     for batch in _batches(utts, batch_size):
         start = time.perf_counter()
-        feats = [compute_fbank(u.samples) for u in batch]
+        feats = [compute_fbank(u.samples, fbank) for u in batch]
         x_lens = torch.tensor([f.size(0) for f in feats], dtype=torch.int64)
         x = torch.nn.utils.rnn.pad_sequence(
             feats, batch_first=True, padding_value=-23.025850929940457

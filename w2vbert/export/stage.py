@@ -123,6 +123,7 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
         batch_size=options.batch_size,
         beam=options.beam,
         methods=METHODS,
+        fbank=params["model_config"].get("fbank", "icefall"),
     )
     result = run_check(model, fp32, int8, utts, config=config, recogs=recogs)
     result |= {

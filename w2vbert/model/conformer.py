@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from w2vbert.model.dropout import dropout
@@ -259,6 +260,8 @@ class ConformerEncoder(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.head_dim = head_dim
         self.rotary_base = rotary_base
+        self.activation_checkpointing = False
+        """Training: recompute each block in the backward pass (set by the training loop)."""
 
     def forward(self, seqs: Tensor, padding_mask: Tensor | None) -> Tensor:
         """Encode.
@@ -283,6 +286,12 @@ class ConformerEncoder(nn.Module):
         else:
             attn_mask = (~padding_mask).view(n, 1, 1, s)
             valid = (~padding_mask).unsqueeze(2).to(seqs.dtype)  # (N, S, 1)
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:
-            seqs = block(seqs, cos, sin, attn_mask, valid)
+            if recompute:
+                seqs = torch.utils.checkpoint.checkpoint(
+                    block, seqs, cos, sin, attn_mask, valid, use_reentrant=False
+                )
+            else:
+                seqs = block(seqs, cos, sin, attn_mask, valid)
         return seqs

@@ -35,7 +35,7 @@ from lhotse import (
     load_manifest_lazy,
 )
 
-from w2vbert.data.fbank import SAMPLING_RATE, fbank_extractor
+from w2vbert.data.fbank import SAMPLING_RATE, check_feature_types, fbank_extractor
 from w2vbert.data.filters import CutFilter, encoder_cut_filter
 from w2vbert.util.atomic import atomic_output, write_error
 
@@ -151,11 +151,16 @@ def filter_cuts(cuts: CutSet, cut_filter: CutFilter, part: str) -> CutSet:
 
 
 def _compute(
-    cuts: CutSet, feats_dir: Path, num_jobs: int, part: str, executor: Executor | None
+    cuts: CutSet,
+    feats_dir: Path,
+    num_jobs: int,
+    part: str,
+    executor: Executor | None,
+    fbank: str = "icefall",
 ) -> CutSet:
     """Extracts and stores features; raises naming the cuts whose audio failed to load
     (Lhotse drops those silently)."""
-    extractor = fbank_extractor()
+    extractor = fbank_extractor(kind=fbank)
     # absolute, as the audio paths are: the cuts work from any working directory
     storage = (feats_dir if num_jobs > 1 else feats_dir / "feats-0").resolve()
     feats_dir.mkdir(parents=True, exist_ok=True)
@@ -198,17 +203,26 @@ def compute_fbank_part(
     num_jobs: int = 1,
     executor: Executor | None = None,
     force: bool = False,
+    fbank: str = "icefall",
 ) -> Path:
     """Writes ``{prefix}_cuts_{part}.jsonl.gz`` and ``{prefix}_feats_{part}/``; returns the cuts path.
 
     ``length_filter`` None keeps every cut that gives at least one encoder frame (for dev/test).
     ``executor``: a process pool (spawn context) to reuse across parts when ``num_jobs > 1``;
-    without it Lhotse starts one per call.
+    without it Lhotse starts one per call. ``fbank``: the kind (:mod:`w2vbert.data.fbank`); a
+    finished part of another kind is an error (not silently kept, not silently replaced).
     """
     output_dir = Path(output_dir)
     cuts_path = output_dir / f"{prefix}_cuts_{part}.jsonl.gz"
     feats_dir = output_dir / f"{prefix}_feats_{part}"
     if cuts_path.is_file() and not force:
+        try:
+            check_feature_types(CutSet.from_file(cuts_path), fbank, str(cuts_path), limit=1)
+        except ValueError as e:
+            raise FeatureError(
+                f"Part {part}: {e} Use another --output-dir for fbank {fbank!r} (or --force to "
+                f"replace these features)."
+            ) from None
         logger.info("Part %s: %s exists, skipping", part, cuts_path)
         return cuts_path
     if cuts_path.is_file():  # forced: the old cuts must not outlive their features
@@ -224,7 +238,7 @@ def compute_fbank_part(
         cuts = cuts + sum((cuts.perturb_speed(f) for f in SPEED_FACTORS), CutSet())
         logger.info("Part %s: speed perturbation %s added", part, " ".join(map(str, SPEED_FACTORS)))
     cuts = filter_cuts(cuts, length_filter or encoder_cut_filter(), part)
-    with_feats = _compute(cuts, feats_dir, num_jobs, part, executor)
+    with_feats = _compute(cuts, feats_dir, num_jobs, part, executor, fbank)
     with atomic_output(cuts_path) as tmp:
         with_feats.to_file(tmp)
     hours = sum(c.duration for c in with_feats) / 3600.0

@@ -76,6 +76,11 @@ class FinetuneOptions:
     decoder_type: str = flag("stateless", "Prediction network.", choices=("stateless", "lstm"))
     joiner_activation: str = flag("tanh", "Joiner activation.", choices=("tanh", "swish"))
     freeze_encoder_steps: int = flag(0, "Optimizer steps during which the encoder's lr is 0.")
+    freeze_encoder_layers: int = flag(
+        0,
+        "Keep the feature encoder and the first N conformer blocks fixed for the whole run (no "
+        "gradients, no Adam state: the memory a 0.6B encoder needs on one GPU).",
+    )
     encoder_lr_scale: float = flag(1.0, "lr of the encoder = this x lr of the new layers.")
     spec_augment: bool = flag(True, "Lhotse SpecAugment on training features.")
 
@@ -108,6 +113,24 @@ def resolve_encoder_config(
                 f"mismatched keys: {', '.join(mismatched)}."
             )
     return config
+
+
+def freeze_encoder_layers(encoder: nn.Module, num_layers: int) -> int:
+    """``requires_grad_(False)`` on the feature encoder and the first ``num_layers`` blocks
+    (contrastive blocks first, then MLM blocks); returns the number of tensors frozen."""
+    if num_layers <= 0:
+        return 0
+    blocks = list(encoder.contrastive.blocks) + list(encoder.mlm.blocks)
+    if num_layers > len(blocks):
+        raise ValueError(
+            f"--freeze-encoder-layers must be <= the encoder's {len(blocks)} blocks, but is {num_layers}."
+        )
+    params = list(encoder.feature_encoder.parameters())
+    for block in blocks[:num_layers]:
+        params += list(block.parameters())
+    for p in params:
+        p.requires_grad_(False)
+    return len(params)
 
 
 def make_finetune_loss(options: FinetuneOptions):
@@ -170,6 +193,10 @@ def build_finetune_task(
         if init.get(key) is None:
             raise ValueError(f"--init-from {options.init_from} has no {key!r}.")
         load_encoder_weights(model.encoder, init[key], f"{options.init_from} ({key})")
+    frozen = freeze_encoder_layers(model.encoder, options.freeze_encoder_layers)
+    if frozen:
+        logger.info(f"Frozen for the whole run: {frozen} encoder tensors (feature encoder + "
+                    f"{options.freeze_encoder_layers} blocks)")  # fmt: skip
     model.to(device)
     encoder_params = list(model.encoder.parameters())
     enc_ids = {id(p) for p in encoder_params}

@@ -84,6 +84,7 @@ RESUMABLE_TRAINING_CHANGES = frozenset(
         "exp_dir", "num_epochs", "start_epoch", "start_batch", "resume", "max_steps",
         "save_every_n", "keep_last_k", "keep_last_epochs", "log_interval", "valid_interval",
         "tensorboard", "device", "master_port", "max_bad_steps", "world_size",
+        "activation_checkpointing",
     }
 )  # fmt: skip
 RESUMABLE_DATA_CHANGES = frozenset({"valid_cuts", "valid_max_duration", "num_workers", "scan_cuts"})

@@ -18,6 +18,7 @@ from torch import nn
 
 from w2vbert.data.filters import CutFilter, scan
 from w2vbert.data.fbank import check_feature_types
+from w2vbert.model.conformer import ConformerEncoder
 from w2vbert.data.sampling import (
     DataConfig,
     create_dataloader,
@@ -89,6 +90,11 @@ def run_training(
         device = resolve_device(train_config.device, info)
         seed_everything(train_config.seed + info.rank)
         task = build_task(device)
+        if train_config.activation_checkpointing:
+            blocks = [m for m in task.model.modules() if isinstance(m, ConformerEncoder)]
+            for encoder in blocks:
+                encoder.activation_checkpointing = True
+            logger.info(f"Activation checkpointing in {len(blocks)} conformer stacks")
 
         def loader(path, flag: str, dataset, train: bool) -> torch.utils.data.DataLoader:
             """The DataLoader of ``path`` (filtered by the task), sharded by rank."""

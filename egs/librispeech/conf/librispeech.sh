@@ -24,6 +24,14 @@ unlabelled_parts="train-clean-100 train-clean-360 train-other-500"
 : "${decode_avg:=5}"
 : "${decoding_methods:=greedy_search modified_beam_search}"
 speed_perturb=true
+if [ -n "${init_from:-}" ]; then
+  # From w2v-BERT 2.0 (./run.sh --corpus librispeech --init-from hf:facebook/w2v-bert-2.0): the
+  # 0.6B encoder on one GPU in bf16 with activation checkpointing; continued pre-training at a
+  # tenth of its usual peak lr with a short warm-up. Not tuned here (no GPU runs yet).
+  : "${init_pretrain_args:=--base-lr 2e-4 --warmup-steps 1000}"
+  : "${pretrain_extra_args:=--use-bf16 --activation-checkpointing}"
+  : "${finetune_extra_args:=--use-bf16 --activation-checkpointing --ctc-loss-scale 0.2}"
+fi
 : "${pretrain_extra_args:=}"
 : "${finetune_extra_args:=}"
 # pre-trained encoders stay frozen while the new RNN-T layers warm up (scaled from the mini

@@ -56,3 +56,7 @@ speed_perturb=false
 # the 10 ms frames (~33 %): the espeak speech is fast, and so (b)-(e) differ only in their
 # objective. Its codebook is the paper's (1 x 8192 entries of dim 16, noise std 0.1).
 : "${compare_best_rq_args:=--mask-p 0.15 --mask-span-len 4}"
+# Continued pre-training from released weights (./run.sh --init-from SRC): a lower peak lr and a
+# short warm-up, as people continue w2v-BERT 2.0 (its quantizer, when the source has one, stays
+# at the end of its temperature schedule: w2vbert.pretrain --gumbel-update-offset).
+: "${init_pretrain_args:=--base-lr 5e-4 --warmup-steps 50}"
