@@ -57,7 +57,7 @@ def _waves() -> list[np.ndarray]:
 
 def _padded_fbank(waves) -> tuple[torch.Tensor, torch.Tensor]:
     extractor = fbank_extractor(kind="w2v-bert-2.0")
-    feats = [torch.from_numpy(extractor.extract(w, 16000)) for w in waves]
+    feats = [torch.from_numpy(extractor.extract_exact(w, 16000)) for w in waves]
     lens = torch.tensor([f.size(0) for f in feats])
     x = torch.zeros(len(feats), int(lens.max()), 80)
     for i, f in enumerate(feats):
@@ -86,6 +86,10 @@ def test_init_from_loader_gives_transformers_last_hidden_state_on_a_padded_batch
     assert float(ref.abs().mean()) > 0.1  # not a degenerate (all-zero) comparison
 
 
+def ours_frames(x: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    return StackedFbankFrontend(model_dim=8).normalize(x, lens)
+
+
 def test_w2v_bert_2_fbank_matches_seamless_feature_extractor_after_its_normalisation():
     waves = _waves()
     ref = SeamlessM4TFeatureExtractor()(waves, sampling_rate=16000, return_tensors="pt", padding=True)
@@ -96,6 +100,14 @@ def test_w2v_bert_2_fbank_matches_seamless_feature_extractor_after_its_normalisa
     for i, n in enumerate(valid.tolist()):
         diff = float((ours[i, :n] - ref["input_features"][i, :n]).abs().max())
         assert diff <= 2e-4, (i, diff)
+    # what Lhotse stores: 2 frames more that keep the normalisation, so the real frames normalise
+    # exactly as above
+    stored = [torch.from_numpy(fbank_extractor(kind="w2v-bert-2.0").extract(w, 16000)) for w in waves]
+    assert [f.size(0) for f in stored] == [(w.size + 80) // 160 for w in waves] == [n + 2 for n in lens.tolist()]
+    for i, f in enumerate(stored):
+        normed = StackedFbankFrontend(model_dim=8).normalize(f[None], torch.tensor([f.size(0)]))[0]
+        n = int(lens[i])
+        assert float((normed[:n] - ours_frames(x, lens)[i, :n]).abs().max()) <= 1e-4
     # the recipe's default (icefall) fbank is a different one: the same test fails with it
     icefall = torch.from_numpy(fbank_extractor().extract(waves[0], 16000))
     assert icefall.size(0) != x[0, : lens[0]].size(0)  # snip_edges differs

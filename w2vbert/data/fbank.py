@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
+import numpy as np
+import torch
 from lhotse import KaldifeatFbank, KaldifeatFbankConfig
 from lhotse.features.base import register_extractor
 from lhotse.features.kaldifeat import KaldifeatFrameOptions, KaldifeatMelOptions
@@ -35,18 +37,53 @@ INT16_SCALE = 32768.0
 
 @register_extractor
 class W2vBert2Fbank(KaldifeatFbank):
-    """kaldifeat fbank of samples scaled to the 16-bit range (w2v-BERT 2.0's features)."""
+    """kaldifeat fbank of samples scaled to the 16-bit range (w2v-BERT 2.0's features).
+
+    With snip_edges True, N samples give ``floor((N - 240) / 160)`` frames, 2 fewer than Lhotse's
+    ``floor((N + 80) / 160)`` for any N >= 400, and Lhotse's manifests require its count. So
+    :meth:`extract` appends 2 frames that leave the per-utterance normalisation of the model's
+    front end unchanged: per bin ``mean + std`` and ``mean - std`` (unbiased std), which keep
+    both the mean and the unbiased variance exactly. The model thus normalises the real frames as
+    the reference does and sees one extra 20 ms step at the end. :meth:`extract_exact` gives the
+    frames alone (what ``SeamlessM4TFeatureExtractor`` and sherpa-onnx compute).
+    """
 
     name = "w2v-bert-2.0-fbank"
     config_type = KaldifeatFbankConfig
 
-    def extract(self, samples, sampling_rate: int):  # type: ignore[override]
-        # extract_batch calls extract (with a list), so scaling here covers both
+    def extract_exact(self, samples, sampling_rate: int):
+        """The snip_edges frames only: (T, 80) per input (as :meth:`extract`'s input form)."""
         if isinstance(samples, (list, tuple)):
             samples = [x * INT16_SCALE for x in samples]
         else:
             samples = samples * INT16_SCALE
         return super().extract(samples, sampling_rate)
+
+    def extract(self, samples, sampling_rate: int):  # type: ignore[override]
+        # extract_batch calls extract (with a list), so padding here covers both
+        feats = self.extract_exact(samples, sampling_rate)
+        if isinstance(feats, list):
+            return [_pad_to_lhotse(f, x.shape[-1]) for f, x in zip(feats, samples)]
+        return _pad_to_lhotse(feats, samples.shape[-1])
+
+
+def _pad_to_lhotse(feats, num_samples: int):
+    """Append frames up to Lhotse's frame count, keeping each bin's mean and unbiased variance."""
+    target = (num_samples + 80) // 160
+    missing = target - feats.shape[0]
+    if missing <= 0:
+        return feats
+    as_numpy = isinstance(feats, np.ndarray)
+    x = torch.from_numpy(feats) if as_numpy else feats
+    if x.shape[0] >= 2 and missing == 2:
+        mean, std = x.mean(dim=0, keepdim=True), x.std(dim=0, keepdim=True)
+        extra = torch.cat((mean + std, mean - std))
+    elif x.shape[0] >= 1:  # (not reached for N >= 400) repeat the last frame
+        extra = x[-1:].expand(missing, -1)
+    else:  # shorter than one window
+        extra = torch.full((missing, NUM_MEL_BINS), float(np.log(np.finfo(np.float32).eps)))
+    x = torch.cat((x, extra.to(x.dtype)))
+    return x.numpy() if as_numpy else x
 
 
 def _check_kind(kind: str) -> None:

@@ -199,7 +199,10 @@ def compute_fbank(samples: np.ndarray, fbank: str = "icefall") -> torch.Tensor:
     from w2vbert.data.fbank import fbank_extractor
 
     extractor = fbank_extractor(kind=fbank)
-    return torch.from_numpy(np.asarray(extractor.extract(samples, SAMPLING_RATE), dtype=np.float32))
+    # w2v-BERT 2.0: the frames alone, as sherpa-onnx computes them (stored features carry 2
+    # normalisation-neutral frames more, see W2vBert2Fbank)
+    extract = getattr(extractor, "extract_exact", extractor.extract)
+    return torch.from_numpy(np.asarray(extract(samples, SAMPLING_RATE), dtype=np.float32))
 
 
 @torch.no_grad()
