@@ -216,3 +216,22 @@ def test_missing_manifests_are_an_error_naming_the_file(tmp_path):
     with pytest.raises(FeatureError, match=r"toy_recordings_dev-x\.jsonl\.gz does not exist"):
         compute_fbank_part(tmp_path, tmp_path / "f", "toy", "dev-x", length_filter=None)
     shutil.rmtree(tmp_path / "f", ignore_errors=True)
+
+
+def test_w2v_bert_2_fbank_is_stored_with_its_type_and_a_part_of_the_other_kind_is_refused(tmp_path):
+    from transformers import SeamlessM4TFeatureExtractor
+
+    make_librispeech_part(tmp_path / "c", "train-x", seconds=1.3)
+    cuts = _stage12(tmp_path, "train-x", fbank="w2v-bert-2.0")
+    reference = SeamlessM4TFeatureExtractor()
+    for cut in cuts:
+        assert cut.features.type == "w2v-bert-2.0-fbank"
+        audio, _ = sf.read(cut.recording.sources[0].source, dtype="float32")
+        stored = torch.from_numpy(cut.load_features())  # 2 normalisation-neutral frames at the end
+        assert stored.shape[0] == cut.num_frames
+        ref = reference(audio, sampling_rate=16000, do_normalize_per_mel_bins=False)["input_features"][0]
+        raw = np.asarray(ref).reshape(-1, 80)  # un-normalised frames, stacked in pairs
+        n = raw.shape[0]
+        np.testing.assert_allclose(stored[:n].numpy(), raw, atol=LILCOM_ATOL + 1e-3)
+    with pytest.raises(FeatureError, match="fbank 'w2v-bert-2.0'.*expects fbank 'icefall'"):
+        compute_fbank_part(tmp_path / "m", tmp_path / "f", "toy", "train-x", length_filter=None)

@@ -175,7 +175,8 @@ def make_pretrain_loss(
         if config.method == "best-rq":
             loss = best_rq_loss(out)
             metrics = {"loss": float(loss.aggregate.detach())}
-            metrics.update({k: float(getattr(loss, k)) for k in BEST_RQ_LOGGED})
+            metrics["mlm"] = float(loss.mlm.detach())
+            metrics.update({k: float(getattr(loss, k)) for k in BEST_RQ_LOGGED if k != "mlm"})
         else:
             loss = w2vbert_loss(out, **loss_kwargs)
             metrics = {"loss": float(loss.aggregate.detach())}
