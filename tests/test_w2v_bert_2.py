@@ -205,8 +205,18 @@ def test_fairseq_checkpoint_restores_quantizer_and_mlm_head_and_three_steps_lowe
     qkv = torch.cat([source[f"encoder.layers.1.self_attn.{p}.weight"] for p in ("q_proj", "k_proj", "v_proj")])
     assert torch.equal(sd["encoder.mlm.blocks.0.attn.qkv.weight"], qkv)
 
-    model.train()
     x, lens = _padded_fbank(_waves())
+    # the restored quantizer reads what fairseq's did: the front end's LayerNorm output
+    seen = {}
+    hook = model.quantizer.register_forward_pre_hook(lambda _m, args: seen.setdefault("q_in", args[0]))
+    model.eval()
+    with torch.no_grad():
+        out = model(x, lens, generator=torch.Generator().manual_seed(1))
+    hook.remove()
+    fe = model.encoder.feature_encoder
+    assert torch.equal(seen["q_in"], fe.layer_norm(fe.stacked_input(x, lens))[out.mask])
+
+    model.train()
 
     def loss() -> torch.Tensor:
         torch.manual_seed(0)  # the same mask, distractors and Gumbel noise each time

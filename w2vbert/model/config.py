@@ -115,12 +115,14 @@ class W2VBertConfig:
     contrastive loss 4.53 vs 4.34 after 280 steps."""
 
     # Quantizer
-    quantizer_input: Literal["fbank", "features"] = "fbank"
+    quantizer_input: Literal["fbank", "features", "frontend-norm"] = "fbank"
     """What the quantizer sees at masked steps: ``"fbank"`` = the normalised fbank stacked over
     ``frame_stride`` frames (fixed, as fairseq2's w2v-BERT), or ``"features"`` = the learned
     feature encoder's output (the paper's wording). With ``"features"`` the contrastive loss can
     make its own targets trivial by collapsing the feature encoder; on the mini corpus that
-    happens within 20 steps (codebook perplexity 1)."""
+    happens within 20 steps (codebook perplexity 1). ``"frontend-norm"``: the stacked front end's
+    LayerNorm output before its Linear (w2v-BERT 2.0: what fairseq's wav2vec2/w2v-BERT quantizer
+    reads, so a restored conformer_shaw quantizer sees the input it was trained on)."""
     num_codebooks: int = 1
     """Codebooks (groups) G of the quantizer (BEST-RQ: independent random codebooks, each with its
     own projection and its own MLM softmax)."""
@@ -203,11 +205,13 @@ class W2VBertConfig:
                 p.append(f"`{name}` must be >= 0, but is {getattr(self, name)} instead.")
         if self.mask_fill not in ("learned", "random"):
             p.append(f"`mask_fill` must be 'learned' or 'random', but is {self.mask_fill!r} instead.")
-        if self.quantizer_input not in ("fbank", "features"):
+        if self.quantizer_input not in ("fbank", "features", "frontend-norm"):
             p.append(
-                f"`quantizer_input` must be 'fbank' or 'features', but is "
+                f"`quantizer_input` must be 'fbank', 'features' or 'frontend-norm', but is "
                 f"{self.quantizer_input!r} instead."
             )
+        if self.quantizer_input == "frontend-norm" and self.frontend != "stacked":
+            p.append("`quantizer_input` 'frontend-norm' needs the stacked front end (frontend='stacked').")
         if self.method not in ("w2vbert", "best-rq"):
             p.append(f"`method` must be 'w2vbert' or 'best-rq', but is {self.method!r} instead.")
         if self.method == "best-rq":
@@ -380,6 +384,7 @@ def w2v_bert_2_0() -> W2VBertConfig:
         codebook_dim=768,
         gumbel_min_temp=0.1,
         diversity_weight=0.2,
+        quantizer_input="frontend-norm",
         feature_dropout_p=0.0,
         dropout_p=0.0,
     )

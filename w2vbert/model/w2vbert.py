@@ -127,8 +127,9 @@ class W2VBertModel(nn.Module):
             final_proj: Linear(M, C) on the context at masked steps; ``None`` = no contrastive loss.
             mlm_head: Linear(M, G*V) on the MLM module's output at masked steps; ``None`` = no MLM.
             target_proj: Linear(C, C) on the codevectors (contrastive targets); ``None`` = none.
-            quantizer_input: ``"fbank"`` (stacked normalised fbank) or ``"features"`` (the
-                feature encoder's output), see ``W2VBertConfig.quantizer_input``.
+            quantizer_input: ``"fbank"`` (stacked normalised fbank), ``"features"`` (the
+                feature encoder's output) or ``"frontend-norm"`` (the stacked front end's
+                LayerNorm output), see ``W2VBertConfig.quantizer_input``.
             mask_embed: replace masked steps by one learned vector (else by random vectors).
         """
         super().__init__()
@@ -170,6 +171,9 @@ class W2VBertModel(nn.Module):
 
         if self.quantizer_input == "fbank":
             q_in = self.encoder.feature_encoder.stacked_input(x, x_lens)  # (N, S, stride * F)
+        elif self.quantizer_input == "frontend-norm":  # stacked front end: LayerNorm(stacked)
+            fe = self.encoder.feature_encoder
+            q_in = fe.layer_norm(fe.stacked_input(x, x_lens))  # (N, S, stride * F)
         else:
             q_in = feats  # (N, S, M)
         q = self.quantizer(q_in[mask])  # unmasked input at masked steps: (B, M or stride * F)
@@ -282,7 +286,7 @@ def create_w2vbert_model(config: W2VBertConfig) -> W2VBertModel:
     the MLM head iff ``mlm_weight > 0``."""
     encoder = create_w2vbert_encoder(config)
     quantizer_input_dim = config.model_dim
-    if config.quantizer_input == "fbank":
+    if config.quantizer_input in ("fbank", "frontend-norm"):
         quantizer_input_dim = config.frame_stride * config.num_mel_bins
     quantizer = GumbelVectorQuantizer(
         input_dim=quantizer_input_dim,
