@@ -96,11 +96,19 @@ def encoder_cut_filter(
     max_duration: float = float("inf"),
     tokenize: Callable[[str], list[int]] | None = None,
     text_of: Callable[[Any], str] | None = None,
+    frontend: str = "conv2d",
 ) -> CutFilter:
     """A :class:`CutFilter` counting encoder steps as the model's front end does
-    (:func:`w2vbert.model.feature_encoder.output_lengths` at ``frame_stride``)."""
+    (:func:`w2vbert.model.feature_encoder.output_lengths` at ``frame_stride`` for ``conv2d``,
+    ``floor(T / frame_stride)`` for the ``stacked`` front end of w2v-BERT 2.0)."""
+    if frontend == "stacked":
+        def frames_to_steps(t: int) -> int:
+            return t // frame_stride
+    else:
+        def frames_to_steps(t: int) -> int:
+            return int(output_lengths(t, frame_stride))
     return CutFilter(
-        frames_to_steps=lambda t: int(output_lengths(t, frame_stride)),
+        frames_to_steps=frames_to_steps,
         min_steps=min_steps,
         min_duration=min_duration,
         max_duration=max_duration,

@@ -209,7 +209,10 @@ def build_finetune_task(
 
     def make_filter() -> CutFilter:  # also drops cuts with more tokens than encoder steps
         limits = data.cut_duration_limits()
-        return encoder_cut_filter(config.frame_stride, **limits, tokenize=tokenizer, text_of=cut_text)
+        return encoder_cut_filter(
+            config.frame_stride, **limits, tokenize=tokenizer, text_of=cut_text,
+            frontend=config.frontend,
+        )
 
     strategy = create_input_strategy(data.on_the_fly_feats, config.fbank)
     return TaskSpec(

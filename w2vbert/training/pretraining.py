@@ -240,7 +240,8 @@ def build_pretrain_task(
     def make_filter() -> CutFilter:
         limits = data.cut_duration_limits()
         return encoder_cut_filter(
-            model_config.frame_stride, min_steps=options.min_encoder_steps, **limits
+            model_config.frame_stride, min_steps=options.min_encoder_steps, **limits,
+            frontend=model_config.frontend,
         )
 
     strategy = create_input_strategy(data.on_the_fly_feats, model_config.fbank)
