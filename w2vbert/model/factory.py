@@ -61,12 +61,10 @@ def config_from_params(params: dict[str, Any]) -> W2VBertConfig:
     return W2VBertConfig(**params["model_config"])
 
 
-def load_encoder_weights(
-    encoder: nn.Module, model_state: dict[str, torch.Tensor], source: str
-) -> None:
-    """Load ``encoder.*`` entries of ``model_state`` into ``encoder``; list every mismatch in the error."""
-    state = {k[len("encoder.") :]: v for k, v in model_state.items() if k.startswith("encoder.")}
-    own = encoder.state_dict()
+def state_mismatches(
+    own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]
+) -> tuple[list[str], list[str], list[str]]:
+    """(missing, unexpected, ``"<key> (shape) vs (shape)"``) of ``state`` against ``own``, sorted."""
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = sorted(
@@ -74,6 +72,16 @@ def load_encoder_weights(
         for k in set(own) & set(state)
         if state[k].shape != own[k].shape
     )
+    return missing, unexpected, shapes
+
+
+def load_encoder_weights(
+    encoder: nn.Module, model_state: dict[str, torch.Tensor], source: str
+) -> None:
+    """Load ``encoder.*`` entries of ``model_state`` into ``encoder``; list every mismatch in the error."""
+    state = {k[len("encoder.") :]: v for k, v in model_state.items() if k.startswith("encoder.")}
+    own = encoder.state_dict()
+    missing, unexpected, shapes = state_mismatches(own, state)
     if missing or unexpected or shapes:
         raise ValueError(
             f"Encoder weights of {source} do not fit the encoder: missing {missing[:20]}, "
@@ -105,13 +113,7 @@ def load_pretraining_weights(
     the error lists the missing, unexpected and mis-shaped keys. NaN rows (an MLM head that
     predicts fewer codebooks than the quantizer has) keep the model's fresh values."""
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
-        for k in set(own) & set(state)
-        if state[k].shape != own[k].shape
-    )
+    missing, unexpected, shapes = state_mismatches(own, state)
     missing_encoder = [k for k in missing if not k.startswith(PRETRAINING_PARTS)]
     if missing_encoder or unexpected or shapes:
         raise ValueError(

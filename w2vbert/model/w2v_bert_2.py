@@ -232,29 +232,25 @@ def convert_fairseq_state(
         if any(k.startswith(prefix) for k in state):
             state = {(k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in state.items()}
         out = _convert(state, config, layer_prefix="encoder.layers.", block_map=_FAIRSEQ2_BLOCK,
-                       qkv=("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"),
-                       global_map=_FAIRSEQ2_GLOBAL, dropped=_FAIRSEQ2_DROPPED,
+                       qkv=_FAIRSEQ_QKV, global_map=_FAIRSEQ2_GLOBAL, dropped=_FAIRSEQ2_DROPPED,
                        source="fairseq2 state")  # fmt: skip
-        mlm_layout = "entries-major"  # fairseq2 views its logits as (V, G_tgt)
     else:
         out = _convert(state, config, layer_prefix="encoder.layers.", block_map=_FAIRSEQ_BLOCK,
                        qkv=_FAIRSEQ_QKV, global_map=_FAIRSEQ_GLOBAL, dropped=_FAIRSEQ_DROPPED,
                        source="fairseq state")  # fmt: skip
-        mlm_layout = "entries-major"
     if "quantizer.codebooks" in out:
         g, v = config.num_codebooks, config.num_codebook_entries
         out["quantizer.codebooks"] = out["quantizer.codebooks"].reshape(g, v, -1)
     if "mlm_head.weight" in out:
         out["mlm_head.weight"], out["mlm_head.bias"] = fit_mlm_head(
-            out["mlm_head.weight"], out["mlm_head.bias"], config, mlm_layout
+            out["mlm_head.weight"], out["mlm_head.bias"], config
         )
     return out
 
 
-def fit_mlm_head(
-    weight: Tensor, bias: Tensor, config: W2VBertConfig, layout: str
-) -> tuple[Tensor, Tensor]:
-    """A source MLM head of ``G_tgt`` target codebooks, rows ordered (V, G_tgt) ->
+def fit_mlm_head(weight: Tensor, bias: Tensor, config: W2VBertConfig) -> tuple[Tensor, Tensor]:
+    """A source MLM head of ``G_tgt`` target codebooks, rows ordered (V, G_tgt) as fairseq2 views
+    its logits ->
     our (G * V, M) head ordered (G, V). Codebooks the source does not predict (w2v-BERT 2.0
     predicts the first of its 2) keep NaN rows, which the loader replaces by fresh values."""
     g, v = config.num_codebooks, config.num_codebook_entries
@@ -264,7 +260,7 @@ def fit_mlm_head(
             f"mlm head has {weight.size(0)} outputs: not a multiple <= {g} of the "
             f"{v} codebook entries (num_codebook_entries)."
         )
-    if layout == "entries-major" and g_tgt > 1:
+    if g_tgt > 1:
         weight = weight.reshape(v, g_tgt, -1).transpose(0, 1).reshape(g_tgt * v, -1)
         bias = bias.reshape(v, g_tgt).t().reshape(-1)
     full_w = weight.new_full((g * v, weight.size(1)), float("nan"))
