@@ -150,9 +150,9 @@ class RotarySelfAttention(nn.Module):
             # offsets: (N, H, S, D) @ (D, P) -> (N, H, S, P) -> (N, H, S, S)
             rel = torch.matmul(q, self.rel_k.weight.to(q.dtype).t()) * self.head_dim**-0.5
             index = shaw_offsets(s, left, right, x.device).expand(n, self.num_heads, s, s)
-            bias = rel.gather(3, index)
-            if attn_mask is not None:
-                bias = bias.masked_fill(~attn_mask, float("-inf"))
+            bias = rel.gather(3, index)  # a new tensor, which gather's backward does not need:
+            if attn_mask is not None:  # mask it in place (one (N, H, S, S) buffer, not two)
+                bias.masked_fill_(~attn_mask, float("-inf"))
             mask = bias
         dropout_p = self.attn_dropout_p if self.training else 0.0
         h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
