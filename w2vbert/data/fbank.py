@@ -116,12 +116,6 @@ def fbank_extractor(device: str = "cpu", kind: str = "icefall") -> KaldifeatFban
     return W2vBert2Fbank(config) if kind == "w2v-bert-2.0" else KaldifeatFbank(config)
 
 
-def feature_type(kind: str) -> str:
-    """The Lhotse ``features.type`` that stage 2 gives stored features of ``kind``."""
-    _check_kind(kind)
-    return W2vBert2Fbank.name if kind == "w2v-bert-2.0" else KaldifeatFbank.name
-
-
 _ACCEPTED_TYPES = {"icefall": ("kaldifeat-fbank", "kaldi-fbank"), "w2v-bert-2.0": (W2vBert2Fbank.name,)}
 """Stored feature types each kind accepts: Lhotse's own ``Fbank`` (``kaldi-fbank``) has the
 icefall options too."""

@@ -328,16 +328,18 @@ def load_hf(source: str | Path) -> tuple[W2VBertConfig, dict[str, Tensor]]:
     return config, convert_hf_state(_read_hf_weights(directory), config)
 
 
-def load_fairseq(
-    path: str | Path, config: W2VBertConfig | None = None
-) -> tuple[W2VBertConfig, dict[str, Tensor]]:
-    """(config, our state dict) of a ``conformer_shaw.pt`` (fairseq or fairseq2 layout); the
-    config is ``w2v-bert-2.0``'s unless given, with the depth and dims read off the tensors."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+def load_fairseq(path: str | Path) -> tuple[W2VBertConfig, dict[str, Tensor]]:
+    """(config, our state dict) of a ``conformer_shaw.pt`` file (see :func:`from_fairseq`)."""
+    return from_fairseq(torch.load(path, map_location="cpu", weights_only=False), path)
+
+
+def from_fairseq(checkpoint: Any, source: str | Path) -> tuple[W2VBertConfig, dict[str, Tensor]]:
+    """(config, our state dict) of a loaded ``conformer_shaw.pt`` (fairseq or fairseq2 layout):
+    ``w2v-bert-2.0``'s config with the depth and dims read off the tensors."""
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not state:
-        raise CheckpointFormatError(f"{path}: no model state (expected {{'model': state_dict}}).")
-    config = config or _config_from_fairseq_shapes(state)
+        raise CheckpointFormatError(f"{source}: no model state (expected {{'model': state_dict}}).")
+    config = _config_from_fairseq_shapes(state)
     return config, convert_fairseq_state(state, config)
 
 
@@ -385,17 +387,6 @@ def load_external(source: str | Path) -> tuple[W2VBertConfig, dict[str, Tensor],
         return config, state, "huggingface"
     config, state = load_fairseq(source)
     return config, state, "fairseq"
-
-
-def is_external_checkpoint(path: str | Path) -> bool:
-    """True for a HF source, or a ``.pt`` whose params are not this recipe's (no ``params``)."""
-    if is_hf_source(path):
-        return True
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception:  # noqa: BLE001 - not ours to judge here; the loader reports it
-        return False
-    return isinstance(checkpoint, dict) and "params" not in checkpoint and "model" in checkpoint
 
 
 def as_checkpoint(

@@ -15,13 +15,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from w2vbert.checkpoint.files import load_checkpoint
-from w2vbert.model.w2v_bert_2 import (
-    HF_PREFIX,
-    as_checkpoint,
-    is_external_checkpoint,
-    load_external,
-)
+from w2vbert.model.config import W2VBertConfig
+from w2vbert.model.w2v_bert_2 import HF_PREFIX, as_checkpoint, from_fairseq, is_hf_source, load_hf
 
 logger = logging.getLogger(__name__)
 
@@ -37,14 +35,21 @@ def load_init_checkpoint(source: str) -> dict[str, Any]:
     per process)."""
     if not init_source_exists(source):
         raise FileNotFoundError(f"--init-from {source} does not exist.")
-    if is_external_checkpoint(source):
-        config, state, fmt = load_external(source)
-        logger.info(f"--init-from {source}: a {fmt} checkpoint, {len(state)} tensors converted")
-        return as_checkpoint(config, state, fmt, source)
-    ckpt = load_checkpoint(source)
+    if is_hf_source(source):
+        return _converted(source, "huggingface", *load_hf(source))
+    ckpt = load_checkpoint(source)  # read once, then told apart: ours carry params
+    if isinstance(ckpt, dict) and "params" not in ckpt and "model" in ckpt:
+        return _converted(source, "fairseq", *from_fairseq(ckpt, source))
     if "model" not in ckpt or "model_config" not in ckpt.get("params", {}):
         raise ValueError(
             f"--init-from {source} must hold 'model' and params['model_config'], "
             f"but has keys {sorted(ckpt)}."
         )
     return ckpt
+
+
+def _converted(
+    source: str, fmt: str, config: W2VBertConfig, state: dict[str, torch.Tensor]
+) -> dict[str, Any]:
+    logger.info(f"--init-from {source}: a {fmt} checkpoint, {len(state)} tensors converted")
+    return as_checkpoint(config, state, fmt, source)
