@@ -31,6 +31,7 @@ import os
 import random
 import shutil
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -411,10 +412,12 @@ def make_mini_corpus(
     if num_jobs <= 1:
         results = [_synthesize_star(a) for a in args]
     else:
-        # fork: workers only run numpy, soundfile and subprocess; no interpreter start-up cost.
-        ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(num_jobs) as pool:
-            results = list(pool.imap(_synthesize_star, args, chunksize=4))
+        # spawn, not fork (a forked child can inherit a lock held by another thread and hang), and
+        # an executor, not multiprocessing.Pool: a worker that dies is an error
+        # (BrokenProcessPool), where Pool.imap waits for its result forever
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(num_jobs, mp_context=ctx) as pool:
+            results = list(pool.map(_synthesize_star, args, chunksize=4))
     info = _write_metadata(partial, config, jobs, results)
     if out_dir.exists():
         shutil.rmtree(out_dir)
