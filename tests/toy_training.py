@@ -134,11 +134,12 @@ def build_trainer(
     num_cuts: int = 48,
     step_sleep: float = 0.0,
     signal_at_step: int = -1,
+    max_duration: float = 4.0,
 ) -> Trainer:
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     np.random.seed(config.seed)
-    data = DataConfig(max_duration=4.0, num_buckets=2, shuffle=True, drop_last=True)
+    data = DataConfig(max_duration=max_duration, num_buckets=2, shuffle=True, drop_last=True)
     sampler = create_sampler(
         toy_cuts(num_cuts),
         data,
@@ -208,6 +209,15 @@ def _run(args: argparse.Namespace) -> None:
         step_sleep=args.step_sleep,
         signal_at_step=args.signal_at_step,
     )
+    allreduce_calls = [0]
+    if args.count_allreduce and info.distributed:
+        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+
+        def counting_hook(state, bucket):
+            allreduce_calls[0] += 1
+            return allreduce_hook(state, bucket)
+
+        trainer.ddp_model.register_comm_hook(None, counting_hook)
     if args.kill_while_saving > 0:
 
         def hook(path: Path) -> None:
@@ -216,11 +226,23 @@ def _run(args: argparse.Namespace) -> None:
 
         atomic.after_temp_write_hook = hook
     trainer.maybe_resume()
+    epoch_batches: dict[int, int] = {}  # this process's batches per epoch
+    loss_fn = trainer.compute_loss
+
+    def counting_loss(model, batch, step):
+        if model.training:
+            epoch_batches[trainer.state.epoch] = epoch_batches.get(trainer.state.epoch, 0) + 1
+        return loss_fn(model, batch, step)
+
+    trainer.compute_loss = counting_loss
     trainer.train()
     final = {
         "model": trainer.model.state_dict(),
         "model_avg": trainer.model_avg,
         "batch_idx_train": trainer.state.batch_idx_train,
+        "num_updates": trainer.state.num_updates,
+        "epoch_batches": epoch_batches,
+        "allreduce_calls": allreduce_calls[0],
     }
     ckpt_io.atomic_torch_save(final, Path(args.exp_dir) / f"final-rank{info.rank}.pt")
     cleanup_distributed()
@@ -238,6 +260,9 @@ def main(argv: list[str] | None = None) -> None:
         "--kill-while-saving", type=int, default=0, help="os._exit between temp write and rename"
     )
     p.add_argument("--base-lr", type=float, default=0.05)
+    p.add_argument(
+        "--count-allreduce", action="store_true", help="count DDP's gradient all-reduces"
+    )
     p.add_argument(
         "--signal-at-step", type=int, default=-1, help="SIGTERM to itself during this step"
     )

@@ -16,7 +16,14 @@ from w2vbert.util.dataclass_args import (
 
 @dataclass(frozen=True, kw_only=True)
 class TrainingConfig:
-    """The training loop's settings. Steps count batches (icefall's ``batch_idx_train``)."""
+    """The training loop's settings.
+
+    Schedules count **updates** (optimizer steps; one per ``accum_grad`` batches): warm-up, the
+    Gumbel temperature, ``max_steps``, ``save_every_n`` and ``valid_interval``, so that they do not
+    change with the GPU count or the accumulation. Logging and model averaging count batches
+    (icefall's ``batch_idx_train``, which also names ``checkpoint-<batch_idx_train>.pt``); with
+    ``accum_grad = 1`` the two counters are the same.
+    """
 
     exp_dir: Path = flag(Path("exp"), "Experiment directory: checkpoints, log/, tensorboard/.")
     num_epochs: int = flag(10, "Number of epochs to train (the last epoch number).")
@@ -29,7 +36,9 @@ class TrainingConfig:
     resume: bool = flag(
         True, "Resume automatically from the newest complete checkpoint in --exp-dir."
     )
-    max_steps: int = flag(0, "Stop after this many batches in total (0: no limit; for smoke tests).")
+    max_steps: int = flag(
+        0, "Stop after this many updates (optimizer steps) in total (0: no limit: --num-epochs)."
+    )
     optimizer: str = flag("adam", "Optimizer.", choices=("adam", "adamw"))
     base_lr: float = flag(2e-3, "Peak learning rate of the Transformer (Noam) schedule.")
     warmup_steps: int = flag(
@@ -40,7 +49,29 @@ class TrainingConfig:
     adam_eps: float = flag(1e-9, "Adam epsilon.")
     weight_decay: float = flag(0.0, "Weight decay (decoupled for adamw, L2 for adam).")
     grad_clip: float = flag(5.0, "Clip the global gradient 2-norm to this value (<= 0: no clipping).")
-    accum_grad: int = flag(1, "Batches whose gradients are summed per optimizer step.")
+    accum_grad: int = flag(
+        1,
+        "Batches per rank whose gradients are summed per update (gradients are all-reduced "
+        "over the ranks once per update, on its last batch). Derived from "
+        "--global-batch-duration when that is given.",
+    )
+    global_batch_duration: float = flag(
+        0.0,
+        "Target seconds of audio per update summed over all ranks (0: use --accum-grad). "
+        "--accum-grad becomes ceil(this / (world_size * --max-duration)), so the same value "
+        "gives the same schedule on 1 GPU or 64; buckets are rarely full, so the real batch is "
+        "a little smaller (logged as audio seconds per update).",
+    )
+    compile: bool = flag(
+        False,
+        "torch.compile each conformer block (dynamic shapes; a slow first minutes, then ~25 %% "
+        "faster on an H200, bench/gpu). Checkpoints are the same as without it.",
+    )
+    dist_timeout_minutes: float = flag(
+        60.0,
+        "Timeout of the DDP process group's collectives (torch's default is 10 min): the "
+        "start-up scans every training cut on every rank before the first collective.",
+    )
     activation_checkpointing: bool = flag(
         False,
         "Recompute each conformer block's activations in the backward pass instead of storing "
@@ -50,7 +81,9 @@ class TrainingConfig:
     use_fp16: bool = flag(False, "fp16 autocast with a GradScaler (GPU only).")
     use_bf16: bool = flag(False, "bf16 autocast (GPU; on CPU only if also --bf16-on-cpu).")
     bf16_on_cpu: bool = flag(False, "Allow --use-bf16 on CPU.")
-    save_every_n: int = flag(4000, "Write checkpoint-<batch>.pt every this many batches (0: never).")
+    save_every_n: int = flag(
+        4000, "Write checkpoint-<batch_idx_train>.pt every this many updates (0: never)."
+    )
     keep_last_k: int = flag(30, "Keep only the newest k checkpoint-<batch>.pt files (0: keep all).")
     keep_last_epochs: int = flag(
         0,
@@ -60,7 +93,7 @@ class TrainingConfig:
     average_period: int = flag(200, "Update the averaged model every this many batches.")
     log_interval: int = flag(50, "Log training metrics every this many batches.")
     valid_interval: int = flag(
-        3000, "Validate every this many batches (and at each epoch end; 0: epoch end only)."
+        3000, "Validate every this many updates (and at each epoch end; 0: epoch end only)."
     )
     tensorboard: bool = flag(True, "Write TensorBoard scalars to <exp-dir>/tensorboard.")
     seed: int = flag(42, "Random seed (python, numpy, torch, sampler).")
@@ -108,10 +141,13 @@ class TrainingConfig:
             problems.append(f"`base_lr` must be > 0, but is {self.base_lr} instead.")
         if self.use_fp16 and self.use_bf16:
             problems.append("`use_fp16` and `use_bf16` are exclusive, but both are set.")
-        if self.accum_grad >= 1 and self.save_every_n % self.accum_grad != 0:
+        if self.global_batch_duration < 0:
             problems.append(
-                f"`save_every_n` must be a multiple of `accum_grad` ({self.accum_grad}), "
-                f"but is {self.save_every_n} instead."
+                f"`global_batch_duration` must be >= 0, but is {self.global_batch_duration} instead."
+            )
+        if self.dist_timeout_minutes <= 0:
+            problems.append(
+                f"`dist_timeout_minutes` must be > 0, but is {self.dist_timeout_minutes} instead."
             )
         if problems:
             raise ValueError("Invalid TrainingConfig:\n  " + "\n  ".join(problems))

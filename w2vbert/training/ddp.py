@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import sys
+from datetime import timedelta
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -126,10 +127,11 @@ def launch(fn: Callable[..., Any], args: tuple, world_size: int, master_port: in
         _call(fn, args)
 
 
-def setup_distributed(device_kind: str = "cpu") -> DistInfo:
+def setup_distributed(device_kind: str = "cpu", timeout_minutes: float | None = None) -> DistInfo:
     """Join the process group described by the environment (no-op for a single process).
 
-    ``device_kind`` picks the backend: ``"cuda"`` -> nccl (and sets the local CUDA device), else gloo.
+    ``device_kind`` picks the backend: ``"cuda"`` -> nccl (and sets the local CUDA device), else
+    gloo. ``timeout_minutes``: of the group's collectives (None: torch's default, 10 min).
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size == 1:
@@ -142,7 +144,10 @@ def setup_distributed(device_kind: str = "cpu") -> DistInfo:
     if device_kind == "cuda":
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+        timeout = timedelta(minutes=timeout_minutes) if timeout_minutes else None
+        dist.init_process_group(
+            backend=backend, rank=rank, world_size=world_size, timeout=timeout
+        )
     logger.info(f"Joined process group: rank {rank}/{world_size}, backend {backend}")
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
 

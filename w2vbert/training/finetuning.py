@@ -67,7 +67,7 @@ class FinetuneOptions:
     am_scale: float = flag(0.0, "Pruned RNN-T: AM scale of the smoothed loss.")
     simple_loss_scale: float = flag(0.5, "Weight of the simple loss after warm-up.")
     model_warm_step: int = flag(
-        3000, "Batches over which the simple/pruned loss scales warm up (icefall)."
+        3000, "Updates over which the simple/pruned loss scales warm up (icefall)."
     )
     ctc_loss_scale: float = flag(0.0, "Weight of an auxiliary CTC loss (0: no CTC head).")
     context_size: int = flag(2, "Stateless decoder context (tokens).")

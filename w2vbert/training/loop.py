@@ -3,12 +3,15 @@
 The task supplies ``compute_loss(model, batch, step) -> (loss, metrics, num_frames)``: ``loss`` is a scalar
 tensor that is back-propagated as it is (divided by ``accum_grad``), ``metrics`` are per-batch floats
 (logged as frame-weighted means; include the loss parts there) and ``num_frames`` weighs them.
-``step`` is ``batch_idx_train`` (batches trained before this one); tasks derive step-dependent things
-from it (Gumbel temperature, loss-scale warm-up), which is what makes resume exact.
+``step`` is ``num_updates`` (updates, i.e. optimizer steps, finished before this batch; equal to
+``batch_idx_train`` with ``accum_grad = 1``); tasks derive step-dependent things from it (Gumbel
+temperature, loss-scale warm-up), so they follow the updates whatever the GPU count and the
+accumulation, and resume exactly.
 
-Per batch: forward+backward; at every ``accum_grad``-th batch an optimizer step (skipped, and counted, when
-the loss or gradient is not finite); then the averaged model, logging, validation and checkpointing, in
-that order. Resume restores model, averaged model, optimizer, scheduler, grad scaler, sampler position,
+Per batch: forward+backward (under DDP's ``no_sync()`` unless it ends an update, so gradients are
+all-reduced once per update); at every ``accum_grad``-th batch of the epoch an update (skipped, and
+counted, when the loss or gradient is not finite; an epoch's last, partial window is an update too);
+then the averaged model, logging, validation and checkpointing, in that order. Resume restores model, averaged model, optimizer, scheduler, grad scaler, sampler position,
 RNG states and counters, so a resumed run continues exactly as the uninterrupted one (CPU, num_workers=0).
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import random
 import signal
 import threading
 import time
@@ -25,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -61,6 +66,7 @@ class TrainState:
     epoch_done: bool = False  # True in epoch-N.pt: resume starts epoch N + 1
     num_bad_steps: int = 0  # skipped optimizer steps in total
     consecutive_bad_steps: int = 0
+    num_updates: int = 0  # updates (accumulation windows, skipped ones included) in total
 
     def next_epoch(self) -> "TrainState":
         """The state at the start of the epoch after this one (counters carried over)."""
@@ -69,6 +75,7 @@ class TrainState:
             batch_idx_train=self.batch_idx_train,
             num_bad_steps=self.num_bad_steps,
             consecutive_bad_steps=self.consecutive_bad_steps,
+            num_updates=self.num_updates,
         )
 
 
@@ -84,9 +91,13 @@ RESUMABLE_TRAINING_CHANGES = frozenset(
         "exp_dir", "num_epochs", "start_epoch", "start_batch", "resume", "max_steps",
         "save_every_n", "keep_last_k", "keep_last_epochs", "log_interval", "valid_interval",
         "tensorboard", "device", "master_port", "max_bad_steps", "world_size",
-        "activation_checkpointing",
+        "activation_checkpointing", "compile", "dist_timeout_minutes",
     }
 )  # fmt: skip
+# ... and these only at an epoch boundary (from epoch-N.pt): a new GPU count re-shards the data
+# (each rank's sampler position is its own) and changes the accumulation that a
+# --global-batch-duration derives.
+EPOCH_BOUNDARY_TRAINING_CHANGES = frozenset({"world_size", "accum_grad"})
 RESUMABLE_DATA_CHANGES = frozenset({"valid_cuts", "valid_max_duration", "num_workers", "scan_cuts"})
 
 
@@ -152,6 +163,7 @@ class Trainer:
         self._window_batches = 0
         self._norm_snapshot: dict[str, torch.Tensor] | None = None
         self._stop_signum: int | None = None
+        self._log_updates = 0  # num_updates at the last log line
 
     # ------------------------------------------------------------------ set-up
     def _take_lock(self) -> DirectoryLock | None:
@@ -236,13 +248,29 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if self.scaler is not None and ckpt.get("grad_scaler") is not None:
             self.scaler.load_state_dict(ckpt["grad_scaler"])
-        self.state = TrainState(**ckpt["train_state"])
+        saved_state = dict(ckpt["train_state"])
+        if "num_updates" not in saved_state:  # written before updates were counted
+            accum = (ckpt.get("training_config") or {}).get("accum_grad", 1)
+            saved_state["num_updates"] = saved_state["batch_idx_train"] // accum
+        self.state = TrainState(**saved_state)
         if self.state.epoch_done:
             self.state = self.state.next_epoch()
         else:
             self.sampler.load_state_dict(dict(ckpt["sampler"]))
             self.resumed_mid_epoch = True
         self.pending_rng = ckpt["rng"]
+        self._log_updates = self.state.num_updates
+        if ckpt["params"].get("world_size", 1) != self.dist.world_size:
+            # another GPU count at an epoch boundary: rank 0 continues its RNG streams, the
+            # other ranks (whose side files, if any, belong to other ranks) draw fresh ones
+            if self.dist.rank > 0:
+                self.pending_rng = None
+                _seed_rank_rngs(self.config.seed, self.dist.rank, self.state.epoch, self.generators)
+            logger.info(
+                f"Resuming at epoch {self.state.epoch} on {self.dist.world_size} ranks (the "
+                f"checkpoint's run had {ckpt['params'].get('world_size', 1)}): the data is "
+                f"re-sharded and --accum-grad is {self.config.accum_grad}"
+            )
         self.sinks.truncate_after(self.state.batch_idx_train)
         logger.info(
             f"Resumed from {path}: epoch {self.state.epoch}, batch {self.state.batch_idx_in_epoch} "
@@ -253,11 +281,20 @@ class Trainer:
         """Refuse (ValueError naming every difference) to resume a run with other settings: it
         would not continue exactly, and the run's records would claim what did not happen."""
         saved_ws = ckpt["params"].get("world_size", 1)
-        if saved_ws != self.dist.world_size:
+        at_epoch_boundary = bool(ckpt["train_state"].get("epoch_done"))
+        if saved_ws != self.dist.world_size and not at_epoch_boundary:
+            epoch = ckpt["train_state"]["epoch"]
+            earlier = (
+                f"--start-epoch {epoch} (from epoch-{epoch - 1}.pt, the last epoch boundary)"
+                if epoch > 1
+                else "--resume false (from scratch: no epoch has finished)"
+            )
             raise ValueError(
                 f"Checkpoint {path} was written with --world-size {saved_ws}, but this run has "
-                f"{self.dist.world_size}; the sampler positions cannot be restored. Re-run with "
-                f"--world-size {saved_ws}, or train in another --exp-dir."
+                f"{self.dist.world_size}: it is in the middle of epoch {epoch}, where each rank's "
+                f"sampler position cannot be re-sharded. Re-run with --world-size {saved_ws}, "
+                f"start again with {self.dist.world_size} ranks from {earlier}, or train in "
+                "another --exp-dir."
             )
         saved_params = flatten_dict({k: v for k, v in ckpt["params"].items() if k != "world_size"})
         params = flatten_dict(self.params)
@@ -266,14 +303,19 @@ class Trainer:
             for key in sorted(set(saved_params) | set(params))
             if saved_params.get(key) != params.get(key)
         ]
+        training_may_change = RESUMABLE_TRAINING_CHANGES
+        if at_epoch_boundary and saved_ws != self.dist.world_size:
+            training_may_change = training_may_change | EPOCH_BOUNDARY_TRAINING_CHANGES
         sections = (
-            ("training_config", config_to_dict(self.config), RESUMABLE_TRAINING_CHANGES),
-            ("data_config", self.data_settings, RESUMABLE_DATA_CHANGES),
+            ("training_config", config_to_dict(self.config), training_may_change, _TRAINING_DEFAULTS),
+            ("data_config", self.data_settings, RESUMABLE_DATA_CHANGES, {}),
         )
-        for name, now, may_change in sections:
+        for name, now, may_change, defaults in sections:
             saved = ckpt.get(name)
             if saved is None or now is None:
                 continue  # written before settings were recorded, or not given to this trainer
+            # a setting added after the checkpoint was written counts as its default there
+            saved = {**{k: v for k, v in defaults.items() if k in now}, **saved}
             for key in sorted(set(saved) | set(now)):
                 if key not in may_change and saved.get(key) != now.get(key):
                     changed.append(_difference(key, saved.get(key), now.get(key)))
@@ -319,7 +361,7 @@ class Trainer:
             # the newest complete checkpoint decides: another world size or other settings are
             # refused here, never skipped (skipping every file would silently start over)
             self.check_resumable(ckpt, path)
-            if self.dist.rank > 0:
+            if self.dist.rank > 0 and ckpt["params"].get("world_size", 1) == self.dist.world_size:
                 ckpt.update(
                     checkpoints.load_checkpoint(checkpoints.rank_side_path(path, self.dist.rank))
                 )
@@ -346,22 +388,43 @@ class Trainer:
                 bufs[k].copy_(v)
 
     def _forward_backward(self, batch: Any) -> tuple[dict[str, float], float]:
+        """One batch's forward and backward; DDP all-reduces the gradients only on the batch
+        that ends an update (the others run under ``no_sync()``)."""
         if self._window_batches == 0:
             self._snapshot_norm_buffers()
         self.ddp_model.train()
-        with self._autocast():
-            loss, metrics, num_frames = self.compute_loss(
-                self.ddp_model, batch, self.state.batch_idx_train
-            )
-        if not bool(torch.isfinite(loss.detach()).all()):
-            self._window_bad = True
-        scaled = loss / self.config.accum_grad
-        (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+        ends_update = self._window_batches + 1 >= self.config.accum_grad
+        no_sync = self.dist.distributed and not ends_update
+        with self.ddp_model.no_sync() if no_sync else contextlib.nullcontext():
+            with self._autocast():
+                loss, metrics, num_frames = self.compute_loss(
+                    self.ddp_model, batch, self.state.num_updates
+                )
+            if not bool(torch.isfinite(loss.detach()).all()):
+                self._window_bad = True
+            scaled = loss / self.config.accum_grad
+            (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
         self._window_batches += 1
         return metrics, float(num_frames)
 
+    def _all_reduce_gradients(self) -> None:
+        """Average the gradients over the ranks by hand: for an epoch's last, partial
+        accumulation window, whose batches all ran under ``no_sync()``. A gradient that is None
+        on every rank stays None (an unused or frozen parameter)."""
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        present = torch.tensor([float(p.grad is not None) for p in params], device=self.device)
+        torch.distributed.all_reduce(present)
+        for p, on_some_rank in zip(params, present.tolist()):
+            if on_some_rank == 0:
+                continue
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            torch.distributed.all_reduce(p.grad)
+            p.grad.div_(self.dist.world_size)
+
     def _optimizer_step(self, batch: Any) -> float:
-        """Clip, check, step (or skip); returns the gradient norm before clipping."""
+        """End an update: clip, check, step (or skip); returns the gradient norm before clipping."""
+        self.state.num_updates += 1
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
@@ -425,7 +488,7 @@ class Trainer:
             batch = move_to_device(batch, self.device)
             with self._autocast():
                 loss, metrics, num_frames = self.compute_loss(
-                    self.ddp_model, batch, self.state.batch_idx_train
+                    self.ddp_model, batch, self.state.num_updates
                 )
             if not (
                 bool(torch.isfinite(loss.detach()).all())
@@ -463,20 +526,27 @@ class Trainer:
         s, elapsed = self.state, max(time.time() - t0, 1e-9)
         values = tracker.averages()
         lrs = self.scheduler.get_last_lr()
+        updates = s.num_updates - self._log_updates
+        self._log_updates = s.num_updates
         extra = {
             "lr": max(lrs),  # the base schedule's lr (groups may run at a fraction of it)
             "grad_norm": grad_norm,
             "audio_sec_per_sec": audio / elapsed,
             "num_bad_steps": float(s.num_bad_steps),
         }
+        if updates > 0:  # this rank's audio times the ranks: the global batch actually trained
+            extra["audio_sec_per_update"] = audio * self.dist.world_size / updates
         eta = ""
         if self.epoch_audio_seconds:
             left = max(self.epoch_audio_seconds / self.dist.world_size - epoch_audio, 0.0)
             eta = f", epoch ETA {format_duration(left / max(audio / elapsed, 1e-9))}"
         logger.info(
-            f"Epoch {s.epoch}, batch {s.batch_idx_in_epoch}, batch_idx_train {s.batch_idx_train}: "
+            f"Epoch {s.epoch}, batch {s.batch_idx_in_epoch}, batch_idx_train {s.batch_idx_train}, "
+            f"update {s.num_updates}: "
             f"{tracker.format(values)}; lr={extra['lr']:.3e}, grad_norm={grad_norm:.3g}, "
-            f"audio-s/s={extra['audio_sec_per_sec']:.1f}, bad steps={s.num_bad_steps}{eta}"
+            f"audio-s/s={extra['audio_sec_per_sec']:.1f}, "
+            f"audio-s/update={extra.get('audio_sec_per_update', float('nan')):.0f}, "
+            f"bad steps={s.num_bad_steps}{eta}"
         )
         self.sinks.write("train", s.batch_idx_train, {**values, **extra})
 
@@ -577,7 +647,8 @@ class Trainer:
                     metrics, num_frames = self._forward_backward(batch)
                     s.batch_idx_train += 1
                     s.batch_idx_in_epoch += 1
-                    if s.batch_idx_train % c.accum_grad == 0:
+                    updated = self._window_batches >= c.accum_grad
+                    if updated:
                         grad_norm = self._optimizer_step(batch)
                 except TrainingDivergedError:
                     raise
@@ -590,8 +661,8 @@ class Trainer:
                 seconds = batch_audio_seconds(batch)
                 audio += seconds
                 epoch_audio += seconds
-                stop = c.max_steps > 0 and s.batch_idx_train >= c.max_steps
-                self._after_batch(tracker, grad_norm, t0, audio, epoch_audio, stop)
+                stop = updated and c.max_steps > 0 and s.num_updates >= c.max_steps
+                self._after_batch(tracker, grad_norm, t0, audio, epoch_audio, updated, stop)
                 if s.batch_idx_train % c.log_interval == 0:
                     tracker, t0, audio = MetricsTracker(), time.time(), 0.0
                 if stop:
@@ -603,6 +674,8 @@ class Trainer:
                     "fewer --num-buckets or a smaller --max-duration)."
                 )
             if self._window_batches > 0:  # partial accumulation window at the epoch end
+                if self.dist.distributed:
+                    self._all_reduce_gradients()
                 self._optimizer_step(None)
             if stop:
                 break
@@ -617,7 +690,9 @@ class Trainer:
                 self._stop(epoch_path, saved=True)
         return self.state
 
-    def _after_batch(self, tracker, grad_norm, t0, audio, epoch_audio, stop) -> None:
+    def _after_batch(self, tracker, grad_norm, t0, audio, epoch_audio, updated, stop) -> None:
+        """Averaging and logging every so many batches; validation, checkpoints and stop
+        requests every so many updates (``updated``: this batch ended one)."""
         c, s = self.config, self.state
         if self.model_avg is not None and s.batch_idx_train % c.average_period == 0:
             checkpoints.update_averaged_model(
@@ -625,17 +700,32 @@ class Trainer:
             )
         if s.batch_idx_train % c.log_interval == 0:
             self._log(tracker, grad_norm, t0, audio, epoch_audio)
-        if c.valid_interval > 0 and s.batch_idx_train % c.valid_interval == 0:
+        if not updated:
+            return
+        if c.valid_interval > 0 and s.num_updates % c.valid_interval == 0:
             self.validate()
-        step_end = s.batch_idx_train % c.accum_grad == 0
-        save_now = c.save_every_n > 0 and s.batch_idx_train % c.save_every_n == 0
+        save_now = c.save_every_n > 0 and s.num_updates % c.save_every_n == 0
         path = self.exp_dir / f"checkpoint-{s.batch_idx_train}.pt"
-        if save_now or (stop and step_end):
+        if save_now or stop:
             self.save(path)
             if self.dist.is_main:
                 checkpoints.remove_old_checkpoints(self.exp_dir, c.keep_last_k)
-        if step_end and not stop and self._stop_requested():
+        if not stop and self._stop_requested():
             self._stop(path, saved=save_now)
+
+
+_TRAINING_DEFAULTS = config_to_dict(TrainingConfig())
+
+
+def _seed_rank_rngs(seed: int, rank: int, epoch: int, generators: dict) -> None:
+    """Fresh, reproducible RNG streams for ``rank`` from ``epoch`` on (python, numpy, torch and
+    the model's generators), for a rank that has no saved streams to continue."""
+    value = (seed * 1_000_003 + rank * 7919 + epoch) % 2**31
+    random.seed(value)
+    np.random.seed(value)
+    torch.manual_seed(value)
+    for i, generator in enumerate(generators.values()):
+        generator.manual_seed(value + 1 + i)
 
 
 def _difference(key: str, saved: Any, now: Any) -> str:

@@ -138,7 +138,7 @@ def gumbel_offset(options: PretrainOptions, config: W2VBertConfig, restored: boo
 
 
 class CodeUsageMonitor:
-    """Warns (at most every ``window`` batches) when the mean code usage drops below ``threshold``."""
+    """Warns (at most every ``window`` updates) when the mean code usage drops below ``threshold``."""
 
     def __init__(self, threshold: float, window: int = 100) -> None:
         self.threshold, self.window = threshold, window
@@ -154,13 +154,12 @@ class CodeUsageMonitor:
             self.last_warning = step
             logger.warning(
                 f"Codebook collapse? Mean code usage over the last {self.window} batches is {mean:.3f} "
-                f"(< {self.threshold}) at batch {step}: the quantizer uses few codes."
+                f"(< {self.threshold}) at update {step}: the quantizer uses few codes."
             )
 
 
 def make_pretrain_loss(
     config: W2VBertConfig,
-    accum_grad: int,
     monitor: CodeUsageMonitor | None,
     update_offset: int = 0,
 ):
@@ -169,8 +168,8 @@ def make_pretrain_loss(
 
     def compute_loss(model: nn.Module, batch: dict, step: int):
         inner = model.module if hasattr(model, "module") else model
-        # Gumbel temperature from the optimizer step (+ the offset of a restored quantizer)
-        inner.set_num_updates(step // accum_grad + update_offset)
+        # Gumbel temperature from the update count (+ the offset of a restored quantizer)
+        inner.set_num_updates(step + update_offset)
         out = model(batch["features"], batch["feature_lens"])
         if config.method == "best-rq":
             loss = best_rq_loss(out)
@@ -248,7 +247,7 @@ def build_pretrain_task(
     return TaskSpec(
         kind="pretrain",
         model=model,
-        compute_loss=make_pretrain_loss(model_config, train.accum_grad, monitor, offset),
+        compute_loss=make_pretrain_loss(model_config, monitor, offset),
         param_groups=pretrain_param_groups(model, options),
         train_dataset=PretrainDataset(strategy),
         valid_dataset=PretrainDataset(strategy),

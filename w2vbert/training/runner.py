@@ -30,6 +30,7 @@ from w2vbert.training.config import TrainingConfig
 from w2vbert.training.ddp import DistInfo, cleanup_distributed, setup_distributed
 from w2vbert.training.loop import ComputeLoss, Trainer, TrainState
 from w2vbert.training.optim import create_optimizer, create_scheduler
+from w2vbert.training.plan import TrainingPlan, resolve_accumulation
 from w2vbert.util.dataclass_args import config_to_dict
 from w2vbert.util.log import setup_logging
 from w2vbert.util.provenance import peak_rss_gib, write_run_info
@@ -64,6 +65,15 @@ def resolve_device(kind: str, info: DistInfo) -> torch.device:
     return torch.device("cpu")
 
 
+def compile_blocks(encoders: list[ConformerEncoder]) -> None:
+    """``torch.compile`` every conformer block in place (dynamic shapes: batches vary in length);
+    parameter names, and so checkpoints, stay those of the eager model."""
+    blocks = [b for e in encoders for b in e.blocks]
+    for block in blocks:
+        block.compile(dynamic=True)
+    logger.info(f"torch.compile: {len(blocks)} conformer blocks (the first batches are slow)")
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -83,18 +93,28 @@ def run_training(
         or (train_config.device == "auto" and torch.cuda.is_available())
         else "cpu"
     )
-    info = setup_distributed(kind)
+    info = setup_distributed(kind, train_config.dist_timeout_minutes)
     try:
         exp_dir = train_config.exp_dir
         log_path = setup_logging(exp_dir / "log", "log-train", info.rank, info.world_size)
+        given_accum = train_config.accum_grad
+        train_config = resolve_accumulation(train_config, data_config.max_duration, info.world_size)
+        if train_config.global_batch_duration > 0:
+            logger.info(
+                f"--global-batch-duration {train_config.global_batch_duration:g} s on "
+                f"{info.world_size} rank(s) with --max-duration {data_config.max_duration:g}: "
+                f"--accum-grad {train_config.accum_grad} (was {given_accum})"
+            )
         device = resolve_device(train_config.device, info)
         seed_everything(train_config.seed + info.rank)
         task = build_task(device)
+        encoders = [m for m in task.model.modules() if isinstance(m, ConformerEncoder)]
         if train_config.activation_checkpointing:
-            blocks = [m for m in task.model.modules() if isinstance(m, ConformerEncoder)]
-            for encoder in blocks:
+            for encoder in encoders:
                 encoder.activation_checkpointing = True
-            logger.info(f"Activation checkpointing in {len(blocks)} conformer stacks")
+            logger.info(f"Activation checkpointing in {len(encoders)} conformer stacks")
+        if train_config.compile:
+            compile_blocks(encoders)
 
         def loader(path, flag: str, dataset, train: bool) -> torch.utils.data.DataLoader:
             """The DataLoader of ``path`` (filtered by the task), sharded by rank."""
@@ -112,8 +132,10 @@ def run_training(
             )
             return create_dataloader(dataset, sampler, data_config.num_workers, train_config.seed)
 
+        # every rank scans (the same file, at the same time): none waits for rank 0 at a
+        # collective, and a bad file stops every rank with the same message
         epoch_seconds = None
-        if data_config.scan_cuts and info.is_main:
+        if data_config.scan_cuts:
             _, epoch_seconds = scan(
                 load_cuts(data_config.train_cuts, "--train-cuts"),
                 task.make_cut_filter(),
@@ -157,6 +179,17 @@ def run_training(
             logger.info(f"Log file {log_path}; resolved config, git sha, versions in {info_path}")
             num_params = sum(p.numel() for p in task.model.parameters())
             logger.info(f"Task {task.kind}: {num_params / 1e6:.2f} M parameters on {device}")
+            plan = TrainingPlan(
+                world_size=info.world_size,
+                accum_grad=train_config.accum_grad,
+                max_duration=data_config.max_duration,
+                epoch_seconds=epoch_seconds,
+                num_epochs=train_config.num_epochs,
+                max_steps=train_config.max_steps,
+                num_parameters=sum(p.numel() for e in encoders for p in e.parameters()),
+                compiled=train_config.compile,
+            )
+            logger.info(plan.describe())
 
         state = trainer.train()
         logger.info(
