@@ -15,6 +15,13 @@ data_dir=data
 download_dir=download
 force=false          # re-run stages that are already done
 dry_run=false        # print each stage's command instead of running it
+# How training (stages 4, 5, 8) starts its processes: utils/launch.sh (local | torchrun | slurm)
+launcher=local
+num_gpus=1           # training processes per node (one per GPU)
+num_nodes=1
+rdzv_endpoint=""     # HOST:PORT for torchrun on several nodes
+rdzv_port=29400      # the rendezvous port under SLURM
+slurm_args=""        # more srun flags (quoted string)
 # Corpus settings (egs/librispeech/conf/<corpus>.sh gives the defaults; any can be overridden here)
 librispeech_dir=""   # an existing LibriSpeech copy to link instead of downloading
 full_librispeech=""  # true: all 960 h; false: train-clean-100 only
@@ -63,6 +70,13 @@ Options:
   --force true               re-run stages already done (default: skip them)
   --dry-run true             print the commands without running them
   --seed N                   random seed (corpus synthesis, training)
+  --launcher NAME            how training starts (utils/launch.sh): local (default: python -m,
+                             --num-gpus processes on this machine) | torchrun | slurm (srun +
+                             torchrun per node, inside sbatch/salloc: egs/librispeech/slurm/)
+  --num-gpus N --num-nodes N processes per node (default 1) and nodes (default 1); the exp dir
+                             must be on a filesystem every node shares
+  --rdzv-endpoint HOST:PORT  torchrun's rendezvous on several nodes; --rdzv-port (SLURM, 29400)
+  --slurm-args "..."         more srun flags
   --librispeech-dir PATH     use an existing LibriSpeech copy (linked, not downloaded)
   --pretrain-preset NAME     tiny|mini|base|xl|xxl; and --pretrain-epochs, --pretrain-max-duration,
                              --pretrain-lr, --finetune-epochs, --finetune-max-duration, --finetune-lr,
@@ -84,6 +98,7 @@ HELP
 run_command="./run.sh${*:+ $*}"
 . utils/parse_options.sh
 . utils/stage_lib.sh
+. utils/launch.sh
 
 if ! [[ "$stage" =~ ^[0-9]+$ && "$stop_stage" =~ ^[0-9]+$ ]]; then
   echo "run.sh: --stage and --stop-stage must be integers, got '$stage' and '$stop_stage'" >&2; exit 2

@@ -113,6 +113,7 @@ data_dir=data; prefix=mini; lang_dir=data/lang_bpe_32; seed=0; train_parts=train
 dev_parts=dev-mini; finetune_epochs=3; finetune_max_duration=30; finetune_lr=1e-3
 finetune_extra_args="--ctc-loss-scale 0.5"; pretrain_preset=mini
 finetune_init_args="$1"
+. "{root}/utils/launch.sh"
 . "{root}/egs/librispeech/stages.sh"
 {commands}
 """
@@ -184,6 +185,7 @@ pretrain_extra_args="--warmup-steps 10"; finetune_epochs=2; finetune_max_duratio
 finetune_lr=1e-3; finetune_extra_args="--warmup-steps 10"; finetune_init_args=
 decode_epoch=2; : "${{decode_avg:=1}}"; decoding_methods=greedy_search
 . "{root}/utils/stage_lib.sh"
+. "{root}/utils/launch.sh"
 . "{root}/egs/librispeech/stages.sh"
 for n in 4 5 6; do run_recipe_stage "$n"; done
 """
@@ -287,6 +289,7 @@ SIGNAL_DRIVER = r"""
 set -euo pipefail
 stage=1; stop_stage=2; force=false; dry_run=false; log_dir=$1
 . "{root}/utils/stage_lib.sh"
+. "{root}/utils/launch.sh"
 run_stage 1 train {python} -c '
 import signal, sys, time
 from pathlib import Path

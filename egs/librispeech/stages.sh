@@ -49,7 +49,7 @@ _pretrain() {  # _pretrain EXP_DIR [more flags]: stage 4's command (also used by
   # $init_pretrain_args (e.g. a lower peak lr and a short warm-up)
   local dir=$1 init=(); shift
   [ -n "${init_from:-}" ] && read -r -a init <<< "--init-from $init_from ${init_pretrain_args:-}"
-  python -m w2vbert.pretrain --exp-dir "$dir" \
+  launch_training w2vbert.pretrain --exp-dir "$dir" \
     --train-cuts "$(_cuts pretrain)" --valid-cuts "$(_cuts "$(_first $dev_parts)")" \
     --model-preset "$pretrain_preset" --num-epochs "$pretrain_epochs" \
     --max-duration "$pretrain_max_duration" --base-lr "$pretrain_lr" --seed "$seed" \
@@ -66,7 +66,7 @@ _finetune() {  # _finetune EXP_DIR INIT_FROM [more flags]: stage 5's command (al
   else
     read -r -a args <<< "$finetune_init_args"
   fi
-  python -m w2vbert.finetune --exp-dir "$dir" --init-from "$init" "${args[@]}" \
+  launch_training w2vbert.finetune --exp-dir "$dir" --init-from "$init" "${args[@]}" \
     --bpe-model "$lang_dir/bpe.model" \
     --train-cuts "$(_cuts "$(_first $train_parts)")" --valid-cuts "$(_cuts "$(_first $dev_parts)")" \
     --num-epochs "$finetune_epochs" --max-duration "$finetune_max_duration" \

@@ -13,8 +13,10 @@ import os
 import signal
 import socket
 import sys
+import time
 from datetime import timedelta
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -150,6 +152,32 @@ def setup_distributed(device_kind: str = "cpu", timeout_minutes: float | None = 
         )
     logger.info(f"Joined process group: rank {rank}/{world_size}, backend {backend}")
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def check_shared_directory(path: Path, info: DistInfo) -> None:
+    """Stop every rank unless all of them see the same ``path`` (a filesystem shared between the
+    nodes): rank 0 writes a token file there, the others must find it. Checkpoints keep each
+    rank's data position in a side file next to them, so a node-local exp dir would lose them."""
+    if not info.distributed:
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    token = [f".shared-check-{os.getpid()}-{time.time_ns()}" if info.is_main else None]
+    dist.broadcast_object_list(token, src=0)
+    if info.is_main:
+        (path / token[0]).touch()
+    barrier(info)
+    missing = not (path / token[0]).exists()
+    lost = any_true(missing, info)
+    barrier(info)
+    if info.is_main:
+        (path / token[0]).unlink(missing_ok=True)
+    if lost:
+        raise RuntimeError(
+            f"--exp-dir {path} is not shared between the nodes: rank 0's file there is not seen "
+            f"by {'this rank' if missing else 'some other rank'} (rank {info.rank}, host "
+            f"{socket.gethostname()}). Put the exp dir on a filesystem every node mounts (NFS, "
+            "Lustre, ...): checkpoints keep each rank's data position in a side file next to them."
+        )
 
 
 def cleanup_distributed() -> None:

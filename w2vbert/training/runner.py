@@ -27,7 +27,12 @@ from w2vbert.data.sampling import (
     sampler_state_dict,
 )
 from w2vbert.training.config import TrainingConfig
-from w2vbert.training.ddp import DistInfo, cleanup_distributed, setup_distributed
+from w2vbert.training.ddp import (
+    DistInfo,
+    check_shared_directory,
+    cleanup_distributed,
+    setup_distributed,
+)
 from w2vbert.training.loop import ComputeLoss, Trainer, TrainState
 from w2vbert.training.optim import create_optimizer, create_scheduler
 from w2vbert.training.plan import TrainingPlan, resolve_accumulation
@@ -97,6 +102,7 @@ def run_training(
     try:
         exp_dir = train_config.exp_dir
         log_path = setup_logging(exp_dir / "log", "log-train", info.rank, info.world_size)
+        check_shared_directory(exp_dir, info)
         given_accum = train_config.accum_grad
         train_config = resolve_accumulation(train_config, data_config.max_duration, info.world_size)
         if train_config.global_batch_duration > 0:
