@@ -127,3 +127,31 @@ def test_conformer_block_rejects_odd_head_dim_and_even_kernel():
         ConformerBlock(model_dim=12, num_heads=4, ffn_dim=8, conv_kernel_size=3)
     with pytest.raises(ValueError, match="`kernel_size` must be odd"):
         ConformerBlock(model_dim=16, num_heads=2, ffn_dim=8, conv_kernel_size=4)
+
+
+def test_silu_mlp_saves_one_wide_tensor_and_matches_the_composed_modules():
+    import torch.nn.functional as F
+
+    from w2vbert.model.silu_mlp import silu_mlp
+
+    torch.manual_seed(0)
+    shapes = ((3, 5, 8), (32, 8), (32,), (8, 32), (8,))
+    x, w1, b1, w2, b2 = (torch.randn(*s, dtype=torch.float64, requires_grad=True) for s in shapes)
+    assert torch.autograd.gradcheck(silu_mlp, (x[:1, :2], w1, b1, w2, b2))
+    xf, w1f, b1f, w2f, b2f = (t.detach().float().requires_grad_() for t in (x, w1, b1, w2, b2))
+    ref = F.linear(F.silu(F.linear(xf, w1f, b1f)), w2f, b2f)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t, lambda t: t):
+        out = silu_mlp(xf, w1f, b1f, w2f, b2f)
+    assert torch.equal(out, ref)  # the same ops in the same order
+    assert [s for s in saved if len(s) == 3 and s[-1] == 32] == [(3, 5, 32)]  # one (N, S, F), not two
+    g = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(ref, (xf, w1f, b1f, w2f, b2f), g),
+                    torch.autograd.grad(out, (xf, w1f, b1f, w2f, b2f), g)):  # fmt: skip
+        assert torch.allclose(a, b, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as nn.Linear under autocast
+        low = silu_mlp(xf, w1f, b1f, w2f, b2f)
+        low_ref = F.linear(F.silu(F.linear(xf, w1f, b1f)), w2f, b2f)
+    assert low.dtype == torch.bfloat16 and torch.equal(low, low_ref)
+    (gw1,) = torch.autograd.grad(low.float().sum(), (w1f,))
+    assert gw1.dtype == torch.float32

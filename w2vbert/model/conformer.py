@@ -23,6 +23,7 @@ import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from w2vbert.model.dropout import dropout
+from w2vbert.model.silu_mlp import silu_mlp
 
 
 def rotary_tables(
@@ -65,10 +66,13 @@ class FeedForward(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, S, M) -> (N, S, M)."""
-        h = F.silu(self.inner(self.norm(x)))
-        if self.inner_dropout_p > 0.0:  # on the wide (N, S, F) tensor: costly on CPU
+        if self.inner_dropout_p > 0.0 and self.training:  # on the wide (N, S, F) tensor
+            h = F.silu(self.inner(self.norm(x)))
             h = dropout(h, self.inner_dropout_p, self.training)
-        return dropout(self.outer(h), self.dropout_p, self.training)
+            return dropout(self.outer(h), self.dropout_p, self.training)
+        # one (N, S, F) activation kept for the backward pass instead of two
+        h = silu_mlp(self.norm(x), self.inner.weight, self.inner.bias, self.outer.weight, self.outer.bias)
+        return dropout(h, self.dropout_p, self.training)
 
 
 def shaw_offsets(num_steps: int, left: int, right: int, device: torch.device) -> Tensor:
