@@ -10,6 +10,9 @@ layout is detected: <spk>/<chapter>/*.trans.txt (LibriSpeech, parsed by
 lhotse.recipes.prepare_librispeech) or <spk>/<book>/<name>.flac + <name>.json (Libri-Light,
 parsed by Lhotse's Libri-Light reader). Without --parts, every sub-directory of --corpus-dir with
 one of these layouts is a part. Parts whose manifests exist are skipped unless --force.
+With --max-cut-duration S, the VAD segments of each Libri-Light recording are joined greedily
+into segments of at most S seconds (pauses included; a longer VAD segment is cut into equal
+windows), as Libri-Light's own cut_by_vad does; without it, one segment per VAD segment.
 
 Bad input stops the stage with an error listing every offending file: a transcript line without
 audio, audio without a transcript line, an empty or non-ASCII transcript, a blank line or
@@ -39,6 +42,11 @@ def get_parser() -> argparse.ArgumentParser:
         "--parts", nargs="+", help="parts (sub-directories) to prepare; default: all found"
     )
     p.add_argument("--nj", type=int, default=1, help="threads for Lhotse's parsing")
+    p.add_argument(
+        "--max-cut-duration",
+        type=float,
+        help="Libri-Light parts: join VAD segments into segments of at most this many seconds",
+    )
     p.add_argument("--force", action="store_true", help="rewrite manifests that exist")
     p.add_argument("--log-file", type=Path, help="default: <output-dir>/log/prepare_manifests.log")
     return p
@@ -59,6 +67,7 @@ def main() -> None:
             args.parts,
             num_jobs=args.nj,
             force=args.force,
+            max_cut_duration=args.max_cut_duration,
         )
 
 

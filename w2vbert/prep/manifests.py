@@ -10,6 +10,8 @@ small/medium/large). Around it this module adds what those functions do not do:
 - decisions on audio that is valid but not what the recipe expects, logged here and applied in
   stage 2: a sampling rate other than 16 kHz is resampled, multi-channel audio is downmixed
   to mono (the mean of the channels);
+- optionally, for Libri-Light layout parts, the VAD segments of each recording joined into
+  segments of at most ``max_cut_duration`` seconds (:mod:`w2vbert.prep.segmentation`);
 - write-then-rename output, named ``{prefix}_{recordings,supervisions}_{part}.jsonl.gz``.
 
 Bad input and what happens (every case raises :class:`CorpusError`, listing all files):
@@ -220,9 +222,13 @@ def _log_audio_decisions(part: str, recordings: RecordingSet) -> None:
 
 
 def prepare_part(
-    corpus_dir: Path, part: str, num_jobs: int = 1
+    corpus_dir: Path, part: str, num_jobs: int = 1, max_cut_duration: float | None = None
 ) -> tuple[RecordingSet, SupervisionSet]:
-    """Checks and parses one part of ``corpus_dir`` (layout detected) into validated manifests."""
+    """Checks and parses one part of ``corpus_dir`` (layout detected) into validated manifests.
+
+    ``max_cut_duration``: for a Libri-Light layout part, its supervisions are the VAD segments
+    joined into segments of at most this many seconds (None: one per VAD segment).
+    """
     from lhotse.recipes import prepare_librispeech
     from lhotse.recipes.librilight import _prepare_subset
 
@@ -241,6 +247,10 @@ def prepare_part(
             supervisions = manifests[part]["supervisions"]
         else:
             recordings, supervisions = _prepare_subset(part, corpus_dir, num_jobs)
+            if max_cut_duration is not None:
+                supervisions = _join_segments(part, supervisions, max_cut_duration)
+    except CorpusError:
+        raise
     except Exception as e:
         # Find the culprit among the audio files only now: a header read per file is not free.
         bad = find_bad_audio(sorted(part_dir.rglob("*.flac")))
@@ -257,6 +267,42 @@ def prepare_part(
     validate_recordings_and_supervisions(recordings, supervisions)
     _log_audio_decisions(part, recordings)
     return recordings, supervisions
+
+
+def _join_segments(part: str, vad: SupervisionSet, max_cut_duration: float) -> SupervisionSet:
+    """The VAD segments of every recording joined into segments of at most ``max_cut_duration`` s."""
+    from w2vbert.prep.segmentation import join_recording_segments
+
+    by_recording = sorted(vad, key=lambda s: (s.recording_id, s.start))
+    try:
+        joined = SupervisionSet.from_segments(join_recording_segments(by_recording, max_cut_duration))
+    except ValueError as e:
+        raise CorpusError(f"Part {part}: {e}") from e
+    seconds = sum(s.duration for s in joined)
+    logger.info(
+        "Part %s: %d VAD segments joined into %d segments of at most %g s (mean %.1f s)",
+        part, len(vad), len(joined), max_cut_duration, seconds / max(len(joined), 1),
+    )  # fmt: skip
+    return joined
+
+
+def _check_segmentation(sup_path: Path, part: str, max_cut_duration: float | None) -> None:
+    """Raises CorpusError when the existing Libri-Light supervisions ``sup_path`` were joined
+    with another ``max_cut_duration`` than asked for now (their cuts would be kept unchanged)."""
+    from lhotse import load_manifest_lazy
+
+    first = next(iter(load_manifest_lazy(sup_path)), None)
+    if first is None or first.text is not None:  # a transcribed part: no VAD segments
+        return
+    made = (first.custom or {}).get("max_cut_duration")
+    if made != max_cut_duration:
+        def says(x: float | None) -> str:
+            return "one segment per VAD segment" if x is None else f"--max-cut-duration {x:g}"
+
+        raise CorpusError(
+            f"Part {part}: {sup_path} was prepared with {says(made)}, not {says(max_cut_duration)}; "
+            "re-run with --force (and stage 2 with --force: its cuts are of the old segments)"
+        )
 
 
 def manifest_paths(output_dir: Path, prefix: str, part: str) -> tuple[Path, Path]:
@@ -276,12 +322,16 @@ def prepare_manifests(
     *,
     num_jobs: int = 1,
     force: bool = False,
+    max_cut_duration: float | None = None,
 ) -> dict[str, tuple[Path, Path]]:
     """Writes validated manifests of ``parts`` (default: every part found in ``corpus_dir``).
 
-    A part whose two manifests exist is skipped unless ``force``. Returns
+    A part whose two manifests exist is skipped unless ``force`` (an error if its VAD segments
+    were joined with another ``max_cut_duration``, see :func:`prepare_part`). Returns
     ``{part: (recordings_path, supervisions_path)}``.
     """
+    if max_cut_duration is not None and not max_cut_duration > 0:
+        raise ValueError(f"`max_cut_duration` must be > 0, but is {max_cut_duration} instead.")
     corpus_dir = Path(corpus_dir)
     if not corpus_dir.is_dir():
         raise CorpusError(f"Corpus directory {corpus_dir} does not exist")
@@ -295,9 +345,10 @@ def prepare_manifests(
         rec_path, sup_path = manifest_paths(output_dir, prefix, part)
         written[part] = (rec_path, sup_path)
         if rec_path.is_file() and sup_path.is_file() and not force:
+            _check_segmentation(sup_path, part, max_cut_duration)
             logger.info("Part %s: %s and %s exist, skipping", part, rec_path, sup_path)
             continue
-        recordings, supervisions = prepare_part(corpus_dir, part, num_jobs)
+        recordings, supervisions = prepare_part(corpus_dir, part, num_jobs, max_cut_duration)
         with atomic_output(sup_path) as tmp_sup:  # renamed last: its presence means done
             supervisions.to_file(tmp_sup)
             with atomic_output(rec_path) as tmp_rec:
