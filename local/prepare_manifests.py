@@ -4,6 +4,8 @@
   local/prepare_manifests.py --corpus-dir download/mini --output-dir data/manifests --prefix mini
   local/prepare_manifests.py --corpus-dir download/LibriSpeech --output-dir data/manifests \\
       --prefix librispeech --parts train-clean-100 dev-clean test-clean --nj 4
+  local/prepare_manifests.py --corpus-dir download/LibriSpeech download/LibriLight \\
+      --prefix librilight --parts train-clean-100 dev-clean small --max-cut-duration 30
 
 Writes <output-dir>/<prefix>_{recordings,supervisions}_<part>.jsonl.gz, validated. Each part's
 layout is detected: <spk>/<chapter>/*.trans.txt (LibriSpeech, parsed by
@@ -35,7 +37,13 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--corpus-dir", type=Path, required=True, help="directory holding the parts")
+    p.add_argument(
+        "--corpus-dir",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="directory holding the parts (several: each part is in one of them)",
+    )
     p.add_argument("--output-dir", type=Path, default=Path("data/manifests"))
     p.add_argument("--prefix", required=True, help="manifest name prefix, e.g. mini or librispeech")
     p.add_argument(

@@ -113,9 +113,12 @@ def make_librilight_tree(
     return out
 
 
-def make_librispeech_tree(root: Path, utterances: int = 3) -> dict[str, dict[str, Path]]:
-    """A simulated LibriSpeech tree with all seven parts, ``utterances`` 1-s files each (ids
-    distinct across parts, transcripts from a few dozen words). Returns ``{part: {id: path}}``."""
+def make_librispeech_tree(
+    root: Path, utterances: int = 3, seconds: float = 3.0
+) -> dict[str, dict[str, Path]]:
+    """A simulated LibriSpeech tree with all seven parts, ``utterances`` files of ``seconds`` each
+    (ids distinct across parts, transcripts of 4-6 words from a few dozen; 3 s leave enough encoder
+    steps for them with a tiny BPE model). Returns ``{part: {id: path}}``."""
     words = (
         "THE QUICK BROWN FOX JUMPS OVER A LAZY DOG WHILE SEVEN BIRDS SING IN THE GREEN TREE "
         "AND MY FRIEND READS HER BOOK BY THE OLD RIVER UNTIL NIGHT COMES"
@@ -129,5 +132,5 @@ def make_librispeech_tree(root: Path, utterances: int = 3) -> dict[str, dict[str
             spk, chapter = 100 + p, 1000 + p
             start = (7 * p + 3 * u) % len(words)
             texts[f"{spk}-{chapter}-{u:04d}"] = " ".join((words * 2)[start : start + 4 + u % 3])
-        tree[part] = make_librispeech_part(root, part, texts)
+        tree[part] = make_librispeech_part(root, part, texts, seconds)
     return tree

@@ -314,8 +314,35 @@ def manifest_paths(output_dir: Path, prefix: str, part: str) -> tuple[Path, Path
     )
 
 
+def _part_dirs(corpus_dirs: list[Path], parts: Sequence[str] | None) -> dict[str, Path]:
+    """``{part: the corpus directory holding it}`` for ``parts`` (default: every part found)."""
+    for d in corpus_dirs:
+        if not d.is_dir():
+            raise CorpusError(f"Corpus directory {d} does not exist")
+    found: dict[str, list[Path]] = {}
+    for d in corpus_dirs:
+        for part in find_parts(d) if not parts else [p for p in parts if (d / p).is_dir()]:
+            found.setdefault(part, []).append(d)
+    twice = {part: dirs for part, dirs in found.items() if len(dirs) > 1}
+    if twice:
+        raise CorpusError(
+            "Part(s) in more than one corpus directory: "
+            + "; ".join(f"{part} in {' and '.join(map(str, dirs))}" for part, dirs in twice.items())
+        )
+    where = " ".join(map(str, corpus_dirs))
+    if not parts:
+        if not found:
+            raise CorpusError(f"No LibriSpeech or Libri-Light layout part found in {where}")
+        logger.info("Parts found in %s: %s", where, " ".join(sorted(found)))
+        return {part: dirs[0] for part, dirs in sorted(found.items())}
+    missing = [part for part in parts if part not in found]
+    if missing and len(corpus_dirs) > 1:
+        raise CorpusError(f"Part(s) {' '.join(missing)} are in none of {where}")
+    return {part: found[part][0] if part in found else corpus_dirs[0] for part in parts}
+
+
 def prepare_manifests(
-    corpus_dir: Path,
+    corpus_dir: Path | Sequence[Path],
     output_dir: Path,
     prefix: str,
     parts: Sequence[str] | None = None,
@@ -326,20 +353,16 @@ def prepare_manifests(
 ) -> dict[str, tuple[Path, Path]]:
     """Writes validated manifests of ``parts`` (default: every part found in ``corpus_dir``).
 
-    A part whose two manifests exist is skipped unless ``force`` (an error if its VAD segments
-    were joined with another ``max_cut_duration``, see :func:`prepare_part`). Returns
-    ``{part: (recordings_path, supervisions_path)}``.
+    ``corpus_dir``: one directory or several (e.g. LibriSpeech and Libri-Light), each part in
+    exactly one of them. A part whose two manifests exist is skipped unless ``force`` (an error
+    if its VAD segments were joined with another ``max_cut_duration``, see
+    :func:`prepare_part`). Returns ``{part: (recordings_path, supervisions_path)}``.
     """
     if max_cut_duration is not None and not max_cut_duration > 0:
         raise ValueError(f"`max_cut_duration` must be > 0, but is {max_cut_duration} instead.")
-    corpus_dir = Path(corpus_dir)
-    if not corpus_dir.is_dir():
-        raise CorpusError(f"Corpus directory {corpus_dir} does not exist")
-    if not parts:
-        parts = find_parts(corpus_dir)
-        if not parts:
-            raise CorpusError(f"No LibriSpeech or Libri-Light layout part found in {corpus_dir}")
-        logger.info("Parts found in %s: %s", corpus_dir, " ".join(parts))
+    single = isinstance(corpus_dir, (str, Path))
+    part_dirs = _part_dirs([Path(corpus_dir)] if single else [Path(d) for d in corpus_dir], parts)
+    parts = list(part_dirs)
     written = {}
     for part in parts:
         rec_path, sup_path = manifest_paths(output_dir, prefix, part)
@@ -348,7 +371,7 @@ def prepare_manifests(
             _check_segmentation(sup_path, part, max_cut_duration)
             logger.info("Part %s: %s and %s exist, skipping", part, rec_path, sup_path)
             continue
-        recordings, supervisions = prepare_part(corpus_dir, part, num_jobs, max_cut_duration)
+        recordings, supervisions = prepare_part(part_dirs[part], part, num_jobs, max_cut_duration)
         with atomic_output(sup_path) as tmp_sup:  # renamed last: its presence means done
             supervisions.to_file(tmp_sup)
             with atomic_output(rec_path) as tmp_rec:
