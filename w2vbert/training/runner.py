@@ -115,14 +115,12 @@ def run_training(
             return create_dataloader(dataset, sampler, data_config.num_workers, train_config.seed)
 
         epoch_seconds = None
+        train_cuts = load_train_cuts(data_config.train_cuts or (), "--train-cuts", train_config.seed)
         if data_config.scan_cuts and info.is_main:
             _, epoch_seconds = scan(
-                load_train_cuts(data_config.train_cuts or (), "--train-cuts", train_config.seed),
-                task.make_cut_filter(),
-                f"--train-cuts {train_names}",
+                train_cuts, task.make_cut_filter(), f"--train-cuts {train_names}"
             )
             logger.info(f"Training data per epoch: {epoch_seconds / 3600:.2f} h")
-        train_cuts = load_train_cuts(data_config.train_cuts or (), "--train-cuts", train_config.seed)
         train_dl = loader(train_cuts, f"--train-cuts {train_names}", task.train_dataset, True)
         valid_dl = None
         if data_config.valid_cuts is not None:
