@@ -25,7 +25,9 @@ PARTS = {"train-clean-100": 28539, "train-clean-360": 104014, "train-other-500":
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--scale", type=float, default=0.1)
     p.add_argument("--work-dir", type=Path, default=Path("/tmp/train_parts_mix"))
     args = p.parse_args()
@@ -43,8 +45,9 @@ def main() -> None:
     t1 = time.perf_counter()
     read = sum(1 for p in paths for _ in CutSet.from_file(p))
     t2 = time.perf_counter()
-    print(f"{counted} cuts: count_cuts {t1 - t0:.2f} s, reading them with Lhotse {t2 - t1:.2f} s ({read})")
-    for how, cuts in (("mux", load_train_cuts(paths, "--train-cuts")), ("chain", CutSet.from_files(paths))):
+    print(f"{counted} cuts: count_cuts {t1 - t0:.2f} s, reading {read} with Lhotse {t2 - t1:.2f} s")
+    mux, chain = load_train_cuts(paths, "--train-cuts"), CutSet.from_files(paths)
+    for how, cuts in (("mux", mux), ("chain", chain)):
         sampler = DynamicBucketingSampler(
             cuts, max_duration=600, num_buckets=30, shuffle=True, seed=0, buffer_size=12000
         )

@@ -78,9 +78,9 @@ def make_librilight_tree(
     long_segment: float | None = 45.0,
     seed: int = 0,
 ) -> dict[Path, list[list[float]]]:
-    """A simulated Libri-Light tree: ``root/<subset>/<speaker>/<book>/<name>.flac`` + ``<name>.json``
-    (``speaker``, ``voice_activity`` [[start, end], ...] in seconds, ``book_meta``), one recording
-    of about ``minutes`` per speaker: chirps of 0.5-9 s ("speech") between 0.2-2.5 s silences,
+    """A simulated Libri-Light tree: ``root/<subset>/<speaker>/<book>/<name>.flac`` and
+    ``<name>.json`` (``speaker``, ``voice_activity`` [[start, end], ...] in seconds,
+    ``book_meta``), one recording of about ``minutes`` per speaker: chirps of 0.5-9 s ("speech") between 0.2-2.5 s silences,
     and, in the first recording, one speech segment of ``long_segment`` s (longer than a cut).
 
     Returns ``{flac path: voice_activity}``.

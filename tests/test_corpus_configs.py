@@ -104,11 +104,13 @@ def test_dry_run_shows_the_parts_each_configuration_downloads_pretrains_and_fine
 
 
 def test_options_that_do_not_fit_the_configuration_are_refused(tmp_path):
-    out = _run_sh(tmp_path, "--dry-run", "true", "--corpus", "librispeech", "--full-librispeech", "true")
+    dry = ["--dry-run", "true", "--corpus"]
+    out = _run_sh(tmp_path, *dry, "librispeech", "--full-librispeech", "true")
     assert out.returncode == 2 and "use --corpus librispeech-960" in out.stderr
-    out = _run_sh(tmp_path, "--dry-run", "true", "--corpus", "librispeech-960", "--librilight-subset", "small")
-    assert out.returncode == 2 and "are for --corpus librilight, not 'librispeech-960'" in out.stderr
-    out = _run_sh(tmp_path, "--dry-run", "true", "--corpus", "librilight", "--librilight-subset", "huge")
+    out = _run_sh(tmp_path, *dry, "librispeech-960", "--librilight-subset", "small")
+    assert out.returncode == 2
+    assert "are for --corpus librilight, not 'librispeech-960'" in out.stderr
+    out = _run_sh(tmp_path, *dry, "librilight", "--librilight-subset", "huge")
     assert out.returncode == 2 and "unknown --librilight-subset 'huge'" in out.stderr
 
 

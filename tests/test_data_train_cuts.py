@@ -74,7 +74,7 @@ def test_train_cuts_flag_takes_several_files_and_one_is_recorded_as_before(parts
 def test_an_empty_train_cuts_file_among_several_is_an_error_naming_it(parts, tmp_path):
     empty = tmp_path / "cuts_empty.jsonl.gz"
     CutSet.from_cuts([]).to_file(empty)
-    with pytest.raises(ValueError, match=r"--train-cuts: .*cuts_empty\.jsonl\.gz hold\(s\) no cuts"):
+    with pytest.raises(ValueError, match=r"--train-cuts: .*cuts_empty\.jsonl\.gz hold\(s\) no"):
         load_train_cuts([*parts, empty], "--train-cuts")
-    with pytest.raises(FileNotFoundError, match=r"--train-cuts .*cuts_nope\.jsonl\.gz does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"--train-cuts .*cuts_nope\.jsonl\.gz does not"):
         load_train_cuts([parts[0], tmp_path / "cuts_nope.jsonl.gz"], "--train-cuts")

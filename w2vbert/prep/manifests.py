@@ -30,7 +30,12 @@ from pathlib import Path
 from typing import Sequence
 
 import soundfile as sf
-from lhotse import RecordingSet, SupervisionSet, validate_recordings_and_supervisions
+from lhotse import (
+    RecordingSet,
+    SupervisionSet,
+    load_manifest_lazy,
+    validate_recordings_and_supervisions,
+)
 
 from w2vbert.util.atomic import atomic_output
 
@@ -270,12 +275,14 @@ def prepare_part(
 
 
 def _join_segments(part: str, vad: SupervisionSet, max_cut_duration: float) -> SupervisionSet:
-    """The VAD segments of every recording joined into segments of at most ``max_cut_duration`` s."""
+    """The VAD segments of each recording joined into segments of at most ``max_cut_duration`` s."""
     from w2vbert.prep.segmentation import join_recording_segments
 
     by_recording = sorted(vad, key=lambda s: (s.recording_id, s.start))
     try:
-        joined = SupervisionSet.from_segments(join_recording_segments(by_recording, max_cut_duration))
+        joined = SupervisionSet.from_segments(
+            join_recording_segments(by_recording, max_cut_duration)
+        )
     except ValueError as e:
         raise CorpusError(f"Part {part}: {e}") from e
     seconds = sum(s.duration for s in joined)
@@ -286,22 +293,25 @@ def _join_segments(part: str, vad: SupervisionSet, max_cut_duration: float) -> S
     return joined
 
 
+def _segmentation(max_cut_duration: float | None) -> str:
+    """How Libri-Light supervisions were made, in the words of the command line."""
+    if max_cut_duration is None:
+        return "one segment per VAD segment"
+    return f"--max-cut-duration {max_cut_duration:g}"
+
+
 def _check_segmentation(sup_path: Path, part: str, max_cut_duration: float | None) -> None:
     """Raises CorpusError when the existing Libri-Light supervisions ``sup_path`` were joined
     with another ``max_cut_duration`` than asked for now (their cuts would be kept unchanged)."""
-    from lhotse import load_manifest_lazy
-
     first = next(iter(load_manifest_lazy(sup_path)), None)
     if first is None or first.text is not None:  # a transcribed part: no VAD segments
         return
     made = (first.custom or {}).get("max_cut_duration")
     if made != max_cut_duration:
-        def says(x: float | None) -> str:
-            return "one segment per VAD segment" if x is None else f"--max-cut-duration {x:g}"
-
         raise CorpusError(
-            f"Part {part}: {sup_path} was prepared with {says(made)}, not {says(max_cut_duration)}; "
-            "re-run with --force (and stage 2 with --force: its cuts are of the old segments)"
+            f"Part {part}: {sup_path} was prepared with {_segmentation(made)}, not "
+            f"{_segmentation(max_cut_duration)}; re-run with --force (and stage 2 with --force: "
+            "its cuts are of the old segments)"
         )
 
 

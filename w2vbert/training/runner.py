@@ -115,7 +115,9 @@ def run_training(
             return create_dataloader(dataset, sampler, data_config.num_workers, train_config.seed)
 
         epoch_seconds = None
-        train_cuts = load_train_cuts(data_config.train_cuts or (), "--train-cuts", train_config.seed)
+        train_cuts = load_train_cuts(
+            data_config.train_cuts or (), "--train-cuts", train_config.seed
+        )
         if data_config.scan_cuts and info.is_main:
             _, epoch_seconds = scan(
                 train_cuts, task.make_cut_filter(), f"--train-cuts {train_names}"

@@ -80,7 +80,9 @@ def add_dataclass_arguments(
         if typing.get_origin(tp) is tuple:  # tuple[X, ...]: one or more values
             item, *rest = typing.get_args(tp)
             if rest != [Ellipsis]:
-                raise TypeError(f"Config field {cls.__name__}.{f.name}: tuples must be tuple[X, ...].")
+                raise TypeError(
+                    f"Config field {cls.__name__}.{f.name} must be tuple[X, ...], but is {tp}."
+                )
             kwargs["nargs"] = "+"
             tp, tuple_of = item, True
         else:
