@@ -73,7 +73,7 @@ Options:
   --librilight-subset NAME   --corpus librilight: small (default) | medium | large | all
   --librilight-dir PATH      use an existing Libri-Light copy holding the subsets (linked)
   --librilight-max-cut-duration S   join each Libri-Light recording's VAD segments into segments
-                             of at most S s (default 30 for --corpus librilight; else unjoined)
+                             of at most S <= 30 s (default 30 for --corpus librilight; else unjoined)
   --pretrain-preset NAME     tiny|mini|base|xl|xxl; and --pretrain-epochs, --pretrain-max-duration,
                              --pretrain-lr, --finetune-epochs, --finetune-max-duration, --finetune-lr,
                              --bpe-vocab-size, --decode-epoch, --decode-avg, --decoding-methods
@@ -112,6 +112,11 @@ fi
 . "$conf"
 if [ -z "${librilight_parts:-}" ] && [ -n "$librilight_dir$librilight_subset" ]; then
   echo "run.sh: --librilight-dir and --librilight-subset are for --corpus librilight, not '$corpus'" >&2; exit 2
+fi
+if [ -n "${librilight_max_cut_duration:-}" ] &&
+   ! awk -v x="$librilight_max_cut_duration" 'BEGIN { exit !(x ~ /^[0-9.]+$/ && x > 0 && x <= 30) }'; then
+  echo "run.sh: --librilight-max-cut-duration must be a number of seconds in (0, 30], got" \
+    "'$librilight_max_cut_duration' (stage 2 and training drop cuts over 30 s)" >&2; exit 2
 fi
 if [ -z "$fbank" ]; then
   if [ -n "$init_from" ]; then fbank=w2v-bert-2.0; else fbank=icefall; fi

@@ -110,6 +110,9 @@ def test_options_that_do_not_fit_the_configuration_are_refused(tmp_path):
     out = _run_sh(tmp_path, *dry, "librispeech-960", "--librilight-subset", "small")
     assert out.returncode == 2
     assert "are for --corpus librilight, not 'librispeech-960'" in out.stderr
+    for bad in ("45", "0", "ten"):
+        out = _run_sh(tmp_path, *dry, "librilight", "--librilight-max-cut-duration", bad)
+        assert out.returncode == 2 and f"in (0, 30], got '{bad}'" in out.stderr
     out = _run_sh(tmp_path, *dry, "librilight", "--librilight-subset", "huge")
     assert out.returncode == 2 and "unknown --librilight-subset 'huge'" in out.stderr
 
