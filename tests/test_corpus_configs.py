@@ -20,7 +20,8 @@ TINY = ["--bpe-vocab-size", "30", "--pretrain-preset", "tiny", "--pretrain-epoch
         "--finetune-max-duration", "60", "--finetune-lr", "1e-3", "--decode-avg", "1",
         "--pretrain-extra-args", "--warmup-steps 10 --log-interval 5 --num-buckets 2",
         "--finetune-extra-args", "--warmup-steps 10 --log-interval 5 --num-buckets 2",
-        "--finetune-init-args", "--freeze-encoder-steps 2"]  # fmt: skip
+        "--finetune-init-args", "--freeze-encoder-steps 2",
+        "--decoding-methods", "greedy_search"]  # fmt: skip (beam search: tested elsewhere)
 
 
 @pytest.fixture(scope="module")
@@ -145,11 +146,11 @@ def test_librispeech_configurations_run_on_a_simulated_tree(
     assert list((tmp_path / "exp" / "finetune").glob("encoder*.onnx"))  # stage 7 exported
 
 
-def test_librilight_stages_0_to_2_join_vad_segments_into_the_pretraining_cuts(tmp_path, trees):
+def test_librilight_stages_0_to_4_pretrain_on_joined_vad_segments(tmp_path, trees):
     librispeech, libri_light = trees
     out = _run_sh(tmp_path, "--corpus", "librilight", "--librispeech-dir", str(librispeech),
                   "--librilight-dir", str(libri_light), "--librilight-max-cut-duration", "20",
-                  "--stage", "0", "--stop-stage", "2")  # fmt: skip
+                  *TINY, "--stage", "0", "--stop-stage", "4")  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert (tmp_path / "download" / "LibriLight").resolve() == libri_light.resolve()
     sups = load_manifest(tmp_path / "data/manifests/librilight_supervisions_small.jsonl.gz")
@@ -158,3 +159,6 @@ def test_librilight_stages_0_to_2_join_vad_segments_into_the_pretraining_cuts(tm
     assert sorted(c.id for c in pretrain) == sorted(s.id for s in sups)  # none dropped
     assert max(c.duration for c in pretrain) > 15.0  # joined, not raw VAD segments (<= 9 s)
     assert (tmp_path / "data/fbank/librilight_cuts_train-other-500.jsonl.gz").is_file()
+    log = (tmp_path / "exp" / "log" / "stage-4-pretrain.log").read_text()
+    assert f"kept {len(sups)}/{len(sups)} cuts" in log  # pre-trained on every joined segment
+    assert (tmp_path / "exp" / "pretrain" / "epoch-1.pt").is_file()
