@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 
 stage=0
 stop_stage=7
-corpus=mini          # mini (bundled, synthesised here) | librispeech
+corpus=mini          # mini (bundled, synthesised here) | tiny | librispeech | librispeech-960 | librilight
 nj=2
 seed=0
 exp_dir=exp
@@ -24,7 +24,10 @@ rdzv_port=29400      # the rendezvous port under SLURM
 slurm_args=""        # more srun flags (quoted string)
 # Corpus settings (egs/librispeech/conf/<corpus>.sh gives the defaults; any can be overridden here)
 librispeech_dir=""   # an existing LibriSpeech copy to link instead of downloading
-full_librispeech=""  # true: all 960 h; false: train-clean-100 only
+librilight_dir=""    # an existing Libri-Light copy (small/ medium/ large/) to link (--corpus librilight)
+librilight_subset="" # --corpus librilight: small | medium | large | all (default small)
+librilight_max_cut_duration=""  # join Libri-Light VAD segments into segments of at most this many s
+full_librispeech=""  # gone: --corpus librispeech-960
 pretrain_preset=""
 pretrain_epochs=""
 pretrain_max_duration=""
@@ -52,7 +55,8 @@ Usage: ./run.sh [options]
   Runs the w2v-BERT recipe. With no options: every stage on the bundled mini corpus.
 
 Stages (--stage N --stop-stage M; default 0..7):
-  0 corpus     mini: synthesise the mini corpus (espeak-ng); librispeech: download/link it
+  0 corpus     mini: synthesise the mini corpus (espeak-ng); others: download/link LibriSpeech
+               (every part used) and Libri-Light
   1 manifests  Lhotse recordings/supervisions manifests   -> data/manifests/
   2 fbank      80-dim kaldifeat fbank, lilcom-compressed   -> data/fbank/
   3 bpe        sentencepiece unigram model                 -> data/lang_bpe_N/
@@ -64,7 +68,9 @@ Stages (--stage N --stop-stage M; default 0..7):
 
 Options:
   --stage N --stop-stage M   stages to run (default 0 and 7)
-  --corpus NAME              mini (default) | librispeech
+  --corpus NAME              mini (default) | tiny | librispeech (fine-tune on 100 h, pre-train
+                             on 960 h) | librispeech-960 (fine-tune on 960 h) | librilight
+                             (pre-train on Libri-Light, fine-tune on 960 h)
   --nj N                     parallel jobs for data preparation (default 2)
   --exp-dir DIR --data-dir DIR --download-dir DIR
   --force true               re-run stages already done (default: skip them)
@@ -78,6 +84,10 @@ Options:
   --rdzv-endpoint HOST:PORT  torchrun's rendezvous on several nodes; --rdzv-port (SLURM, 29400)
   --slurm-args "..."         more srun flags
   --librispeech-dir PATH     use an existing LibriSpeech copy (linked, not downloaded)
+  --librilight-subset NAME   --corpus librilight: small (default) | medium | large | all
+  --librilight-dir PATH      use an existing Libri-Light copy holding the subsets (linked)
+  --librilight-max-cut-duration S   join each Libri-Light recording's VAD segments into segments
+                             of at most S <= 30 s (default 30 for --corpus librilight; else unjoined)
   --pretrain-preset NAME     tiny|mini|base|xl|xxl; and --pretrain-epochs, --pretrain-max-duration,
                              --pretrain-lr, --finetune-epochs, --finetune-max-duration, --finetune-lr,
                              --bpe-vocab-size, --decode-epoch, --decode-avg, --decoding-methods
@@ -111,7 +121,18 @@ if [ ! -f "$conf" ]; then
   echo "run.sh: unknown --corpus '$corpus' (expected one of: $(ls egs/librispeech/conf | sed 's/\.sh$//' | xargs))" >&2
   exit 2
 fi
+if [ -n "$full_librispeech" ]; then
+  echo "run.sh: --full-librispeech is gone: use --corpus librispeech-960 (fine-tuning on 960 h)" >&2; exit 2
+fi
 . "$conf"
+if [ -z "${librilight_parts:-}" ] && [ -n "$librilight_dir$librilight_subset" ]; then
+  echo "run.sh: --librilight-dir and --librilight-subset are for --corpus librilight, not '$corpus'" >&2; exit 2
+fi
+if [ -n "${librilight_max_cut_duration:-}" ] &&
+   ! awk -v x="$librilight_max_cut_duration" 'BEGIN { exit !(x ~ /^[0-9.]+$/ && x > 0 && x <= 30) }'; then
+  echo "run.sh: --librilight-max-cut-duration must be a number of seconds in (0, 30], got" \
+    "'$librilight_max_cut_duration' (stage 2 and training drop cuts over 30 s)" >&2; exit 2
+fi
 if [ -z "$fbank" ]; then
   if [ -n "$init_from" ]; then fbank=w2v-bert-2.0; else fbank=icefall; fi
 fi

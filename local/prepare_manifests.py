@@ -4,12 +4,17 @@
   local/prepare_manifests.py --corpus-dir download/mini --output-dir data/manifests --prefix mini
   local/prepare_manifests.py --corpus-dir download/LibriSpeech --output-dir data/manifests \\
       --prefix librispeech --parts train-clean-100 dev-clean test-clean --nj 4
+  local/prepare_manifests.py --corpus-dir download/LibriSpeech download/LibriLight \\
+      --prefix librilight --parts train-clean-100 dev-clean small --max-cut-duration 30
 
 Writes <output-dir>/<prefix>_{recordings,supervisions}_<part>.jsonl.gz, validated. Each part's
 layout is detected: <spk>/<chapter>/*.trans.txt (LibriSpeech, parsed by
 lhotse.recipes.prepare_librispeech) or <spk>/<book>/<name>.flac + <name>.json (Libri-Light,
 parsed by Lhotse's Libri-Light reader). Without --parts, every sub-directory of --corpus-dir with
 one of these layouts is a part. Parts whose manifests exist are skipped unless --force.
+With --max-cut-duration S, the VAD segments of each Libri-Light recording are joined greedily
+into segments of at most S seconds (pauses included; a longer VAD segment is cut into equal
+windows), as Libri-Light's own cut_by_vad does; without it, one segment per VAD segment.
 
 Bad input stops the stage with an error listing every offending file: a transcript line without
 audio, audio without a transcript line, an empty or non-ASCII transcript, a blank line or
@@ -32,13 +37,24 @@ def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--corpus-dir", type=Path, required=True, help="directory holding the parts")
+    p.add_argument(
+        "--corpus-dir",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="directory holding the parts (several: each part is in one of them)",
+    )
     p.add_argument("--output-dir", type=Path, default=Path("data/manifests"))
     p.add_argument("--prefix", required=True, help="manifest name prefix, e.g. mini or librispeech")
     p.add_argument(
         "--parts", nargs="+", help="parts (sub-directories) to prepare; default: all found"
     )
     p.add_argument("--nj", type=int, default=1, help="threads for Lhotse's parsing")
+    p.add_argument(
+        "--max-cut-duration",
+        type=float,
+        help="Libri-Light parts: join VAD segments into segments of at most this many seconds",
+    )
     p.add_argument("--force", action="store_true", help="rewrite manifests that exist")
     p.add_argument("--log-file", type=Path, help="default: <output-dir>/log/prepare_manifests.log")
     return p
@@ -59,6 +75,7 @@ def main() -> None:
             args.parts,
             num_jobs=args.nj,
             force=args.force,
+            max_cut_duration=args.max_cut_duration,
         )
 
 

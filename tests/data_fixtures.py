@@ -68,3 +68,69 @@ def make_librilight_part(root: Path, part: str = "unlab-x", num_files: int = 2) 
         path.with_suffix(".json").write_text(json.dumps(meta))
         paths.append(path)
     return paths
+
+
+def make_librilight_tree(
+    root: Path,
+    subsets: tuple[str, ...] = ("small",),
+    num_speakers: int = 2,
+    minutes: float = 2.0,
+    long_segment: float | None = 45.0,
+    seed: int = 0,
+) -> dict[Path, list[list[float]]]:
+    """A simulated Libri-Light tree: ``root/<subset>/<speaker>/<book>/<name>.flac`` and
+    ``<name>.json`` (``speaker``, ``voice_activity`` [[start, end], ...] in seconds,
+    ``book_meta``), one recording of about ``minutes`` per speaker: chirps of 0.5-9 s ("speech") between 0.2-2.5 s silences,
+    and, in the first recording, one speech segment of ``long_segment`` s (longer than a cut).
+
+    Returns ``{flac path: voice_activity}``.
+    """
+    rng = np.random.default_rng(seed)
+    out: dict[Path, list[list[float]]] = {}
+    sr = 16000
+    for subset in subsets:
+        for k in range(num_speakers):
+            speaker = f"{1000 + 10 * len(out) + k}"
+            pieces, vad, t = [], [], 0.0
+            lead = round(float(rng.uniform(0.2, 1.0)), 2)
+            pieces.append(np.zeros(int(lead * sr), np.float32))
+            t = lead
+            n = 0
+            while t < minutes * 60.0:
+                seconds = long_segment if (n == 3 and not out and long_segment) else None
+                seconds = seconds or round(float(rng.uniform(0.5, 9.0)), 2)
+                gap = round(float(rng.uniform(0.2, 2.5)), 2)
+                pieces.append(signal(seconds, seed=int(rng.integers(1 << 30))))
+                pieces.append(np.zeros(int(gap * sr), np.float32))
+                vad.append([round(t, 2), round(t + seconds, 2)])
+                t = round(t + seconds + gap, 2)
+                n += 1
+            book = root / subset / speaker / f"book_{k}"
+            path = write_flac(book / f"chapter_{k:02d}_64kb.flac", np.concatenate(pieces))
+            meta = {"speaker": speaker, "voice_activity": vad, "book_meta": {"id": str(k)}}
+            path.with_suffix(".json").write_text(json.dumps(meta))
+            out[path] = vad
+    return out
+
+
+def make_librispeech_tree(
+    root: Path, utterances: int = 3, seconds: float = 3.0
+) -> dict[str, dict[str, Path]]:
+    """A simulated LibriSpeech tree with all seven parts, ``utterances`` files of ``seconds`` each
+    (ids distinct across parts, transcripts of 4-6 words from a few dozen; 3 s leave enough encoder
+    steps for them with a tiny BPE model). Returns ``{part: {id: path}}``."""
+    words = (
+        "THE QUICK BROWN FOX JUMPS OVER A LAZY DOG WHILE SEVEN BIRDS SING IN THE GREEN TREE "
+        "AND MY FRIEND READS HER BOOK BY THE OLD RIVER UNTIL NIGHT COMES"
+    ).split()
+    parts = ("train-clean-100", "train-clean-360", "train-other-500",
+             "dev-clean", "dev-other", "test-clean", "test-other")  # fmt: skip
+    tree = {}
+    for p, part in enumerate(parts):
+        texts = {}
+        for u in range(utterances):
+            spk, chapter = 100 + p, 1000 + p
+            start = (7 * p + 3 * u) % len(words)
+            texts[f"{spk}-{chapter}-{u:04d}"] = " ".join((words * 2)[start : start + 4 + u % 3])
+        tree[part] = make_librispeech_part(root, part, texts, seconds)
+    return tree

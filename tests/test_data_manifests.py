@@ -151,3 +151,19 @@ def test_non_16khz_and_stereo_audio_are_accepted_and_logged_for_stage_2(tmp_path
     assert "Part dev-x: 3 recording(s) have more than one channel" in caplog.text
     assert "downmixes them to mono" in caplog.text
     assert {r.sampling_rate for r in load_manifest(written["train-x"][0])} == {22050}
+
+
+def test_parts_come_from_several_corpus_dirs_each_in_exactly_one(tmp_path):
+    make_librispeech_part(tmp_path / "LibriSpeech", "train-x")
+    make_librilight_part(tmp_path / "LibriLight", "small")
+    dirs = [tmp_path / "LibriSpeech", tmp_path / "LibriLight"]
+    written = prepare_manifests(dirs, tmp_path / "m", "toy", ["train-x", "small"])
+    assert sorted(written) == ["small", "train-x"]
+    assert load_manifest(written["small"][1])[0].text is None
+    none_of = r"Part\(s\) dev-x are in none of .*LibriSpeech .*LibriLight"
+    with pytest.raises(CorpusError, match=none_of):
+        prepare_manifests(dirs, tmp_path / "m", "toy", ["train-x", "dev-x"])
+    make_librilight_part(tmp_path / "LibriSpeech", "small")
+    twice = r"more than one corpus directory: small in .*LibriSpeech and"
+    with pytest.raises(CorpusError, match=twice):
+        prepare_manifests(dirs, tmp_path / "m2", "toy")

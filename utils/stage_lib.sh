@@ -69,6 +69,12 @@ run_stage() {
   fi
   if [ "$dry_run" = true ]; then
     log "stage $n ($name): would run: $cmd"
+    if [ "$(type -t "$1")" = function ]; then  # and the python commands the function runs
+      ( python() { printf '    python'; printf ' %q' "$@"; echo; }
+        torchrun() { printf '    torchrun'; printf ' %q' "$@"; echo; }  # (utils/launch.sh)
+        srun() { printf '    srun'; printf ' %q' "$@"; echo; }
+        "$@" 2>/dev/null ) || true
+    fi
     return 0
   fi
   mkdir -p "$log_dir"

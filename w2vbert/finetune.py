@@ -5,6 +5,8 @@
         --train-cuts data/fbank/librispeech_cuts_train-clean-100.jsonl.gz \\
         --valid-cuts data/fbank/librispeech_cuts_dev-clean.jsonl.gz --exp-dir exp/finetune
 
+Several ``--train-cuts`` files (e.g. the three LibriSpeech 960 h parts) are one training set,
+interleaved at random in proportion to their sizes (``w2vbert.data.sampling.load_train_cuts``).
 ``--init-from none --model-preset mini`` trains the same model from scratch (the baseline).
 Re-running the same command resumes from the newest complete checkpoint in --exp-dir.
 Checkpoints carry what decoding and export need (vocab_size, context_size, dims, model config).

@@ -7,6 +7,17 @@ _cuts() {  # _cuts PART: the fbank cuts file of a part
 
 _first() { echo "$1"; }  # _first WORD...: the first word, e.g. the first of several dev parts
 
+_librispeech_parts() {  # the LibriSpeech parts the configuration uses (fine-tuning, dev, test,
+  # pre-training), each once: all that are not Libri-Light subsets
+  local p seen=" ${librilight_parts:-} " out=()
+  for p in $train_parts $dev_parts $test_parts $unlabelled_parts; do
+    case $seen in *" $p "*) continue ;; esac
+    seen+="$p "
+    out+=("$p")
+  done
+  echo "${out[@]}"
+}
+
 _forced() {  # _forced CMD...: CMD, plus --force under ./run.sh --force true: the data scripts
   # skip the parts they have already written unless told otherwise (edited transcripts would
   # otherwise keep their old manifests). Not part of the fingerprint: a later run without
@@ -66,9 +77,11 @@ _finetune() {  # _finetune EXP_DIR INIT_FROM [more flags]: stage 5's command (al
   else
     read -r -a args <<< "$finetune_init_args"
   fi
+  local part train=()  # every fine-tuning part: w2vbert.finetune reads them as one shuffled set
+  for part in $train_parts; do train+=("$(_cuts "$part")"); done
   launch_training w2vbert.finetune --exp-dir "$dir" --init-from "$init" "${args[@]}" \
     --bpe-model "$lang_dir/bpe.model" \
-    --train-cuts "$(_cuts "$(_first $train_parts)")" --valid-cuts "$(_cuts "$(_first $dev_parts)")" \
+    --train-cuts "${train[@]}" --valid-cuts "$(_cuts "$(_first $dev_parts)")" \
     --num-epochs "$finetune_epochs" --max-duration "$finetune_max_duration" \
     --base-lr "$finetune_lr" --seed "$seed" $finetune_extra_args "$@"
 }
@@ -126,18 +139,28 @@ run_recipe_stage() {
           --nj "$nj" --train-minutes "$mini_train_minutes" --dev-minutes "$mini_dev_minutes" \
           --test-minutes "$mini_test_minutes" --unlabelled-minutes "$mini_unlabelled_minutes"
       else
+        # every part the configuration uses, pre-training's included; Libri-Light subsets too
         run_stage 0 corpus python local/download_librispeech.py --target-dir "$download_dir" \
-          ${librispeech_dir:+--existing "$librispeech_dir"} --parts $train_parts $dev_parts $test_parts
+          ${librispeech_dir:+--existing "$librispeech_dir"} --parts $(_librispeech_parts) \
+          ${librilight_parts:+--librilight $librilight_parts} \
+          ${librilight_dir:+--existing-librilight "$librilight_dir"}
       fi ;;
     1)
-      run_stage 1 manifests _forced python local/prepare_manifests.py --corpus-dir "$corpus_dir" \
-        --output-dir "$data_dir/manifests" --prefix "$prefix" --nj "$nj" ;;
+      # (flags that a configuration does not use stay off the line: old fingerprints hold)
+      local dirs=("$corpus_dir") more=()
+      [ "$synthetic" != true ] && more=(--parts $(_librispeech_parts) ${librilight_parts:-})
+      [ -n "${librilight_parts:-}" ] && dirs+=("$librilight_corpus_dir")
+      [ -n "${librilight_max_cut_duration:-}" ] && more+=(--max-cut-duration "$librilight_max_cut_duration")
+      run_stage 1 manifests _forced python local/prepare_manifests.py --corpus-dir "${dirs[@]}" \
+        --output-dir "$data_dir/manifests" --prefix "$prefix" --nj "$nj" "${more[@]}" ;;
     2)
-      local sp=() fb=(); [ "$speed_perturb" = true ] && sp=(--speed-perturb)
+      local sp=() fb=() tp=(); [ "$speed_perturb" = true ] && sp=(--speed-perturb)
       [ "${fbank:-icefall}" != icefall ] && fb=(--fbank "$fbank")  # (absent: old fingerprints hold)
+      # only the fine-tuning parts are speed-perturbed (not train-* parts used for pre-training only)
+      [ "$synthetic" != true ] && tp=(--train-parts $train_parts)
       run_stage 2 fbank _forced python local/compute_fbank.py --manifest-dir "$data_dir/manifests" \
         --output-dir "${fbank_dir:-$data_dir/fbank}" "${fb[@]}" --prefix "$prefix" --nj "$nj" \
-        --pretrain-parts $unlabelled_parts "${sp[@]}" ;;
+        --pretrain-parts $unlabelled_parts "${tp[@]}" "${sp[@]}" ;;
     3)
       local transcripts=(); for p in $train_parts; do transcripts+=("$(_cuts "$p")"); done
       run_stage 3 bpe _forced python local/train_bpe.py --lang-dir "$lang_dir" --vocab-size "$bpe_vocab_size" \

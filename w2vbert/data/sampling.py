@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import copy
+import gzip
 import json
 import logging
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from lhotse import CutSet
@@ -22,6 +23,7 @@ from lhotse.dataset.sampling.base import CutSampler
 
 from w2vbert.util.dataclass_args import (
     add_dataclass_arguments,
+    config_to_dict,
     dataclass_from_args,
     flag,
 )
@@ -34,8 +36,10 @@ logger = logging.getLogger(__name__)
 class DataConfig:
     """Where the cuts are and how they are batched."""
 
-    train_cuts: Path | None = flag(
-        None, "Training CutSet (any Lhotse cuts manifest, e.g. data/fbank/*_cuts_*.jsonl.gz)."
+    train_cuts: tuple[Path, ...] | None = flag(
+        None,
+        "Training CutSet(s) (Lhotse cuts manifests, e.g. data/fbank/*_cuts_*.jsonl.gz); several "
+        "are read as one set, interleaved at random in proportion to their sizes.",
     )
     valid_cuts: Path | None = flag(None, "Validation CutSet (optional).")
     max_duration: float = flag(200.0, "Seconds of audio per batch (per rank).")
@@ -65,7 +69,11 @@ class DataConfig:
     )
 
     def __post_init__(self) -> None:
+        if isinstance(self.train_cuts, (str, Path)):  # one path given directly
+            object.__setattr__(self, "train_cuts", (Path(self.train_cuts),))
         problems = []
+        if self.train_cuts is not None and not self.train_cuts:
+            problems.append("`train_cuts` must name at least one file, but is empty.")
         if self.max_duration <= 0:
             problems.append(f"`max_duration` must be > 0, but is {self.max_duration} instead.")
         if self.valid_max_duration is not None and self.valid_max_duration <= 0:
@@ -82,6 +90,14 @@ class DataConfig:
             )
         if problems:
             raise ValueError("Invalid DataConfig:\n  " + "\n  ".join(problems))
+
+    def settings(self) -> dict[str, Any]:
+        """The config as a JSON-friendly dict, as checkpoints store it; one training file is
+        recorded as a plain path, as before several were accepted (so older runs resume)."""
+        settings = config_to_dict(self)
+        if self.train_cuts is not None and len(self.train_cuts) == 1:
+            settings["train_cuts"] = str(self.train_cuts[0])
+        return settings
 
     def cut_duration_limits(self) -> dict[str, float]:
         """``min_duration``/``max_duration`` keyword arguments of a cut filter."""
@@ -110,6 +126,53 @@ def load_cuts(path: Path | str | None, what: str) -> CutSet:
             f"{what} {path}: cannot read the cuts ({type(e).__name__}: {e}); the file is "
             "truncated or corrupt (re-run the stage that wrote it)"
         ) from e
+
+
+def count_cuts(path: Path) -> int:
+    """The number of cuts in a cuts manifest: its lines for ``.jsonl(.gz)`` (no JSON parsing),
+    else one pass over the cuts."""
+    path = Path(path)
+    if path.name.endswith((".jsonl", ".jsonl.gz")):
+        opener = gzip.open if path.suffix == ".gz" else open
+        num_lines = 0
+        try:
+            with opener(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    num_lines += chunk.count(b"\n")
+        except (EOFError, OSError, zlib.error) as e:
+            raise ValueError(
+                f"{path}: cannot read the cuts ({type(e).__name__}: {e}); the file is truncated or "
+                "corrupt (re-run the stage that wrote it)"
+            ) from e
+        return num_lines
+    return sum(1 for _ in load_cuts(path, str(path)))
+
+
+def load_train_cuts(paths: Sequence[Path], what: str, seed: int = 0) -> CutSet:
+    """The training cuts of one or more manifests, opened lazily (:func:`load_cuts`).
+
+    Several manifests (e.g. the LibriSpeech 960 h parts) become one set: ``CutSet.mux`` draws
+    the next cut from a manifest chosen at random with probability proportional to its number of
+    cuts (:func:`count_cuts`), so that every part is spread over the whole epoch and all end
+    together, where chaining them would give one part after another (the sampler's shuffle
+    buffer holds only thousands of cuts). Memory stays flat (one open reader per manifest) and
+    the order is a function of ``seed``, the same on every rank and in every pass, which the
+    sampler's exact resume (it re-draws the epoch's batches) relies on.
+    """
+    if not paths:
+        raise ValueError(f"{what} is required, but was not given.")
+    sets = [load_cuts(p, what) for p in paths]
+    if len(sets) == 1:
+        return sets[0]
+    weights = [count_cuts(p) for p in paths]
+    empty = [str(p) for p, n in zip(paths, weights) if n == 0]
+    if empty:
+        raise ValueError(f"{what}: {' '.join(empty)} hold(s) no cuts.")
+    logger.info(
+        f"{what}: {sum(weights)} cuts from {len(paths)} manifests, interleaved at random "
+        f"({', '.join(f'{Path(p).name}: {n}' for p, n in zip(paths, weights))})"
+    )
+    return CutSet.mux(*sets, weights=weights, seed=seed)
 
 
 def create_sampler(

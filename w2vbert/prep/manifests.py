@@ -10,6 +10,8 @@ small/medium/large). Around it this module adds what those functions do not do:
 - decisions on audio that is valid but not what the recipe expects, logged here and applied in
   stage 2: a sampling rate other than 16 kHz is resampled, multi-channel audio is downmixed
   to mono (the mean of the channels);
+- optionally, for Libri-Light layout parts, the VAD segments of each recording joined into
+  segments of at most ``max_cut_duration`` seconds (:mod:`w2vbert.prep.segmentation`);
 - write-then-rename output, named ``{prefix}_{recordings,supervisions}_{part}.jsonl.gz``.
 
 Bad input and what happens (every case raises :class:`CorpusError`, listing all files):
@@ -28,7 +30,12 @@ from pathlib import Path
 from typing import Sequence
 
 import soundfile as sf
-from lhotse import RecordingSet, SupervisionSet, validate_recordings_and_supervisions
+from lhotse import (
+    RecordingSet,
+    SupervisionSet,
+    load_manifest_lazy,
+    validate_recordings_and_supervisions,
+)
 
 from w2vbert.util.atomic import atomic_output
 
@@ -220,9 +227,13 @@ def _log_audio_decisions(part: str, recordings: RecordingSet) -> None:
 
 
 def prepare_part(
-    corpus_dir: Path, part: str, num_jobs: int = 1
+    corpus_dir: Path, part: str, num_jobs: int = 1, max_cut_duration: float | None = None
 ) -> tuple[RecordingSet, SupervisionSet]:
-    """Checks and parses one part of ``corpus_dir`` (layout detected) into validated manifests."""
+    """Checks and parses one part of ``corpus_dir`` (layout detected) into validated manifests.
+
+    ``max_cut_duration``: for a Libri-Light layout part, its supervisions are the VAD segments
+    joined into segments of at most this many seconds (None: one per VAD segment).
+    """
     from lhotse.recipes import prepare_librispeech
     from lhotse.recipes.librilight import _prepare_subset
 
@@ -241,6 +252,10 @@ def prepare_part(
             supervisions = manifests[part]["supervisions"]
         else:
             recordings, supervisions = _prepare_subset(part, corpus_dir, num_jobs)
+            if max_cut_duration is not None:
+                supervisions = _join_segments(part, supervisions, max_cut_duration)
+    except CorpusError:
+        raise
     except Exception as e:
         # Find the culprit among the audio files only now: a header read per file is not free.
         bad = find_bad_audio(sorted(part_dir.rglob("*.flac")))
@@ -259,6 +274,47 @@ def prepare_part(
     return recordings, supervisions
 
 
+def _join_segments(part: str, vad: SupervisionSet, max_cut_duration: float) -> SupervisionSet:
+    """The VAD segments of each recording joined into segments of at most ``max_cut_duration`` s."""
+    from w2vbert.prep.segmentation import join_recording_segments
+
+    by_recording = sorted(vad, key=lambda s: (s.recording_id, s.start))
+    try:
+        joined = SupervisionSet.from_segments(
+            join_recording_segments(by_recording, max_cut_duration)
+        )
+    except ValueError as e:
+        raise CorpusError(f"Part {part}: {e}") from e
+    seconds = sum(s.duration for s in joined)
+    logger.info(
+        "Part %s: %d VAD segments joined into %d segments of at most %g s (mean %.1f s)",
+        part, len(vad), len(joined), max_cut_duration, seconds / max(len(joined), 1),
+    )  # fmt: skip
+    return joined
+
+
+def _segmentation(max_cut_duration: float | None) -> str:
+    """How Libri-Light supervisions were made, in the words of the command line."""
+    if max_cut_duration is None:
+        return "one segment per VAD segment"
+    return f"--max-cut-duration {max_cut_duration:g}"
+
+
+def _check_segmentation(sup_path: Path, part: str, max_cut_duration: float | None) -> None:
+    """Raises CorpusError when the existing Libri-Light supervisions ``sup_path`` were joined
+    with another ``max_cut_duration`` than asked for now (their cuts would be kept unchanged)."""
+    first = next(iter(load_manifest_lazy(sup_path)), None)
+    if first is None or first.text is not None:  # a transcribed part: no VAD segments
+        return
+    made = (first.custom or {}).get("max_cut_duration")
+    if made != max_cut_duration:
+        raise CorpusError(
+            f"Part {part}: {sup_path} was prepared with {_segmentation(made)}, not "
+            f"{_segmentation(max_cut_duration)}; re-run with --force (and stage 2 with --force: "
+            "its cuts are of the old segments)"
+        )
+
+
 def manifest_paths(output_dir: Path, prefix: str, part: str) -> tuple[Path, Path]:
     """``({prefix}_recordings_{part}.jsonl.gz, {prefix}_supervisions_{part}.jsonl.gz)``."""
     output_dir = Path(output_dir)
@@ -268,36 +324,64 @@ def manifest_paths(output_dir: Path, prefix: str, part: str) -> tuple[Path, Path
     )
 
 
+def _part_dirs(corpus_dirs: list[Path], parts: Sequence[str] | None) -> dict[str, Path]:
+    """``{part: the corpus directory holding it}`` for ``parts`` (default: every part found)."""
+    for d in corpus_dirs:
+        if not d.is_dir():
+            raise CorpusError(f"Corpus directory {d} does not exist")
+    found: dict[str, list[Path]] = {}
+    for d in corpus_dirs:
+        for part in find_parts(d) if not parts else [p for p in parts if (d / p).is_dir()]:
+            found.setdefault(part, []).append(d)
+    twice = {part: dirs for part, dirs in found.items() if len(dirs) > 1}
+    if twice:
+        raise CorpusError(
+            "Part(s) in more than one corpus directory: "
+            + "; ".join(f"{part} in {' and '.join(map(str, dirs))}" for part, dirs in twice.items())
+        )
+    where = " ".join(map(str, corpus_dirs))
+    if not parts:
+        if not found:
+            raise CorpusError(f"No LibriSpeech or Libri-Light layout part found in {where}")
+        logger.info("Parts found in %s: %s", where, " ".join(sorted(found)))
+        return {part: dirs[0] for part, dirs in sorted(found.items())}
+    missing = [part for part in parts if part not in found]
+    if missing and len(corpus_dirs) > 1:
+        raise CorpusError(f"Part(s) {' '.join(missing)} are in none of {where}")
+    return {part: found[part][0] if part in found else corpus_dirs[0] for part in parts}
+
+
 def prepare_manifests(
-    corpus_dir: Path,
+    corpus_dir: Path | Sequence[Path],
     output_dir: Path,
     prefix: str,
     parts: Sequence[str] | None = None,
     *,
     num_jobs: int = 1,
     force: bool = False,
+    max_cut_duration: float | None = None,
 ) -> dict[str, tuple[Path, Path]]:
     """Writes validated manifests of ``parts`` (default: every part found in ``corpus_dir``).
 
-    A part whose two manifests exist is skipped unless ``force``. Returns
-    ``{part: (recordings_path, supervisions_path)}``.
+    ``corpus_dir``: one directory or several (e.g. LibriSpeech and Libri-Light), each part in
+    exactly one of them. A part whose two manifests exist is skipped unless ``force`` (an error
+    if its VAD segments were joined with another ``max_cut_duration``, see
+    :func:`prepare_part`). Returns ``{part: (recordings_path, supervisions_path)}``.
     """
-    corpus_dir = Path(corpus_dir)
-    if not corpus_dir.is_dir():
-        raise CorpusError(f"Corpus directory {corpus_dir} does not exist")
-    if not parts:
-        parts = find_parts(corpus_dir)
-        if not parts:
-            raise CorpusError(f"No LibriSpeech or Libri-Light layout part found in {corpus_dir}")
-        logger.info("Parts found in %s: %s", corpus_dir, " ".join(parts))
+    if max_cut_duration is not None and not max_cut_duration > 0:
+        raise ValueError(f"`max_cut_duration` must be > 0, but is {max_cut_duration} instead.")
+    single = isinstance(corpus_dir, (str, Path))
+    part_dirs = _part_dirs([Path(corpus_dir)] if single else [Path(d) for d in corpus_dir], parts)
+    parts = list(part_dirs)
     written = {}
     for part in parts:
         rec_path, sup_path = manifest_paths(output_dir, prefix, part)
         written[part] = (rec_path, sup_path)
         if rec_path.is_file() and sup_path.is_file() and not force:
+            _check_segmentation(sup_path, part, max_cut_duration)
             logger.info("Part %s: %s and %s exist, skipping", part, rec_path, sup_path)
             continue
-        recordings, supervisions = prepare_part(corpus_dir, part, num_jobs)
+        recordings, supervisions = prepare_part(part_dirs[part], part, num_jobs, max_cut_duration)
         with atomic_output(sup_path) as tmp_sup:  # renamed last: its presence means done
             supervisions.to_file(tmp_sup)
             with atomic_output(rec_path) as tmp_rec:

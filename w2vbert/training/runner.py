@@ -24,6 +24,7 @@ from w2vbert.data.sampling import (
     create_dataloader,
     create_sampler,
     load_cuts,
+    load_train_cuts,
     sampler_state_dict,
 )
 from w2vbert.training.config import TrainingConfig
@@ -122,11 +123,12 @@ def run_training(
         if train_config.compile:
             compile_blocks(encoders)
 
-        def loader(path, flag: str, dataset, train: bool) -> torch.utils.data.DataLoader:
-            """The DataLoader of ``path`` (filtered by the task), sharded by rank."""
-            cuts = load_cuts(path, flag)
+        train_names = " ".join(map(str, data_config.train_cuts or ()))
+
+        def loader(cuts, name: str, dataset, train: bool) -> torch.utils.data.DataLoader:
+            """The DataLoader of ``cuts`` (filtered by the task), sharded by rank."""
             if not data_config.on_the_fly_feats:
-                check_feature_types(cuts, task.fbank, f"{flag} {path}")
+                check_feature_types(cuts, task.fbank, name)
             cuts = cuts.filter(task.make_cut_filter())
             sampler = create_sampler(
                 cuts,
@@ -141,18 +143,22 @@ def run_training(
         # every rank scans (the same file, at the same time): none waits for rank 0 at a
         # collective, and a bad file stops every rank with the same message
         epoch_seconds = None
+        train_cuts = load_train_cuts(
+            data_config.train_cuts or (), "--train-cuts", train_config.seed
+        )
         if data_config.scan_cuts:
             _, epoch_seconds = scan(
-                load_cuts(data_config.train_cuts, "--train-cuts"),
-                task.make_cut_filter(),
-                f"--train-cuts {data_config.train_cuts}",
+                train_cuts, task.make_cut_filter(), f"--train-cuts {train_names}"
             )
             logger.info(f"Training data per epoch: {epoch_seconds / 3600:.2f} h")
-        train_dl = loader(data_config.train_cuts, "--train-cuts", task.train_dataset, train=True)
+        train_dl = loader(train_cuts, f"--train-cuts {train_names}", task.train_dataset, True)
         valid_dl = None
         if data_config.valid_cuts is not None:
             valid_dl = loader(
-                data_config.valid_cuts, "--valid-cuts", task.valid_dataset, train=False
+                load_cuts(data_config.valid_cuts, "--valid-cuts"),
+                f"--valid-cuts {data_config.valid_cuts}",
+                task.valid_dataset,
+                False,
             )
 
         optimizer = create_optimizer(task.param_groups, train_config)
@@ -170,7 +176,7 @@ def run_training(
             sampler_state_fn=sampler_state_dict,
             find_unused_parameters=task.find_unused_parameters,
             epoch_audio_seconds=epoch_seconds,
-            data_settings=config_to_dict(data_config),
+            data_settings=data_config.settings(),
         )
         trainer.maybe_resume()  # refuses other settings before anything is written
         if info.is_main:

@@ -2,6 +2,7 @@
 
 A field ``max_bad_steps: int = field(default=20, metadata={"help": "..."})`` becomes
 ``--max-bad-steps`` (``int``); a ``bool`` field ``tensorboard`` becomes ``--tensorboard/--no-tensorboard``.
+a ``tuple[X, ...]`` field takes one or more values (``nargs="+"``).
 ``metadata["flag"] = False`` keeps a field off the command line; ``metadata["choices"]`` restricts values.
 :func:`flag` writes such a field in one line: ``max_bad_steps: int = flag(20, "...")``.
 """
@@ -76,13 +77,23 @@ def add_dataclass_arguments(
         kwargs: dict[str, Any] = {"default": default, "help": f.metadata.get("help", "")}
         if default is not None and tp is not bool:
             kwargs["help"] += f" (default: {default})"
+        if typing.get_origin(tp) is tuple:  # tuple[X, ...]: one or more values
+            item, *rest = typing.get_args(tp)
+            if rest != [Ellipsis]:
+                raise TypeError(
+                    f"Config field {cls.__name__}.{f.name} must be tuple[X, ...], but is {tp}."
+                )
+            kwargs["nargs"] = "+"
+            tp, tuple_of = item, True
+        else:
+            tuple_of = False
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             conv = {int: int, float: float, str: str, Path: Path}.get(tp)
             if conv is None:
                 raise TypeError(f"Config field {cls.__name__}.{f.name} has unsupported type {tp}.")
-            kwargs["type"] = _optional(conv) if optional else conv
+            kwargs["type"] = _optional(conv) if optional and not tuple_of else conv
             if "choices" in f.metadata:
                 kwargs["choices"] = f.metadata["choices"]
         parser.add_argument(_flag(f.name), dest=f.name, **kwargs)
@@ -95,7 +106,8 @@ def dataclass_from_args(cls: type[T], args: argparse.Namespace, **overrides: Any
         if f.name in overrides:
             values[f.name] = overrides[f.name]
         elif hasattr(args, f.name):
-            values[f.name] = getattr(args, f.name)
+            value = getattr(args, f.name)
+            values[f.name] = tuple(value) if isinstance(value, list) else value  # nargs="+"
     return cls(**values)
 
 

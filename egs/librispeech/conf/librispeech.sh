@@ -1,17 +1,14 @@
-# LibriSpeech (and, optionally, Libri-Light) as in the paper, scaled to what one machine can do:
-# fine-tune on train-clean-100 (or all 960 h with --full-librispeech true), pre-train on the 960 h audio.
+# LibriSpeech as in the paper, scaled to what one machine can do: fine-tune on train-clean-100,
+# pre-train on the 960 h audio (so stage 0 gets all seven parts). --corpus librispeech-960
+# fine-tunes on all 960 h; --corpus librilight pre-trains on Libri-Light.
 prefix=librispeech
-synthetic=false   # stage 0 downloads or links it
+synthetic=false   # stage 0 downloads or links it (--librispeech-dir PATH: link an existing copy)
 corpus_dir=$download_dir/LibriSpeech
-: "${full_librispeech:=false}"
-if [ "$full_librispeech" = true ]; then
-  train_parts="train-clean-100 train-clean-360 train-other-500"
-else
-  train_parts="train-clean-100"
-fi
+train_parts="train-clean-100"     # fine-tuning (one shuffled set over the parts) and BPE
 dev_parts="dev-clean dev-other"
 test_parts="test-clean test-other"
-unlabelled_parts="train-clean-100 train-clean-360 train-other-500"
+unlabelled_parts="train-clean-100 train-clean-360 train-other-500"   # pre-training
+librilight_parts=""               # Libri-Light subsets stage 0 gets (the librilight conf sets them)
 : "${bpe_vocab_size:=500}"
 : "${pretrain_preset:=base}"
 : "${pretrain_epochs:=30}"
