@@ -20,6 +20,7 @@ from lhotse import CutSet
 from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
 from lhotse.dataset.sampling.base import CutSampler
 
+from w2vbert.data.shar import SharSampler, is_shar_dir, open_shar, shar_source
 from w2vbert.util.dataclass_args import (
     add_dataclass_arguments,
     dataclass_from_args,
@@ -35,7 +36,7 @@ class DataConfig:
     """Where the cuts are and how they are batched."""
 
     train_cuts: Path | None = flag(
-        None, "Training CutSet (any Lhotse cuts manifest, e.g. data/fbank/*_cuts_*.jsonl.gz)."
+        None, "Training CutSet: any Lhotse cuts manifest (e.g. data/fbank/*_cuts_*.jsonl.gz) or a Shar directory (stage 2 --shar-dir)."
     )
     valid_cuts: Path | None = flag(None, "Validation CutSet (optional).")
     max_duration: float = flag(200.0, "Seconds of audio per batch (per rank).")
@@ -96,11 +97,16 @@ class DataConfig:
         return dataclass_from_args(cls, args, **overrides)
 
 
-def load_cuts(path: Path | str | None, what: str) -> CutSet:
-    """Open a Lhotse CutSet lazily; a missing file gives an error naming the flag."""
+def load_cuts(
+    path: Path | str | None, what: str, *, manifest_only: bool = False, needs_features: bool = False
+) -> CutSet:
+    """Open a Lhotse CutSet lazily: a cuts file, or a Shar directory (:func:`open_shar`, whose
+    ``manifest_only``/``needs_features`` these are); a missing file gives an error naming the flag."""
     if path is None:
         raise ValueError(f"{what} is required, but was not given.")
     path = Path(path)
+    if is_shar_dir(path):
+        return open_shar(path, what, manifest_only=manifest_only, needs_features=needs_features)
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path} does not exist.")
     try:
@@ -124,7 +130,8 @@ def create_sampler(
     """A DynamicBucketingSampler over ``cuts``; each rank gets its own share of every step's batches.
 
     Validation with ``config.valid_max_duration`` set uses a plain SimpleCutSampler instead (no
-    duration buckets), so that a large enough value puts the whole dev set in one batch.
+    duration buckets), so that a large enough value puts the whole dev set in one batch. Cuts
+    read from Shar get a :class:`SharSampler` (shard order seeded by ``seed`` and the epoch).
     """
     if not train and config.valid_max_duration is not None:
         return SimpleCutSampler(
@@ -135,8 +142,12 @@ def create_sampler(
             rank=rank,
             seed=seed,
         )
-    return DynamicBucketingSampler(
+    source = shar_source(cuts)
+    sampler_class = DynamicBucketingSampler if source is None else SharSampler
+    extra = {} if source is None else {"source": source}
+    return sampler_class(
         cuts,
+        **extra,
         max_duration=config.max_duration,
         num_buckets=config.num_buckets,
         shuffle=config.shuffle and train,

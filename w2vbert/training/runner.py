@@ -98,7 +98,7 @@ def run_training(
 
         def loader(path, flag: str, dataset, train: bool) -> torch.utils.data.DataLoader:
             """The DataLoader of ``path`` (filtered by the task), sharded by rank."""
-            cuts = load_cuts(path, flag)
+            cuts = load_cuts(path, flag, needs_features=not data_config.on_the_fly_feats)
             if not data_config.on_the_fly_feats:
                 check_feature_types(cuts, task.fbank, f"{flag} {path}")
             cuts = cuts.filter(task.make_cut_filter())
@@ -115,7 +115,7 @@ def run_training(
         epoch_seconds = None
         if data_config.scan_cuts and info.is_main:
             _, epoch_seconds = scan(
-                load_cuts(data_config.train_cuts, "--train-cuts"),
+                load_cuts(data_config.train_cuts, "--train-cuts", manifest_only=True),
                 task.make_cut_filter(),
                 f"--train-cuts {data_config.train_cuts}",
             )
