@@ -104,7 +104,10 @@ def get_parser() -> argparse.ArgumentParser:
         help="also write <prefix>_cuts_train.jsonl.gz: the --train-parts' cuts, shuffled",
     )  # fmt: skip
     p.add_argument("--shar-dir", type=Path, help="also write the pre-training cuts as Shar here")
-    p.add_argument("--shar-fields", default="features", choices=("features", "audio"))
+    p.add_argument(
+        "--shar-fields", default="features", choices=("features", "audio"),
+        help="what the Shar shards hold: the stored fbank (lilcom) or the audio (FLAC)",
+    )  # fmt: skip
     p.add_argument("--shar-shard-size", type=int, default=1000, help="cuts per Shar shard")
     p.add_argument("--force", action="store_true", help="recompute parts whose cuts exist")
     p.add_argument("--log-file", type=Path, help="default: <output-dir>/log/compute_fbank.log")
@@ -153,6 +156,8 @@ def main() -> None:
     num_pieces = args.num_pieces or max(1, args.nj)
     if args.piece is not None and not 0 <= args.piece < num_pieces:
         raise SystemExit(f"--piece must be in [0, {num_pieces}) (--num-pieces), but is {args.piece}")
+    if args.shar_dir is not None and not pretrain_parts:
+        raise SystemExit("--shar-dir writes the pre-training cuts, but there are no --pretrain-parts")
     lock_name = ".lock" if args.piece is None else f".lock.piece-{args.piece}-of-{num_pieces}"
     with DirectoryLock(args.output_dir, "stage 2 (compute_fbank)", name=lock_name):
         # One pool for all parts: each spawned worker imports torch and kaldifeat once.

@@ -107,3 +107,25 @@ def test_a_repeated_cut_id_across_buckets_is_found_and_nothing_is_written(ordere
     with pytest.raises(ValueError, match=r"1000 cut id\(s\) occur more than once"):
         write_shuffled_cuts([ordered_inputs[0], ordered_inputs[0]], tmp_path / "a.jsonl.gz", bucket_cuts=100)
     assert not (tmp_path / "a.jsonl.gz").exists() and not list(tmp_path.glob(".partial*"))
+
+
+def test_pieces_as_separate_jobs_then_a_join_run_writes_the_unions_and_the_shar(tmp_path):
+    from test_reliability_killed_stages import _run
+
+    make_librispeech_part(tmp_path / "c", "train-x", seconds=0.5)
+    make_librispeech_part(tmp_path / "c", "train-y", seconds=0.5,
+                          texts={"31-300-0000": "A B", "31-300-0001": "C D"})  # fmt: skip
+    prepare_manifests(tmp_path / "c", tmp_path / "m", "toy")
+    out = tmp_path / "f"
+    args = ["--manifest-dir", tmp_path / "m", "--output-dir", out, "--prefix", "toy",
+            "--pretrain-parts", "train-x", "train-y", "--num-pieces", 2]  # fmt: skip
+    for piece in (0, 1):  # one job each (here one after the other)
+        job = _run("compute_fbank.py", *args, "--piece", piece)
+        assert f"Piece {piece} of 2 done" in job.stderr
+    assert not list(out.glob("toy_cuts_*"))  # nothing joined yet
+    join = _run("compute_fbank.py", *args, "--train-union", "--shar-dir", tmp_path / "shar")
+    assert join.stderr.count("finished before, skipping") == 4  # 2 parts x 2 pieces
+    train = load_manifest(out / "toy_cuts_train.jsonl.gz")
+    pretrain = load_manifest(out / "toy_cuts_pretrain.jsonl.gz")
+    assert sorted(c.id for c in train) == sorted(c.id for c in pretrain) and len(train) == 5
+    assert len(list((tmp_path / "shar").glob("features.*.tar"))) == 1
