@@ -115,7 +115,9 @@ def mixing(fbank_dir: Path) -> dict:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--scales", type=int, nargs="+", default=[1, 10, 100])
     p.add_argument("--work-dir", type=Path, help="default: a temporary directory")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -129,7 +131,10 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
             t = time.perf_counter()
             size = build_corpus(root, scale)
-            print(f"x{scale}: corpus of {size['cuts']} cuts built in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+            print(
+                f"x{scale}: corpus of {size['cuts']} cuts built in {time.perf_counter() - t:.0f} s",
+                file=sys.stderr,
+            )
             stage1 = measure([sys.executable, str(REPO / "local" / "prepare_manifests.py"),
                               "--corpus-dir", str(root / "corpus"), "--output-dir", str(root / "m"),
                               "--prefix", "bench", "--nj", "1"])  # fmt: skip

@@ -35,11 +35,18 @@ def test_a_failed_piece_restarts_alone_and_the_joined_part_equals_an_uninterrupt
     good = paths["11-100-0003"].read_bytes()
     paths["11-100-0003"].write_bytes(b"garbage" * 100)  # recording 3: piece 1 (recordings 2-3)
     assert compute_fbank_part(*args, piece=0, **kwargs) is None
-    with pytest.raises(FeatureError, match=r"Part train-x piece 1 of 3: audio of 1 cut\(s\) .*11-100-0003"):
+    with pytest.raises(
+        FeatureError, match=r"Part train-x piece 1 of 3: audio of 1 cut\(s\) .*11-100-0003"
+    ):
         compute_fbank_part(*args, piece=1, **kwargs)
     assert compute_fbank_part(*args, piece=2, **kwargs) is None
     feats = tmp_path / "f" / "toy_feats_train-x"
-    finished = ["feats-0-of-3.lca", "feats-2-of-3.lca", "cuts-0-of-3.jsonl.gz", "cuts-2-of-3.jsonl.gz"]
+    finished = [
+        "feats-0-of-3.lca",
+        "feats-2-of-3.lca",
+        "cuts-0-of-3.jsonl.gz",
+        "cuts-2-of-3.jsonl.gz",
+    ]
     stamps = {name: (feats / name).stat().st_mtime_ns for name in finished}
     assert not (feats / "cuts-1-of-3.jsonl.gz").exists()
     assert not (tmp_path / "f" / "toy_cuts_train-x.jsonl.gz").exists()
@@ -51,7 +58,9 @@ def test_a_failed_piece_restarts_alone_and_the_joined_part_equals_an_uninterrupt
     assert not list(feats.glob("cuts-*")) and (feats / "feats-1-of-3.lca").is_file()
 
     whole = load_manifest(
-        compute_fbank_part(tmp_path / "m", tmp_path / "g", "toy", "train-x", length_filter=training_cut_filter())
+        compute_fbank_part(
+            tmp_path / "m", tmp_path / "g", "toy", "train-x", length_filter=training_cut_filter()
+        )
     )
     assert [c.id for c in joined] == [c.id for c in whole] == sorted(texts)
     for a, b in zip(joined, whole):
@@ -93,7 +102,9 @@ def test_the_shuffled_union_is_a_permutation_of_its_inputs_whatever_their_order(
 
 def test_every_tenth_of_the_shuffled_union_draws_from_all_of_its_inputs(ordered_inputs, tmp_path):
     write_shuffled_cuts(ordered_inputs, tmp_path / "a.jsonl.gz", seed=0, bucket_cuts=400)
-    position = {c.id: i for i, c in enumerate(c for p in ordered_inputs for c in CutSet.from_jsonl_lazy(p))}
+    position = {
+        c.id: i for i, c in enumerate(c for p in ordered_inputs for c in CutSet.from_jsonl_lazy(p))
+    }
     order = np.array([position[c.id] for c in CutSet.from_jsonl_lazy(tmp_path / "a.jsonl.gz")])
     # Input order: cut k of the output came from anywhere, not from near position k.
     assert abs(np.corrcoef(np.arange(len(order)), order)[0, 1]) < 0.05
@@ -105,7 +116,9 @@ def test_every_tenth_of_the_shuffled_union_draws_from_all_of_its_inputs(ordered_
 
 def test_a_repeated_cut_id_across_buckets_is_found_and_nothing_is_written(ordered_inputs, tmp_path):
     with pytest.raises(ValueError, match=r"1000 cut id\(s\) occur more than once"):
-        write_shuffled_cuts([ordered_inputs[0], ordered_inputs[0]], tmp_path / "a.jsonl.gz", bucket_cuts=100)
+        write_shuffled_cuts(
+            [ordered_inputs[0], ordered_inputs[0]], tmp_path / "a.jsonl.gz", bucket_cuts=100
+        )
     assert not (tmp_path / "a.jsonl.gz").exists() and not list(tmp_path.glob(".partial*"))
 
 

@@ -15,7 +15,11 @@ from lhotse.dataset import OnTheFlyFeatures
 from w2vbert.data.fbank import fbank_extractor
 from w2vbert.data.sampling import DataConfig, create_sampler, load_cuts, sampler_state_dict
 from w2vbert.data.shar import SharSampler, shar_source
-from w2vbert.prep.compute_features import compute_fbank_part, training_cut_filter, write_pretrain_cuts
+from w2vbert.prep.compute_features import (
+    compute_fbank_part,
+    training_cut_filter,
+    write_pretrain_cuts,
+)
 from w2vbert.prep.manifests import prepare_manifests
 from w2vbert.prep.shar_export import write_shar
 
@@ -54,10 +58,15 @@ def test_audio_only_shar_gives_the_on_the_fly_features_of_the_cuts_file(pretrain
     cuts_path, _ = pretrain
     shar = write_shar(cuts_path, tmp_path / "audio", fields="audio", shard_size=4)
     assert sorted({p.name.split(".")[0] for p in shar.iterdir()}) == ["cuts", "recording"]
-    with pytest.raises(ValueError, match=r"--train-cuts .*audio: the Shar shards hold \['recording'\] but no features; train with --on-the-fly-feats"):
+    with pytest.raises(
+        ValueError,
+        match=r"--train-cuts .*audio: the Shar shards hold \['recording'\] but no features; train with --on-the-fly-feats",
+    ):
         load_cuts(shar, "--train-cuts", needs_features=True)
     fbank = OnTheFlyFeatures(fbank_extractor())
-    from_file = CutSet.from_cuts(sorted(CutSet.from_file(cuts_path).drop_features(), key=lambda c: c.id))
+    from_file = CutSet.from_cuts(
+        sorted(CutSet.from_file(cuts_path).drop_features(), key=lambda c: c.id)
+    )
     from_shar = CutSet.from_cuts(sorted(load_cuts(shar, "--train-cuts"), key=lambda c: c.id))
     assert [c.id for c in from_file] == [c.id for c in from_shar]
     (a, a_lens), (b, b_lens) = fbank(from_file), fbank(from_shar)

@@ -39,7 +39,11 @@ def shar_fields(path: Path | str) -> dict[str, list[Path]]:
 
 
 def open_shar(
-    path: Path | str, what: str = "--train-cuts", *, manifest_only: bool = False, needs_features: bool = False
+    path: Path | str,
+    what: str = "--train-cuts",
+    *,
+    manifest_only: bool = False,
+    needs_features: bool = False,
 ) -> CutSet:
     """A lazy CutSet over a Shar directory, shards shuffled (seed set by :class:`SharSampler`).
 

@@ -155,7 +155,9 @@ def compute_piece(spec: PieceSpec) -> PieceResult:
     result = PieceResult(spec.label)
     failed: list[str] = []
     num_failed = 0
-    storage_error: OSError | None = None  # the feature writer's, even if closing the cuts file fails next
+    storage_error: OSError | None = (
+        None  # the feature writer's, even if closing the cuts file fails next
+    )
 
     def cuts_with_features() -> Iterator:
         nonlocal num_failed, storage_error
@@ -167,7 +169,9 @@ def compute_piece(spec: PieceSpec) -> PieceResult:
         try:
             with LilcomChunkyWriter(spec.feats_path) as writer:
                 for base in base_cuts:
-                    copies = [base.perturb_speed(f) for f in SPEED_FACTORS] if spec.speed_perturb else []
+                    copies = (
+                        [base.perturb_speed(f) for f in SPEED_FACTORS] if spec.speed_perturb else []
+                    )
                     for cut in (base, *copies):
                         reason = cut_filter.reason(cut)
                         if reason is not None:
@@ -176,7 +180,7 @@ def compute_piece(spec: PieceSpec) -> PieceResult:
                         try:
                             cut = cut.compute_and_store_features(extractor, writer)
                             writer.file.flush()  # a full disk shows here, not in the cuts file
-                        except Exception as e:  # noqa: BLE001 - unreadable audio: name the cut
+                        except Exception as e:  # unreadable audio: name the cut
                             if _is_write_error(e):
                                 raise
                             num_failed += 1
@@ -201,13 +205,17 @@ def compute_piece(spec: PieceSpec) -> PieceResult:
                 )
             _log_filter_counts(result)
             if spec.whole_part and result.kept == 0:
-                raise FeatureError(f"{spec.label}: no cut is left after the length filter ({_summary(result.dropped)})")
-    except (_StorageError, OSError) as e:
+                raise FeatureError(
+                    f"{spec.label}: no cut is left after the length filter ({_summary(result.dropped)})"
+                )
+    except (_StorageError, OSError):
         if storage_error is None:
             raise
         spec.feats_path.unlink(missing_ok=True)
         where = spec.feats_path.parent
-        raise write_error(storage_error, where, f"{spec.label}: storing features") from storage_error
+        raise write_error(
+            storage_error, where, f"{spec.label}: storing features"
+        ) from storage_error
     except StreamError as e:
         raise FeatureError(str(e)) from None
     return result
@@ -220,7 +228,11 @@ def _summary(dropped: Counter[str]) -> str:
 def _log_filter_counts(result: PieceResult) -> None:
     total = result.kept + sum(result.dropped.values())
     logger.info(
-        "%s: kept %d of %d cuts; dropped: %s", result.label, result.kept, total, _summary(result.dropped)
+        "%s: kept %d of %d cuts; dropped: %s",
+        result.label,
+        result.kept,
+        total,
+        _summary(result.dropped),
     )
 
 
@@ -233,7 +245,8 @@ def _log_piece(result: PieceResult) -> None:
     if stats.downmixed:
         logger.warning(
             "%s: downmixing %d multi-channel recording(s) to mono copies",
-            result.label, stats.downmixed,
+            result.label,
+            stats.downmixed,
         )
     if stats.num_resampled:
         logger.warning(
@@ -305,7 +318,9 @@ def compute_fbank_part(
             logger.info("Part %s: removing %s (forced re-run)", part, cuts_path)
             cuts_path.unlink()
         if force and feats_dir.exists():
-            logger.info("Part %s: removing features of an unfinished or forced run: %s", part, feats_dir)
+            logger.info(
+                "Part %s: removing features of an unfinished or forced run: %s", part, feats_dir
+            )
             shutil.rmtree(feats_dir)
         _remove_foreign_files(feats_dir, num_pieces, part)
     num_recordings = count_lines(rec_path)
@@ -318,17 +333,30 @@ def compute_fbank_part(
         feats_path, piece_cuts = piece_files(feats_dir, num_pieces, i)
         specs.append(
             PieceSpec(
-                label=f"Part {part}" if num_pieces == 1 else f"Part {part} piece {i} of {num_pieces}",
-                rec_path=rec_path, sup_path=sup_path, feats_path=feats_path,
+                label=f"Part {part}"
+                if num_pieces == 1
+                else f"Part {part} piece {i} of {num_pieces}",
+                rec_path=rec_path,
+                sup_path=sup_path,
+                feats_path=feats_path,
                 cuts_path=cuts_path if num_pieces == 1 else piece_cuts,
-                mono_dir=feats_dir / "mono", start=start, stop=stop,
-                min_duration=bounds[0], max_duration=bounds[1],
-                speed_perturb=speed_perturb, fbank=fbank, whole_part=num_pieces == 1,
-            )  # fmt: skip
+                mono_dir=feats_dir / "mono",
+                start=start,
+                stop=stop,
+                min_duration=bounds[0],
+                max_duration=bounds[1],
+                speed_perturb=speed_perturb,
+                fbank=fbank,
+                whole_part=num_pieces == 1,
+            )
         )
     for spec in specs:
         if not spec.cuts_path.is_file() and spec.feats_path.is_file():
-            logger.info("%s: removing features of an unfinished or forced run: %s", spec.label, spec.feats_path)
+            logger.info(
+                "%s: removing features of an unfinished or forced run: %s",
+                spec.label,
+                spec.feats_path,
+            )
             spec.feats_path.unlink()
     if speed_perturb:
         logger.info("Part %s: speed perturbation %s added", part, " ".join(map(str, SPEED_FACTORS)))
@@ -343,7 +371,9 @@ def compute_fbank_part(
     if num_pieces > 1:
         _join_pieces([s.cuts_path for s in specs], cuts_path, part)
     num_cuts, seconds = _count(cuts_path)
-    logger.info("Part %s: %d cuts, %.3f h of features -> %s", part, num_cuts, seconds / 3600, cuts_path)
+    logger.info(
+        "Part %s: %d cuts, %.3f h of features -> %s", part, num_cuts, seconds / 3600, cuts_path
+    )
     return cuts_path
 
 
@@ -400,7 +430,9 @@ def _join_pieces(piece_paths: list[Path], cuts_path: Path, part: str) -> None:
     with atomic_output(cuts_path) as tmp:
         CutSet(cuts()).to_file(tmp)
         if num_kept == 0:
-            raise FeatureError(f"Part {part}: no cut is left after the length filter (in any piece)")
+            raise FeatureError(
+                f"Part {part}: no cut is left after the length filter (in any piece)"
+            )
     for path in piece_paths:
         path.unlink()
 
@@ -479,7 +511,10 @@ def write_union_cuts(
     out = output_dir / f"{prefix}_cuts_{name}.jsonl.gz"
     try:
         stats = write_shuffled_cuts(
-            inputs, out, seed=seed, keep=None if speed_copies else (lambda i: not is_speed_perturbed(i))
+            inputs,
+            out,
+            seed=seed,
+            keep=None if speed_copies else (lambda i: not is_speed_perturbed(i)),
         )
     except ValueError as e:  # a repeated id, or a truncated/corrupt input
         raise FeatureError(f"{what} parts {' '.join(parts)}: {e}") from e

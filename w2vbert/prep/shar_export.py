@@ -41,14 +41,21 @@ def _info(cuts_path: Path, fields: str, shard_size: int) -> dict:
 
 
 def write_shar(
-    cuts_path: Path, out_dir: Path, *, fields: str = "features", shard_size: int = 1000, force: bool = False
+    cuts_path: Path,
+    out_dir: Path,
+    *,
+    fields: str = "features",
+    shard_size: int = 1000,
+    force: bool = False,
 ) -> Path:
     """Writes ``cuts_path`` as Shar into ``out_dir`` (skipped when it is up to date); returns it.
 
     ``fields``: ``"features"`` (stored fbank, lilcom) or ``"audio"`` (FLAC, features dropped).
     """
     if fields not in SHAR_FIELDS:
-        raise ValueError(f"`fields` must be one of {sorted(SHAR_FIELDS)}, but is {fields!r} instead.")
+        raise ValueError(
+            f"`fields` must be one of {sorted(SHAR_FIELDS)}, but is {fields!r} instead."
+        )
     if shard_size < 1:
         raise ValueError(f"`shard_size` must be >= 1, but is {shard_size} instead.")
     out_dir = Path(out_dir)

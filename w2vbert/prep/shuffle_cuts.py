@@ -91,7 +91,11 @@ def write_shuffled_cuts(
                     (cut_id, json.loads(line)["duration"], line) for cut_id, line in _lines(path)
                 )
                 for prev, item, nxt in zip([None, *items], items, [*items[1:], None]):
-                    if nxt is not None and nxt[0] == item[0] and (prev is None or prev[0] != item[0]):
+                    if (
+                        nxt is not None
+                        and nxt[0] == item[0]
+                        and (prev is None or prev[0] != item[0])
+                    ):
                         repeated += 1  # each repeated id once
                         if len(examples) < 5:
                             examples.append(item[0])
