@@ -53,7 +53,7 @@ def build_corpus(root: Path, scale: int) -> dict[str, int]:
     for part in ("train", "dev"):
         n = PER_SCALE[part] * scale
         for first in range(0, n, 100):  # 100 utterances per chapter
-            spk, chapter = 1000 + first // 1000, first // 100
+            spk, chapter = (1000 if part == "train" else 3000) + first // 1000, first // 100
             d = root / "corpus" / f"{part}-bench" / str(spk) / str(chapter)
             d.mkdir(parents=True)
             lines = []
