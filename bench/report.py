@@ -345,6 +345,54 @@ def _profile(results: dict, out: list[str]) -> None:
         out.append("")
 
 
+def data_prep_lines(r: dict) -> list[str]:
+    """Section 6 from a ``bench/data_prep_memory.py`` result (``bench/data_prep/memory.json``)."""
+    out = [
+        "## 6. Data preparation memory (stages 1-2 at 1x, 10x, 100x the mini corpus)",
+        "",
+        "`python3 bench/data_prep_memory.py` (hard-linked corpora of the mini corpus's shape, only "
+        "the manifests grow; each stage in its own process, `--nj 1`; peak RSS = its `ru_maxrss`). "
+        f"{r['date']}, {r['cpus']} cores, load average {r['load_average']:.2f}.",
+        "",
+        "| scale | recordings | cuts | stage 1 peak RSS (MB) | stage 1 s | stage 2 peak RSS (MB) | stage 2 s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    rows = r["rows"]
+    for row in rows:
+        s1, s2 = row["stage1"], row["stage2"]
+        out.append(
+            f"| {row['scale']}x | {row['recordings']} | {row['cuts']} | {s1['peak_rss_mb']:.0f} | "
+            f"{s1['seconds']:.0f} | {s2['peak_rss_mb']:.0f} | {s2['seconds']:.0f} |"
+        )
+    by = {row["scale"]: row for row in rows}
+    if 10 in by and 100 in by:
+        for stage in ("stage1", "stage2"):
+            ratio = by[100][stage]["peak_rss_mb"] / by[10][stage]["peak_rss_mb"]
+            out.append("")
+            out.append(
+                f"{stage.replace('stage', 'Stage ')}: 100x / 10x peak RSS = **{ratio:.2f}** "
+                f"(goal <= 1.3: {_check(ratio <= 1.3)})."
+            )
+    mix = r.get("mixing")
+    if mix:
+        a, b = mix["recording_order"], mix["shuffled"]
+        out += [
+            "",
+            f"Mixing at {max(by)}x ({mix['num_cuts']} unlabelled cuts): batch {a['batch']} of the "
+            f"training sampler drew {a.get('num_cuts')} cuts from positions {a.get('first')}-"
+            f"{a.get('last')} (recording order) of the part's own cuts file, and "
+            f"{b.get('num_cuts')} cuts from positions {b.get('first')}-{b.get('last')} of the "
+            f"shuffled `_cuts_pretrain.jsonl.gz`.",
+        ]
+    return out + [""]
+
+
+def _data_prep(out_dir: Path, out: list[str]) -> None:
+    path = out_dir / "data_prep" / "memory.json"
+    if path.is_file():
+        out += data_prep_lines(json.loads(path.read_text()))
+
+
 def write_report(results: dict, path: Path) -> None:
     m = results["machine"]
     out = [
@@ -378,5 +426,6 @@ def write_report(results: dict, path: Path) -> None:
     _fbank(results, out)
     _decode(results, out)
     _gpu(path.parent, out)
+    _data_prep(path.parent, out)
     _profile(results, out)
     path.write_text("\n".join(out).rstrip() + "\n")

@@ -4,14 +4,33 @@
   local/compute_fbank.py --manifest-dir data/manifests --output-dir data/fbank --prefix mini --nj 2
 
 Reads <manifest-dir>/<prefix>_{recordings,supervisions}_<part>.jsonl.gz (from stage 1 or any
-other Lhotse recipe) and writes <output-dir>/<prefix>_cuts_<part>.jsonl.gz with the features in
-<output-dir>/<prefix>_feats_<part>/, plus <prefix>_cuts_pretrain.jsonl.gz, the union of the
---pretrain-parts (speed-perturbed copies left out). One cut per supervision (a LibriSpeech
-utterance, a Libri-Light voice-activity segment). Non-16 kHz audio is resampled and
+other Lhotse recipe; supervisions grouped by recording, in the recordings' order) and writes
+<output-dir>/<prefix>_cuts_<part>.jsonl.gz with the features in <output-dir>/<prefix>_feats_<part>/,
+plus <prefix>_cuts_pretrain.jsonl.gz, the union of the --pretrain-parts (speed-perturbed copies
+left out), globally shuffled (--shuffle-seed). Memory is constant in corpus size: manifests are
+read lazily and written as they go (bench/data_prep_memory.py). One cut per supervision (a
+LibriSpeech utterance, a Libri-Light voice-activity segment). Non-16 kHz audio is resampled and
 multi-channel audio downmixed (both logged). Training cuts shorter than --min-cut-duration or
 longer than --max-cut-duration are dropped (count logged; the old names --min-duration and
 --max-duration still work); dev/test parts keep every cut that gives at least one encoder
 frame. Parts whose cuts file exists are skipped unless --force.
+
+Pieces and parallel jobs: each part is computed in --num-pieces pieces (default --nj), contiguous
+ranges of its recordings, run --nj at a time. A finished piece is kept when a run stops (error,
+kill, full disk) and skipped by the next one; an unfinished piece restarts alone. On several
+machines sharing --output-dir, run one piece per job, then join them once all have finished:
+
+  for i in 0 .. 99 (one job each):  local/compute_fbank.py ... --num-pieces 100 --piece $i
+  then, once:                       local/compute_fbank.py ... --num-pieces 100
+
+(the last call computes any piece still missing, joins each part's pieces, and writes the
+unions and the Shar directory). The part's cuts are the same for any --num-pieces.
+
+Big corpora: --shar-dir DIR also writes the pre-training cuts as Lhotse Shar (shards of
+--shar-shard-size cuts with the features, or the audio only with --shar-fields audio), which
+training reads with --train-cuts DIR (shard order shuffled per epoch; audio-only shards need
+--on-the-fly-feats). --train-union also writes <prefix>_cuts_train.jsonl.gz, the shuffled
+union of the --train-parts (speed-perturbed copies kept), for fine-tuning on several parts.
 Fbank options: w2vbert/data/fbank.py; --fbank icefall (default: dither 0, snip_edges False,
 low_freq 20, high_freq -400) or --fbank w2v-bert-2.0 (what w2v-BERT 2.0 was trained on: int16
 sample scale, snip_edges True, high_freq 8000); training and decoding check that stored
@@ -74,7 +93,22 @@ def get_parser() -> argparse.ArgumentParser:
         "--fbank", default="icefall", choices=("icefall", "w2v-bert-2.0"),
         help="fbank kind: the one the model to train reads (its config's fbank)",
     )  # fmt: skip
-    p.add_argument("--nj", type=int, default=1, help="feature extraction processes")
+    p.add_argument("--nj", type=int, default=1, help="feature extraction processes (pieces at a time)")
+    p.add_argument("--num-pieces", type=int, help="pieces per part (default: --nj)")
+    p.add_argument(
+        "--piece", type=int, help="compute only this piece (0-based) of every part, for one job"
+    )
+    p.add_argument("--shuffle-seed", type=int, default=0, help="seed of the unions' shuffle")
+    p.add_argument(
+        "--train-union", action=argparse.BooleanOptionalAction, default=False,
+        help="also write <prefix>_cuts_train.jsonl.gz: the --train-parts' cuts, shuffled",
+    )  # fmt: skip
+    p.add_argument("--shar-dir", type=Path, help="also write the pre-training cuts as Shar here")
+    p.add_argument(
+        "--shar-fields", default="features", choices=("features", "audio"),
+        help="what the Shar shards hold: the stored fbank (lilcom) or the audio (FLAC)",
+    )  # fmt: skip
+    p.add_argument("--shar-shard-size", type=int, default=1000, help="cuts per Shar shard")
     p.add_argument("--force", action="store_true", help="recompute parts whose cuts exist")
     p.add_argument("--log-file", type=Path, help="default: <output-dir>/log/compute_fbank.log")
     return p
@@ -91,13 +125,16 @@ def main() -> None:
     import torch
 
     from w2vbert.prep.compute_features import (
+        PRETRAIN_NAME,
+        TRAIN_UNION_NAME,
         compute_fbank_part,
         find_manifest_parts,
         training_cut_filter,
         untranscribed_parts,
         warn_shared_ids,
-        write_pretrain_cuts,
+        write_union_cuts,
     )
+    from w2vbert.prep.shar_export import write_shar
     from w2vbert.util.lock import DirectoryLock
     from w2vbert.util.log import setup_cli_logging
 
@@ -116,7 +153,13 @@ def main() -> None:
     length_filter = training_cut_filter(
         min_duration=args.min_cut_duration, max_duration=args.max_cut_duration
     )
-    with DirectoryLock(args.output_dir, "stage 2 (compute_fbank)"):
+    num_pieces = args.num_pieces or max(1, args.nj)
+    if args.piece is not None and not 0 <= args.piece < num_pieces:
+        raise SystemExit(f"--piece must be in [0, {num_pieces}) (--num-pieces), but is {args.piece}")
+    if args.shar_dir is not None and not pretrain_parts:
+        raise SystemExit("--shar-dir writes the pre-training cuts, but there are no --pretrain-parts")
+    lock_name = ".lock" if args.piece is None else f".lock.piece-{args.piece}-of-{num_pieces}"
+    with DirectoryLock(args.output_dir, "stage 2 (compute_fbank)", name=lock_name):
         # One pool for all parts: each spawned worker imports torch and kaldifeat once.
         executor = (
             ProcessPoolExecutor(args.nj, mp_context=get_context("spawn")) if args.nj > 1 else None
@@ -134,6 +177,8 @@ def main() -> None:
                     executor=executor,
                     force=args.force,
                     fbank=args.fbank,
+                    num_pieces=num_pieces,
+                    piece=args.piece,
                 )
         except BaseException:  # an error, SIGTERM or Ctrl-C: the workers must not go on writing
             if executor is not None:
@@ -145,14 +190,35 @@ def main() -> None:
         finally:
             if executor is not None:
                 executor.shutdown()
+        if args.piece is not None:
+            logging.info("Piece %d of %d done; join with a run without --piece", args.piece, num_pieces)
+            return
         warn_shared_ids(args.output_dir, args.prefix, train_parts, eval_parts)
-        if pretrain_parts:
-            write_pretrain_cuts(args.output_dir, args.prefix, pretrain_parts)
-        else:
-            logging.info(
-                "No pre-training parts: %s_cuts_pretrain.jsonl.gz not written", args.prefix
-            )
+        unions = [(PRETRAIN_NAME, pretrain_parts, False)]
+        if args.train_union:
+            unions.append((TRAIN_UNION_NAME, train_parts, True))
+        for name, union_parts, speed_copies in unions:
+            out = args.output_dir / f"{args.prefix}_cuts_{name}.jsonl.gz"
+            inputs = [args.output_dir / f"{args.prefix}_cuts_{p}.jsonl.gz" for p in union_parts]
+            if not union_parts:
+                logging.info("No parts for %s: not written", out)
+            elif not args.force and _newer_than(out, inputs):
+                logging.info("%s is newer than its parts' cuts, skipping", out)
+            else:
+                write_union_cuts(args.output_dir, args.prefix, union_parts, name,
+                                 seed=args.shuffle_seed, speed_copies=speed_copies)  # fmt: skip
+        if args.shar_dir is not None:
+            pretrain = args.output_dir / f"{args.prefix}_cuts_{PRETRAIN_NAME}.jsonl.gz"
+            write_shar(pretrain, args.shar_dir, fields=args.shar_fields,
+                       shard_size=args.shar_shard_size, force=args.force)  # fmt: skip
 
+
+def _newer_than(out: Path, inputs: list[Path]) -> bool:
+    """``out`` exists and is newer than every existing input (make's rule)."""
+    if not out.is_file():
+        return False
+    mtime = out.stat().st_mtime_ns
+    return all(not p.is_file() or p.stat().st_mtime_ns <= mtime for p in inputs)
 
 if __name__ == "__main__":  # required: --nj > 1 spawns worker processes that import this file
     from w2vbert.util.log import run_main

@@ -123,7 +123,7 @@ def test_stage_2_killed_while_storing_features_reruns_to_the_clean_cuts_and_feat
     target = "lhotse.features.io:LilcomChunkyWriter.write"
     _run_killed(tmp_path, "compute_fbank.py", target, 5, *args, killed)
     assert (killed / "toy_cuts_dev-x.jsonl.gz").is_file()
-    assert (killed / "toy_feats_train-x" / "feats-0.lca").is_file()
+    assert (killed / "toy_feats_train-x" / "feats-0-of-1.lca").is_file()
     assert not (killed / "toy_cuts_train-x.jsonl.gz").exists()
     stamp = (killed / "toy_cuts_dev-x.jsonl.gz").stat().st_mtime_ns
     rerun = _run("compute_fbank.py", *args, killed)

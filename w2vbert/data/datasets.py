@@ -27,11 +27,14 @@ logger = logging.getLogger(__name__)
 InputStrategy = Callable[[CutSet], tuple[torch.Tensor, torch.Tensor]]
 
 
-def create_input_strategy(on_the_fly_feats: bool, fbank: str = "icefall") -> InputStrategy:
-    """``OnTheFlyFeatures`` of fbank ``fbank`` when ``on_the_fly_feats``, else
-    ``PrecomputedFeatures()``."""
+def create_input_strategy(
+    on_the_fly_feats: bool, fbank: str = "icefall", device: str | torch.device = "cpu"
+) -> InputStrategy:
+    """``OnTheFlyFeatures`` of fbank ``fbank`` when ``on_the_fly_feats`` (kaldifeat on
+    ``device``: a GPU computes the batch's fbank there; only without DataLoader workers, which
+    cannot use CUDA), else ``PrecomputedFeatures()``."""
     if on_the_fly_feats:
-        return OnTheFlyFeatures(fbank_extractor(kind=fbank))
+        return OnTheFlyFeatures(fbank_extractor(device=str(device), kind=fbank))
     return PrecomputedFeatures()
 
 

@@ -21,6 +21,7 @@ from lhotse import CutSet
 from lhotse.dataset import DynamicBucketingSampler, SimpleCutSampler
 from lhotse.dataset.sampling.base import CutSampler
 
+from w2vbert.data.shar import SharSampler, is_shar_dir, open_shar, shar_source
 from w2vbert.util.dataclass_args import (
     add_dataclass_arguments,
     config_to_dict,
@@ -38,8 +39,9 @@ class DataConfig:
 
     train_cuts: tuple[Path, ...] | None = flag(
         None,
-        "Training CutSet(s) (Lhotse cuts manifests, e.g. data/fbank/*_cuts_*.jsonl.gz); several "
-        "are read as one set, interleaved at random in proportion to their sizes.",
+        "Training CutSet(s): Lhotse cuts manifests (e.g. data/fbank/*_cuts_*.jsonl.gz), several "
+        "read as one set, interleaved at random in proportion to their sizes; or one Shar "
+        "directory (stage 2 --shar-dir).",
     )
     valid_cuts: Path | None = flag(None, "Validation CutSet (optional).")
     max_duration: float = flag(200.0, "Seconds of audio per batch (per rank).")
@@ -112,11 +114,16 @@ class DataConfig:
         return dataclass_from_args(cls, args, **overrides)
 
 
-def load_cuts(path: Path | str | None, what: str) -> CutSet:
-    """Open a Lhotse CutSet lazily; a missing file gives an error naming the flag."""
+def load_cuts(
+    path: Path | str | None, what: str, *, manifest_only: bool = False, needs_features: bool = False
+) -> CutSet:
+    """Open a Lhotse CutSet lazily: a cuts file, or a Shar directory (:func:`open_shar`, whose
+    ``manifest_only``/``needs_features`` these are); a missing file gives an error naming the flag."""
     if path is None:
         raise ValueError(f"{what} is required, but was not given.")
     path = Path(path)
+    if is_shar_dir(path):
+        return open_shar(path, what, manifest_only=manifest_only, needs_features=needs_features)
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path} does not exist.")
     try:
@@ -148,8 +155,11 @@ def count_cuts(path: Path) -> int:
     return sum(1 for _ in load_cuts(path, str(path)))
 
 
-def load_train_cuts(paths: Sequence[Path], what: str, seed: int = 0) -> CutSet:
-    """The training cuts of one or more manifests, opened lazily (:func:`load_cuts`).
+def load_train_cuts(
+    paths: Sequence[Path], what: str, seed: int = 0, **open_options: bool
+) -> CutSet:
+    """The training cuts of one or more manifests, or of one Shar directory, opened lazily
+    (:func:`load_cuts`, which takes ``open_options``).
 
     Several manifests (e.g. the LibriSpeech 960 h parts) become one set: ``CutSet.mux`` draws
     the next cut from a manifest chosen at random with probability proportional to its number of
@@ -161,7 +171,12 @@ def load_train_cuts(paths: Sequence[Path], what: str, seed: int = 0) -> CutSet:
     """
     if not paths:
         raise ValueError(f"{what} is required, but was not given.")
-    sets = [load_cuts(p, what) for p in paths]
+    if len(paths) > 1 and any(is_shar_dir(p) for p in paths):
+        raise ValueError(
+            f"{what}: a Shar directory is read alone (its shards are the shuffled set), but "
+            f"{len(paths)} inputs were given: {' '.join(map(str, paths))}"
+        )
+    sets = [load_cuts(p, what, **open_options) for p in paths]
     if len(sets) == 1:
         return sets[0]
     weights = [count_cuts(p) for p in paths]
@@ -187,7 +202,8 @@ def create_sampler(
     """A DynamicBucketingSampler over ``cuts``; each rank gets its own share of every step's batches.
 
     Validation with ``config.valid_max_duration`` set uses a plain SimpleCutSampler instead (no
-    duration buckets), so that a large enough value puts the whole dev set in one batch.
+    duration buckets), so that a large enough value puts the whole dev set in one batch. Cuts
+    read from Shar get a :class:`SharSampler` (shard order seeded by ``seed`` and the epoch).
     """
     if not train and config.valid_max_duration is not None:
         return SimpleCutSampler(
@@ -198,8 +214,12 @@ def create_sampler(
             rank=rank,
             seed=seed,
         )
-    return DynamicBucketingSampler(
+    source = shar_source(cuts)
+    sampler_class = DynamicBucketingSampler if source is None else SharSampler
+    extra = {} if source is None else {"source": source}
+    return sampler_class(
         cuts,
+        **extra,
         max_duration=config.max_duration,
         num_buckets=config.num_buckets,
         shuffle=config.shuffle and train,

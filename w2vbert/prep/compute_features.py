@@ -1,47 +1,61 @@
 """Stage 2: cuts with stored fbank features, from Lhotse recordings/supervisions manifests.
 
 For each part: ``{prefix}_recordings_{part}.jsonl.gz`` + ``{prefix}_supervisions_{part}.jsonl.gz``
--> cuts (one per supervision: a LibriSpeech utterance or a Libri-Light voice-activity segment)
--> 16 kHz mono (multi-channel audio downmixed to a mono FLAC copy in the feature directory,
-other sampling rates resampled when loading; both logged) -> length filter (logged counts)
--> optional speed perturbation 0.9/1.1 -> kaldifeat fbank (:mod:`w2vbert.data.fbank`) stored with
-``LilcomChunkyWriter`` in ``{prefix}_feats_{part}/`` -> ``{prefix}_cuts_{part}.jsonl.gz``.
-The pre-training cuts file ``{prefix}_cuts_pretrain.jsonl.gz`` is the union of the chosen parts
-(speed-perturbed copies left out).
+-> cuts streamed in constant memory (:mod:`w2vbert.prep.cut_stream`: one per supervision, 16 kHz
+mono, multi-channel audio downmixed, other rates resampled, both logged) -> length filter (logged
+counts) -> optional speed perturbation 0.9/1.1 -> kaldifeat fbank (:mod:`w2vbert.data.fbank`)
+stored with ``LilcomChunkyWriter`` in ``{prefix}_feats_{part}/`` -> ``{prefix}_cuts_{part}.jsonl.gz``.
+No manifest is held in memory: cuts go from the lazily read manifests to the features file and
+the cuts file one at a time.
 
-The cuts file is written last, under a temporary name renamed on success, so a killed run never
-leaves a finished-looking part; a stale feature directory without its cuts file is removed. A
-forced re-run deletes the old cuts file before its features; a failed feature write (e.g. a full
-disk) deletes the part's feature directory and raises an OSError naming it.
+**Pieces.** A part is computed in ``num_pieces`` pieces, contiguous ranges of its recordings; piece
+``i`` of ``k`` writes ``feats-{i}-of-{k}.lca`` and, last and under a temporary name renamed on
+success, ``cuts-{i}-of-{k}.jsonl.gz`` in the feature directory. A piece whose cuts file exists is
+finished and skipped on a re-run; an unfinished one (features without cuts) restarts alone. Pieces
+run in a process pool (``executor``) or one per job (``piece``, any number of machines sharing the
+output directory); when all are finished they are joined lazily, in order, into the part's cuts
+file and their cuts files removed. The part's cuts are the same cuts in the same order for every
+``num_pieces`` (only the feature file names differ). With one piece, the piece's cuts file is the
+part's cuts file. A stale feature file of no piece of this run (another ``num_pieces``, a killed
+run of an older layout) is removed; a forced re-run deletes the old cuts file before its
+features; a failed feature write (e.g. a full disk) deletes the piece's features (the directory
+when no piece is left) and raises an OSError naming the directory.
+
+The pre-training cuts file ``{prefix}_cuts_pretrain.jsonl.gz`` is the union of the chosen parts
+(speed-perturbed copies left out), globally shuffled in bounded memory
+(:mod:`w2vbert.prep.shuffle_cuts`).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import itertools
 import logging
 import shutil
 from collections import Counter
-from concurrent.futures import Executor
+from concurrent.futures import Executor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
-import soundfile as sf
-from lhotse import (
-    CutSet,
-    LilcomChunkyWriter,
-    Recording,
-    RecordingSet,
-    SupervisionSet,
-    load_manifest_lazy,
-)
+from lhotse import CutSet, LilcomChunkyWriter, load_manifest_lazy
 
-from w2vbert.data.fbank import SAMPLING_RATE, check_feature_types, fbank_extractor
+from w2vbert.data.fbank import check_feature_types, fbank_extractor
 from w2vbert.data.filters import CutFilter, encoder_cut_filter
+from w2vbert.prep.cut_stream import (
+    StreamError,
+    StreamStats,
+    count_lines,
+    missing_audio,
+    piece_range,
+    stream_cuts,
+)
+from w2vbert.prep.shuffle_cuts import write_shuffled_cuts
 from w2vbert.util.atomic import atomic_output, write_error
 
 logger = logging.getLogger(__name__)
 
 PRETRAIN_NAME = "pretrain"
+TRAIN_UNION_NAME = "train"
 SPEED_FACTORS = (0.9, 1.1)
 
 
@@ -77,119 +91,189 @@ def untranscribed_parts(manifest_dir: Path, prefix: str, parts: Sequence[str]) -
     return found
 
 
-def downmix_recording(recording: Recording, out_dir: Path) -> Recording:
-    """A mono copy of a multi-channel recording: the mean of its channels, written as 16-bit
-    FLAC into ``out_dir`` (Lhotse's own downmix keeps the audio in memory, which a manifest
-    cannot store)."""
-    samples = recording.load_audio()  # (C, L)
-    path = Path(out_dir) / (recording.id.replace("/", "__") + ".flac")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, samples.mean(axis=0), recording.sampling_rate, format="FLAC", subtype="PCM_16")
-    return Recording.from_file(path, recording_id=recording.id)
+@dataclass(frozen=True, kw_only=True)
+class PieceSpec:
+    """Everything one piece needs (picklable: it travels to a spawned worker)."""
+
+    label: str  # "Part train-x" or "Part train-x piece 2 of 8", for messages
+    rec_path: Path
+    sup_path: Path
+    feats_path: Path  # .lca, absolute
+    cuts_path: Path
+    mono_dir: Path
+    start: int  # recording ordinals [start, stop)
+    stop: int
+    min_duration: float | None  # None: keep every cut that gives an encoder step (dev/test)
+    max_duration: float | None
+    speed_perturb: bool
+    fbank: str
+    whole_part: bool  # the only piece: no kept cut is an error here
 
 
-def load_part_cuts(manifest_dir: Path, prefix: str, part: str, mono_dir: Path) -> CutSet:
-    """Cuts of one part, one per supervision, 16 kHz mono: multi-channel recordings are
-    downmixed into ``mono_dir``, other sampling rates resampled on loading (both logged)."""
-    rec_path = Path(manifest_dir) / f"{prefix}_recordings_{part}.jsonl.gz"
-    sup_path = Path(manifest_dir) / f"{prefix}_supervisions_{part}.jsonl.gz"
-    for path in (rec_path, sup_path):
-        if not path.is_file():
-            raise FeatureError(f"Part {part}: manifest {path} does not exist (run stage 1 first)")
-    recordings = load_manifest_lazy(rec_path).to_eager()
-    supervisions = load_manifest_lazy(sup_path).to_eager()
-    missing = [
-        f"recording {r.id}: audio file {s.source} does not exist"
-        for r in recordings
-        for s in r.sources
-        if s.type == "file" and not Path(s.source).is_file()
-    ]
-    if missing:
-        more = f" (and {len(missing) - 10} more)" if len(missing) > 10 else ""
-        raise FeatureError(f"Part {part} ({rec_path}): " + "; ".join(missing[:10]) + more)
+@dataclass
+class PieceResult:
+    """Counts of one computed piece (None fields: the piece was finished before)."""
 
-    multi = [r for r in recordings if r.num_channels > 1]
-    if multi:
-        logger.warning(
-            "Part %s: downmixing %d multi-channel recording(s) to mono copies in %s",
-            part, len(multi), mono_dir,
+    label: str
+    skipped: bool = False
+    kept: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    stats: StreamStats = field(default_factory=StreamStats)
+
+
+class _StorageError(Exception):
+    """An OSError of the feature writer, carried past ``atomic_output`` (which would blame the
+    cuts file)."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+        super().__init__(str(error))
+
+
+def _is_write_error(e: BaseException) -> bool:
+    return isinstance(e, OSError) and getattr(e, "errno", None) is not None
+
+
+def _piece_filter(spec: PieceSpec) -> CutFilter:
+    if spec.min_duration is None:
+        return encoder_cut_filter()
+    return training_cut_filter(spec.min_duration, spec.max_duration)
+
+
+def compute_piece(spec: PieceSpec) -> PieceResult:
+    """Computes one piece: its features file, then its cuts file (renamed last); a finished piece
+    (cuts file present) is skipped. Raises FeatureError naming cuts whose audio failed."""
+    if spec.cuts_path.is_file():
+        return PieceResult(spec.label, skipped=True)
+    spec.feats_path.unlink(missing_ok=True)  # an unfinished run's
+    messages, num_missing = missing_audio(spec.rec_path, spec.start, spec.stop)
+    if num_missing:
+        more = f" (and {num_missing - len(messages)} more)" if num_missing > len(messages) else ""
+        raise FeatureError(f"{spec.label} ({spec.rec_path}): " + "; ".join(messages) + more)
+    extractor = fbank_extractor(kind=spec.fbank)
+    cut_filter = _piece_filter(spec)
+    result = PieceResult(spec.label)
+    failed: list[str] = []
+    num_failed = 0
+    storage_error: OSError | None = (
+        None  # the feature writer's, even if closing the cuts file fails next
+    )
+
+    def cuts_with_features() -> Iterator:
+        nonlocal num_failed, storage_error
+        spec.feats_path.parent.mkdir(parents=True, exist_ok=True)
+        base_cuts = stream_cuts(
+            spec.rec_path, spec.sup_path, spec.label, spec.mono_dir,
+            spec.start, spec.stop, result.stats,
         )  # fmt: skip
-        mono = {r.id: downmix_recording(r, mono_dir) for r in multi}
-        recordings = RecordingSet.from_recordings(mono.get(r.id, r) for r in recordings)
-        supervisions = SupervisionSet.from_segments(
-            dataclasses.replace(s, channel=0) if s.recording_id in mono else s for s in supervisions
-        )
-    cuts = CutSet.from_manifests(recordings=recordings, supervisions=supervisions)
-    rates = Counter(c.sampling_rate for c in cuts if c.sampling_rate != SAMPLING_RATE)
-    if rates:
-        logger.warning(
-            "Part %s: resampling %d cut(s) from %s Hz to %d Hz",
-            part, sum(rates.values()), sorted(rates), SAMPLING_RATE,
-        )  # fmt: skip
-        cuts = cuts.resample(SAMPLING_RATE)
-    return cuts.trim_to_supervisions(keep_overlapping=False)
+        try:
+            with LilcomChunkyWriter(spec.feats_path) as writer:
+                for base in base_cuts:
+                    copies = (
+                        [base.perturb_speed(f) for f in SPEED_FACTORS] if spec.speed_perturb else []
+                    )
+                    for cut in (base, *copies):
+                        reason = cut_filter.reason(cut)
+                        if reason is not None:
+                            result.dropped[reason] += 1
+                            continue
+                        try:
+                            cut = cut.compute_and_store_features(extractor, writer)
+                            writer.file.flush()  # a full disk shows here, not in the cuts file
+                        except Exception as e:  # unreadable audio: name the cut
+                            if _is_write_error(e):
+                                raise
+                            num_failed += 1
+                            if len(failed) < 5:
+                                failed.append(f"cut {cut.id}: {str(e).strip().splitlines()[0]}")
+                            continue
+                        result.kept += 1
+                        yield cut
+        except OSError as e:
+            if not _is_write_error(e):
+                raise
+            storage_error = e
+            raise _StorageError(e) from e
 
-
-def filter_cuts(cuts: CutSet, cut_filter: CutFilter, part: str) -> CutSet:
-    """Drops cuts rejected by ``cut_filter``; logs the count per reason."""
-    kept, dropped = [], Counter()
-    for cut in cuts:
-        reason = cut_filter.reason(cut)
-        if reason is None:
-            kept.append(cut)
-        else:
-            dropped[reason] += 1
-            logger.debug(
-                "Part %s: dropping cut %s (%.3f s): %s", part, cut.id, cut.duration, reason
-            )
-    total = len(kept) + sum(dropped.values())
-    summary = ", ".join(f"{n} {why}" for why, n in sorted(dropped.items())) or "none"
-    logger.info("Part %s: kept %d of %d cuts; dropped: %s", part, len(kept), total, summary)
-    if not kept:
-        raise FeatureError(f"Part {part}: no cut is left after the length filter ({summary})")
-    return CutSet.from_cuts(kept)
-
-
-def _compute(
-    cuts: CutSet,
-    feats_dir: Path,
-    num_jobs: int,
-    part: str,
-    executor: Executor | None,
-    fbank: str = "icefall",
-) -> CutSet:
-    """Extracts and stores features; raises naming the cuts whose audio failed to load
-    (Lhotse drops those silently)."""
-    extractor = fbank_extractor(kind=fbank)
-    # absolute, as the audio paths are: the cuts work from any working directory
-    storage = (feats_dir if num_jobs > 1 else feats_dir / "feats-0").resolve()
-    feats_dir.mkdir(parents=True, exist_ok=True)
     try:
-        with_feats = cuts.compute_and_store_features(
-            extractor=extractor,
-            storage_path=storage,
-            num_jobs=num_jobs,
-            storage_type=LilcomChunkyWriter,
-            executor=executor if num_jobs > 1 else None,
-            progress_bar=False,
-        ).to_eager()
-    except OSError as e:  # e.g. a full disk: free what was written, say where
-        shutil.rmtree(feats_dir, ignore_errors=True)
-        raise write_error(e, feats_dir, f"Part {part}: storing features") from e
-    done = {c.id for c in with_feats}
-    lost = [c for c in cuts if c.id not in done]
-    if lost:
-        details = []
-        for cut in lost[:5]:
-            try:
-                cut.load_audio()
-                details.append(f"cut {cut.id}: no features")
-            except Exception as e:  # the loading error names the file
-                details.append(f"cut {cut.id}: {str(e).splitlines()[0]}")
-        raise FeatureError(
-            f"Part {part}: audio of {len(lost)} cut(s) could not be read: " + "; ".join(details)
+        with atomic_output(spec.cuts_path) as tmp:
+            CutSet(cuts_with_features()).to_file(tmp)
+            if num_failed:
+                raise FeatureError(
+                    f"{spec.label}: audio of {num_failed} cut(s) could not be read: "
+                    + "; ".join(failed)
+                )
+            _log_filter_counts(result)
+            if spec.whole_part and result.kept == 0:
+                raise FeatureError(
+                    f"{spec.label}: no cut is left after the length filter ({_summary(result.dropped)})"
+                )
+    except (_StorageError, OSError):
+        if storage_error is None:
+            raise
+        spec.feats_path.unlink(missing_ok=True)
+        where = spec.feats_path.parent
+        raise write_error(
+            storage_error, where, f"{spec.label}: storing features"
+        ) from storage_error
+    except StreamError as e:
+        raise FeatureError(str(e)) from None
+    return result
+
+
+def _summary(dropped: Counter[str]) -> str:
+    return ", ".join(f"{n} {why}" for why, n in sorted(dropped.items())) or "none"
+
+
+def _log_filter_counts(result: PieceResult) -> None:
+    total = result.kept + sum(result.dropped.values())
+    logger.info(
+        "%s: kept %d of %d cuts; dropped: %s",
+        result.label,
+        result.kept,
+        total,
+        _summary(result.dropped),
+    )
+
+
+def _log_piece(result: PieceResult) -> None:
+    """The parent's log of a piece (a spawned worker's own log lines go nowhere)."""
+    if result.skipped:
+        logger.info("%s: finished before, skipping", result.label)
+        return
+    stats = result.stats
+    if stats.downmixed:
+        logger.warning(
+            "%s: downmixing %d multi-channel recording(s) to mono copies",
+            result.label,
+            stats.downmixed,
         )
-    return with_feats.sort_by_recording_id()
+    if stats.num_resampled:
+        logger.warning(
+            "%s: resampling %d cut(s) from %s Hz to 16000 Hz",
+            result.label, stats.num_resampled, sorted(stats.resampled_rates),
+        )  # fmt: skip
+
+
+def piece_files(feats_dir: Path, num_pieces: int, piece: int) -> tuple[Path, Path]:
+    """``(features .lca, cuts .jsonl.gz)`` of piece ``piece`` of ``num_pieces``."""
+    name = f"{piece}-of-{num_pieces}"
+    return feats_dir / f"feats-{name}.lca", feats_dir / f"cuts-{name}.jsonl.gz"
+
+
+def _remove_foreign_files(feats_dir: Path, num_pieces: int, part: str) -> None:
+    """Deletes what in ``feats_dir`` belongs to no piece of this ``num_pieces`` (mono/ stays)."""
+    if not feats_dir.is_dir():
+        return
+    own = {p.name for i in range(num_pieces) for p in piece_files(feats_dir, num_pieces, i)}
+    foreign = [p for p in feats_dir.iterdir() if p.name not in own and p.name != "mono"]
+    if foreign:
+        logger.info(
+            "Part %s: removing features of an unfinished or forced run: %d file(s) in %s, e.g. %s",
+            part, len(foreign), feats_dir, foreign[0].name,
+        )  # fmt: skip
+    for path in foreign:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def compute_fbank_part(
@@ -204,70 +288,153 @@ def compute_fbank_part(
     executor: Executor | None = None,
     force: bool = False,
     fbank: str = "icefall",
-) -> Path:
-    """Writes ``{prefix}_cuts_{part}.jsonl.gz`` and ``{prefix}_feats_{part}/``; returns the cuts path.
+    num_pieces: int | None = None,
+    piece: int | None = None,
+) -> Path | None:
+    """Writes ``{prefix}_cuts_{part}.jsonl.gz`` and ``{prefix}_feats_{part}/``; returns the cuts
+    path (None when only ``piece`` was computed: a later call without ``piece`` joins the pieces).
 
-    ``length_filter`` None keeps every cut that gives at least one encoder frame (for dev/test).
-    ``executor``: a process pool (spawn context) to reuse across parts when ``num_jobs > 1``;
-    without it Lhotse starts one per call. ``fbank``: the kind (:mod:`w2vbert.data.fbank`); a
-    finished part of another kind is an error (not silently kept, not silently replaced).
+    ``length_filter`` None keeps every cut that gives at least one encoder frame (for dev/test);
+    otherwise its ``min_duration``/``max_duration`` bounds are applied (as
+    :func:`training_cut_filter`). ``executor``: a process pool (spawn context) running pieces in
+    parallel; ``num_pieces`` defaults to ``num_jobs``. ``fbank``: the kind
+    (:mod:`w2vbert.data.fbank`); a finished part of another kind is an error.
     """
     output_dir = Path(output_dir)
+    num_pieces = num_pieces or max(1, num_jobs)
     cuts_path = output_dir / f"{prefix}_cuts_{part}.jsonl.gz"
-    feats_dir = output_dir / f"{prefix}_feats_{part}"
+    feats_dir = (output_dir / f"{prefix}_feats_{part}").resolve()
     if cuts_path.is_file() and not force:
-        try:
-            check_feature_types(CutSet.from_file(cuts_path), fbank, str(cuts_path), limit=1)
-        except ValueError as e:
-            raise FeatureError(
-                f"Part {part}: {e} Use another --output-dir for fbank {fbank!r} (or --force to "
-                f"replace these features)."
-            ) from None
+        _check_finished_kind(cuts_path, part, fbank)
         logger.info("Part %s: %s exists, skipping", part, cuts_path)
         return cuts_path
-    if cuts_path.is_file():  # forced: the old cuts must not outlive their features
-        logger.info("Part %s: removing %s (forced re-run)", part, cuts_path)
-        cuts_path.unlink()
-    if feats_dir.exists():
-        logger.info(
-            "Part %s: removing features of an unfinished or forced run: %s", part, feats_dir
+    rec_path = Path(manifest_dir) / f"{prefix}_recordings_{part}.jsonl.gz"
+    sup_path = Path(manifest_dir) / f"{prefix}_supervisions_{part}.jsonl.gz"
+    for path in (rec_path, sup_path):
+        if not path.is_file():
+            raise FeatureError(f"Part {part}: manifest {path} does not exist (run stage 1 first)")
+    if piece is None:
+        if cuts_path.is_file():  # forced: the old cuts must not outlive their features
+            logger.info("Part %s: removing %s (forced re-run)", part, cuts_path)
+            cuts_path.unlink()
+        if force and feats_dir.exists():
+            logger.info(
+                "Part %s: removing features of an unfinished or forced run: %s", part, feats_dir
+            )
+            shutil.rmtree(feats_dir)
+        _remove_foreign_files(feats_dir, num_pieces, part)
+    num_recordings = count_lines(rec_path)
+    bounds = (None, None)
+    if length_filter is not None:
+        bounds = (length_filter.min_duration, length_filter.max_duration)
+    specs = []
+    for i in range(num_pieces) if piece is None else [piece]:
+        start, stop = piece_range(num_recordings, num_pieces, i)
+        feats_path, piece_cuts = piece_files(feats_dir, num_pieces, i)
+        specs.append(
+            PieceSpec(
+                label=f"Part {part}"
+                if num_pieces == 1
+                else f"Part {part} piece {i} of {num_pieces}",
+                rec_path=rec_path,
+                sup_path=sup_path,
+                feats_path=feats_path,
+                cuts_path=cuts_path if num_pieces == 1 else piece_cuts,
+                mono_dir=feats_dir / "mono",
+                start=start,
+                stop=stop,
+                min_duration=bounds[0],
+                max_duration=bounds[1],
+                speed_perturb=speed_perturb,
+                fbank=fbank,
+                whole_part=num_pieces == 1,
+            )
         )
-        shutil.rmtree(feats_dir)
-    cuts = load_part_cuts(manifest_dir, prefix, part, feats_dir / "mono")
+    for spec in specs:
+        if not spec.cuts_path.is_file() and spec.feats_path.is_file():
+            logger.info(
+                "%s: removing features of an unfinished or forced run: %s",
+                spec.label,
+                spec.feats_path,
+            )
+            spec.feats_path.unlink()
     if speed_perturb:
-        cuts = cuts + sum((cuts.perturb_speed(f) for f in SPEED_FACTORS), CutSet())
         logger.info("Part %s: speed perturbation %s added", part, " ".join(map(str, SPEED_FACTORS)))
-    cuts = filter_cuts(cuts, length_filter or encoder_cut_filter(), part)
-    with_feats = _compute(cuts, feats_dir, num_jobs, part, executor, fbank)
-    with atomic_output(cuts_path) as tmp:
-        with_feats.to_file(tmp)
-    hours = sum(c.duration for c in with_feats) / 3600.0
+    try:
+        _run_pieces(specs, executor)
+    except OSError:  # a full disk: free the space unless finished pieces are worth keeping
+        if feats_dir.is_dir() and not any(feats_dir.glob("cuts-*-of-*.jsonl.gz")):
+            shutil.rmtree(feats_dir, ignore_errors=True)  # nothing finished to keep: free it
+        raise
+    if piece is not None:
+        return None
+    if num_pieces > 1:
+        _join_pieces([s.cuts_path for s in specs], cuts_path, part)
+    num_cuts, seconds = _count(cuts_path)
     logger.info(
-        "Part %s: %d cuts, %.3f h of features -> %s", part, len(with_feats), hours, cuts_path
+        "Part %s: %d cuts, %.3f h of features -> %s", part, num_cuts, seconds / 3600, cuts_path
     )
     return cuts_path
 
 
-def warn_shared_ids(
-    output_dir: Path, prefix: str, train_parts: Sequence[str], eval_parts: Sequence[str]
-) -> int:
-    """Logs a warning when a cut id of a training part is also in a dev/test part (the same
-    utterance trained on and scored: results that look better than they are); returns the count."""
+def _check_finished_kind(cuts_path: Path, part: str, fbank: str) -> None:
+    try:
+        check_feature_types(load_manifest_lazy(cuts_path), fbank, str(cuts_path), limit=1)
+    except ValueError as e:
+        raise FeatureError(
+            f"Part {part}: {e} Use another --output-dir for fbank {fbank!r} (or --force to "
+            f"replace these features)."
+        ) from None
 
-    def ids(part: str) -> set[str]:
-        path = Path(output_dir) / f"{prefix}_cuts_{part}.jsonl.gz"
-        if not path.is_file():
-            return set()
-        return {c.id for c in load_manifest_lazy(path) if not is_speed_perturbed(c.id)}
 
-    train_ids = set().union(*(ids(p) for p in train_parts)) if train_parts else set()
-    shared = sorted(train_ids & set().union(*(ids(p) for p in eval_parts))) if eval_parts else []
-    if shared:
-        logger.warning(
-            "%d cut id(s) are in a training part (%s) and a dev/test part (%s), e.g. %s",
-            len(shared), " ".join(train_parts), " ".join(eval_parts), shared[:5],
-        )  # fmt: skip
-    return len(shared)
+def _run_pieces(specs: list[PieceSpec], executor: Executor | None) -> None:
+    """Runs the pieces (in ``executor`` when there is more than one); every piece runs even when
+    another fails, then the first error is raised."""
+    if executor is None or len(specs) == 1:
+        for spec in specs:
+            _log_piece(compute_piece(spec))
+        return
+    futures = [executor.submit(compute_piece, spec) for spec in specs]
+    wait(futures)
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    for f in futures:
+        if f.exception() is None:
+            result = f.result()
+            _log_piece(result)
+            if not result.skipped:
+                _log_filter_counts(result)
+    if errors:
+        raise errors[0]
+
+
+def _count(cuts_path: Path) -> tuple[int, float]:
+    """(cuts, seconds) of a cuts file, read lazily."""
+    num, seconds = 0, 0.0
+    for cut in load_manifest_lazy(cuts_path):
+        num += 1
+        seconds += cut.duration
+    return num, seconds
+
+
+def _join_pieces(piece_paths: list[Path], cuts_path: Path, part: str) -> None:
+    """The part's cuts file: the pieces' cuts in order, streamed; then the pieces' cuts files go."""
+    num_kept = 0
+
+    def cuts() -> Iterator:
+        nonlocal num_kept
+        for path in piece_paths:
+            for cut in load_manifest_lazy(path):
+                num_kept += 1
+                yield cut
+
+    with atomic_output(cuts_path) as tmp:
+        CutSet(cuts()).to_file(tmp)
+        if num_kept == 0:
+            raise FeatureError(
+                f"Part {part}: no cut is left after the length filter (in any piece)"
+            )
+    for path in piece_paths:
+        path.unlink()
 
 
 def is_speed_perturbed(cut_id: str) -> bool:
@@ -275,37 +442,84 @@ def is_speed_perturbed(cut_id: str) -> bool:
     return any(cut_id.endswith(f"_sp{f}") for f in SPEED_FACTORS)
 
 
-def write_pretrain_cuts(output_dir: Path, prefix: str, parts: Sequence[str]) -> Path:
-    """``{prefix}_cuts_pretrain.jsonl.gz``: the cuts of ``parts`` (speed-perturbed copies left out)."""
+def warn_shared_ids(
+    output_dir: Path, prefix: str, train_parts: Sequence[str], eval_parts: Sequence[str]
+) -> int:
+    """Logs a warning when a cut id of a training part is also in a dev/test part (the same
+    utterance trained on and scored: results that look better than they are); returns the count.
+
+    Memory: the dev/test ids only (a set of strings, bounded by the dev/test parts' size); the
+    training parts are streamed past it.
+    """
+
+    def ids(part: str) -> Iterator[str]:
+        path = Path(output_dir) / f"{prefix}_cuts_{part}.jsonl.gz"
+        if path.is_file():
+            yield from (c.id for c in load_manifest_lazy(path) if not is_speed_perturbed(c.id))
+
+    eval_ids = set(itertools.chain.from_iterable(ids(p) for p in eval_parts))
+    if not eval_ids:
+        return 0
+    shared = 0
+    examples: list[str] = []
+    for cut_id in itertools.chain.from_iterable(ids(p) for p in train_parts):
+        if cut_id in eval_ids:
+            eval_ids.discard(cut_id)  # counted once
+            shared += 1
+            examples.append(cut_id)
+    if shared:
+        logger.warning(
+            "%d cut id(s) are in a training part (%s) and a dev/test part (%s), e.g. %s",
+            shared, " ".join(train_parts), " ".join(eval_parts), sorted(examples)[:5],
+        )  # fmt: skip
+    return shared
+
+
+def write_pretrain_cuts(
+    output_dir: Path, prefix: str, parts: Sequence[str], *, seed: int = 0
+) -> Path:
+    """``{prefix}_cuts_pretrain.jsonl.gz``: the cuts of ``parts`` (speed-perturbed copies left
+    out), shuffled with ``seed`` in bounded memory (:func:`write_shuffled_cuts`); a cut id in two
+    parts is an error."""
+    return write_union_cuts(output_dir, prefix, parts, PRETRAIN_NAME, seed=seed, speed_copies=False)
+
+
+def write_union_cuts(
+    output_dir: Path,
+    prefix: str,
+    parts: Sequence[str],
+    name: str,
+    *,
+    seed: int = 0,
+    speed_copies: bool = True,
+) -> Path:
+    """``{prefix}_cuts_{name}.jsonl.gz``: the cuts of ``parts``, globally shuffled with ``seed``
+    (``speed_copies`` False: speed-perturbed copies left out). Used for the pre-training union
+    and the optional fine-tuning union ``{prefix}_cuts_train.jsonl.gz``."""
     output_dir = Path(output_dir)
-    out = output_dir / f"{prefix}_cuts_{PRETRAIN_NAME}.jsonl.gz"
-    cuts = []
+    what = "Pre-training" if name == PRETRAIN_NAME else f"Fine-tuning union ({name})"
+    inputs = []
     for part in parts:
         path = output_dir / f"{prefix}_cuts_{part}.jsonl.gz"
         if not path.is_file():
             raise FeatureError(
-                f"Pre-training part {part}: cuts file {path} does not exist: the part has no "
+                f"{what} part {part}: cuts file {path} does not exist: the part has no "
                 f"manifests (stage 1 ignores a directory without LibriSpeech/Libri-Light audio; "
                 f"see its log) or it is not among this run's parts"
             )
-        try:
-            cuts.extend(c for c in load_manifest_lazy(path) if not is_speed_perturbed(c.id))
-        except (EOFError, OSError, ValueError) as e:  # a truncated or corrupt .jsonl.gz
-            raise FeatureError(
-                f"Pre-training part {part}: cannot read {path} ({type(e).__name__}: {e}); "
-                "re-run stage 2 for it with --force"
-            ) from e
-    seen: Counter[str] = Counter(c.id for c in cuts)
-    repeated = sorted(cut_id for cut_id, n in seen.items() if n > 1)
-    if repeated:
-        raise FeatureError(
-            f"Pre-training parts {' '.join(parts)}: {len(repeated)} cut id(s) occur more than "
-            f"once (the same utterance twice?), e.g. {repeated[:5]}"
+        inputs.append(path)
+    out = output_dir / f"{prefix}_cuts_{name}.jsonl.gz"
+    try:
+        stats = write_shuffled_cuts(
+            inputs,
+            out,
+            seed=seed,
+            keep=None if speed_copies else (lambda i: not is_speed_perturbed(i)),
         )
-    with atomic_output(out) as tmp:
-        CutSet.from_cuts(cuts).to_file(tmp)
-    hours = sum(c.duration for c in cuts) / 3600.0
+    except ValueError as e:  # a repeated id, or a truncated/corrupt input
+        raise FeatureError(f"{what} parts {' '.join(parts)}: {e}") from e
     logger.info(
-        "Pre-training cuts: %d (%.3f h) from %s -> %s", len(cuts), hours, " ".join(parts), out
-    )
+        "%s cuts: %d (%.3f h) from %s, shuffled (seed %d, %d bucket(s)) -> %s",
+        what, stats.num_cuts, stats.seconds / 3600, " ".join(parts), seed, stats.num_buckets, out,
+    )  # fmt: skip
     return out

@@ -243,7 +243,8 @@ def build_pretrain_task(
             frontend=model_config.frontend,
         )
 
-    strategy = create_input_strategy(data.on_the_fly_feats, model_config.fbank)
+    fbank_device = device if device.type == "cuda" and data.num_workers == 0 else "cpu"
+    strategy = create_input_strategy(data.on_the_fly_feats, model_config.fbank, fbank_device)
     return TaskSpec(
         kind="pretrain",
         model=model,

@@ -18,6 +18,7 @@ from torch import nn
 
 from w2vbert.data.filters import CutFilter, scan
 from w2vbert.data.fbank import check_feature_types
+from w2vbert.data.shar import is_shar_dir
 from w2vbert.model.conformer import ConformerEncoder
 from w2vbert.data.sampling import (
     DataConfig,
@@ -124,6 +125,7 @@ def run_training(
             compile_blocks(encoders)
 
         train_names = " ".join(map(str, data_config.train_cuts or ()))
+        needs_features = not data_config.on_the_fly_feats
 
         def loader(cuts, name: str, dataset, train: bool) -> torch.utils.data.DataLoader:
             """The DataLoader of ``cuts`` (filtered by the task), sharded by rank."""
@@ -143,19 +145,25 @@ def run_training(
         # every rank scans (the same file, at the same time): none waits for rank 0 at a
         # collective, and a bad file stops every rank with the same message
         epoch_seconds = None
+        paths = data_config.train_cuts or ()
         train_cuts = load_train_cuts(
-            data_config.train_cuts or (), "--train-cuts", train_config.seed
+            paths, "--train-cuts", train_config.seed, needs_features=needs_features
         )
         if data_config.scan_cuts:
+            # Shar: the cut manifests only (no feature or audio shards read)
+            shar = len(paths) == 1 and is_shar_dir(paths[0])
+            scan_cuts = (
+                load_cuts(paths[0], "--train-cuts", manifest_only=True) if shar else train_cuts
+            )
             _, epoch_seconds = scan(
-                train_cuts, task.make_cut_filter(), f"--train-cuts {train_names}"
+                scan_cuts, task.make_cut_filter(), f"--train-cuts {train_names}"
             )
             logger.info(f"Training data per epoch: {epoch_seconds / 3600:.2f} h")
         train_dl = loader(train_cuts, f"--train-cuts {train_names}", task.train_dataset, True)
         valid_dl = None
         if data_config.valid_cuts is not None:
             valid_dl = loader(
-                load_cuts(data_config.valid_cuts, "--valid-cuts"),
+                load_cuts(data_config.valid_cuts, "--valid-cuts", needs_features=needs_features),
                 f"--valid-cuts {data_config.valid_cuts}",
                 task.valid_dataset,
                 False,

@@ -176,3 +176,51 @@ def atomic_write_text(path: Path | str, text: str) -> None:
     """``Path(path).write_text(text)`` through :func:`atomic_output` (UTF-8)."""
     with atomic_text(path) as f:
         f.write(text)
+
+
+def remove_stale_partial_dirs(path: Path | str) -> list[Path]:
+    """Deletes the temporary directories of ``path`` (``.partial-<pid>.<name>``) whose writer
+    is gone; returns them."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f"{_PREFIX}*.{path.name}"):
+        if tmp.is_dir() and _is_stale(tmp, path.name):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
+@contextmanager
+def scratch_directory(path: Path | str) -> Iterator[Path]:
+    """An empty directory ``.partial-<pid>.<name>`` beside ``path`` for temporary files, deleted
+    at the end of the block (stale ones of killed writers first)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partial_dirs(path)
+    tmp = partial_path(path)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def atomic_directory(path: Path | str) -> Iterator[Path]:
+    """Yields an empty temporary directory that becomes ``path`` when the block succeeds (an
+    existing ``path`` is moved aside, replaced, then deleted); on an exception it is deleted and
+    ``path`` left as it was. Stale temporary directories of ``path`` are deleted first."""
+    path = Path(path)
+    old_name = path.with_name(path.name + ".old")
+    remove_stale_partial_dirs(old_name)
+    with scratch_directory(path) as tmp:
+        yield tmp
+        old = None
+        if path.exists():
+            old = partial_path(old_name)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,90 @@
+"""Training input from Lhotse Shar directories (``cuts.NNNNNN.jsonl.gz`` plus ``features.*.tar``
+or ``recording.*.tar`` shards, as stage 2's ``--shar-dir`` writes them).
+
+:func:`open_shar` reads a directory lazily with the shard order shuffled; :class:`SharSampler`
+(a ``DynamicBucketingSampler``) sets the shard shuffle to ``Random(seed + epoch)`` on every
+``set_epoch``, so the order of an epoch is a function of (seed, epoch) only.
+
+Resume guarantee (tested in tests/test_data_shar.py): Lhotse's sampler ``load_state_dict`` does
+not store a position in the data; it calls ``set_epoch(epoch)`` and re-draws the epoch's
+consumed batches (``diagnostics`` ``total_batches``, which the recipe sets to the batches
+actually trained). Over Shar this re-reads those shards (their tar members too: I/O of the
+consumed part of the epoch, no training compute) and then yields exactly the batches an
+uninterrupted run yields next, given the same directory, seed, world size and sampler settings.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lhotse import CutSet
+from lhotse.dataset import DynamicBucketingSampler
+from lhotse.shar.readers.lazy import LazySharIterator
+
+
+def is_shar_dir(path: Path | str) -> bool:
+    """A directory holding Shar cut shards ``cuts.*.jsonl*``."""
+    path = Path(path)
+    return path.is_dir() and any(path.glob("cuts.*.jsonl*"))
+
+
+def shar_fields(path: Path | str) -> dict[str, list[Path]]:
+    """``{field: sorted shard paths}`` of a Shar directory (``cuts`` included)."""
+    fields: dict[str, list[Path]] = {}
+    for p in sorted(Path(path).iterdir()):
+        if p.is_file() and not p.name.startswith("."):
+            fields.setdefault(p.name.split(".")[0], []).append(p)
+    return fields
+
+
+def open_shar(
+    path: Path | str,
+    what: str = "--train-cuts",
+    *,
+    manifest_only: bool = False,
+    needs_features: bool = False,
+) -> CutSet:
+    """A lazy CutSet over a Shar directory, shards shuffled (seed set by :class:`SharSampler`).
+
+    ``manifest_only``: the cuts only (no tar reads; for scans). ``needs_features``: an error
+    naming ``what`` when the shards hold no features (audio only needs --on-the-fly-feats).
+    """
+    fields = shar_fields(path)
+    counts = {name: len(paths) for name, paths in fields.items()}
+    if len(set(counts.values())) != 1:
+        raise ValueError(f"{what} {path}: the Shar fields have different shard counts: {counts}")
+    if needs_features and "features" not in fields:
+        raise ValueError(
+            f"{what} {path}: the Shar shards hold {sorted(set(fields) - {'cuts'})} but no features; "
+            "train with --on-the-fly-feats (fbank computed from the audio)"
+        )
+    if manifest_only:
+        fields = {"cuts": fields["cuts"]}
+    return CutSet.from_shar(fields=fields, shuffle_shards=True, stateful_shuffle=True, seed=0)
+
+
+def shar_source(cuts: CutSet) -> LazySharIterator | None:
+    """The Shar reader under ``cuts`` (through lazy filters/maps), or None."""
+    node: Any = cuts.data
+    while node is not None:
+        if isinstance(node, LazySharIterator):
+            return node
+        node = getattr(node, "iterator", None)
+    return None
+
+
+class SharSampler(DynamicBucketingSampler):
+    """A DynamicBucketingSampler whose ``set_epoch`` also sets the Shar shard order to
+    ``Random(seed + epoch)`` (Lhotse's own counter only counts completed passes, which a
+    resumed run has not made)."""
+
+    def __init__(self, cuts: CutSet, *args: Any, source: LazySharIterator, **kwargs: Any) -> None:
+        self.source = source
+        source.seed = kwargs.get("seed", 0)
+        source.epoch = 0
+        super().__init__(cuts, *args, **kwargs)
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.source.epoch = epoch
