@@ -49,6 +49,8 @@ init_from=""
 continue_pretraining=true
 fbank=""                 # icefall | w2v-bert-2.0 (default: w2v-bert-2.0 with --init-from, else icefall)
 init_pretrain_args=""    # stage-4 flags used only with --init-from (default: the corpus conf's)
+pretrain_shar=""         # none | features | audio: pre-train from Lhotse Shar shards (default: the conf's)
+shar_shard_size=1000     # cuts per Shar shard
 
 help_message=$(cat <<'HELP'
 Usage: ./run.sh [options]
@@ -100,6 +102,11 @@ Options:
   --fbank KIND               icefall | w2v-bert-2.0 (default: w2v-bert-2.0 with --init-from);
                              features of a kind other than icefall go to <data-dir>/fbank-KIND/
   --init-pretrain-args "..." stage-4 flags for continued pre-training (default: the conf's)
+  --pretrain-shar KIND       none | features | audio: stage 2 also writes the pre-training cuts
+                             as Lhotse Shar (shards with the fbank, or the audio only, fbank then
+                             computed in training) and stage 4 reads them, shard order shuffled
+                             per epoch (default: features for librilight, else none)
+  --shar-shard-size N        cuts per Shar shard (default 1000)
   Defaults per corpus: egs/librispeech/conf/<corpus>.sh.
 Each stage logs to <exp-dir>/log/stage-N-NAME.log; a finished stage leaves stage-N-NAME.done.
 HELP

@@ -5,6 +5,10 @@ _cuts() {  # _cuts PART: the fbank cuts file of a part
   echo "${fbank_dir:-$data_dir/fbank}/${prefix}_cuts_$1.jsonl.gz"
 }
 
+_shar_dir() {  # the Shar directory of the pre-training cuts (--pretrain-shar features|audio)
+  echo "${fbank_dir:-$data_dir/fbank}/${prefix}_shar_pretrain"
+}
+
 _first() { echo "$1"; }  # _first WORD...: the first word, e.g. the first of several dev parts
 
 _librispeech_parts() {  # the LibriSpeech parts the configuration uses (fine-tuning, dev, test,
@@ -47,9 +51,10 @@ _settings() {  # _settings NAME...: "var=value ..." of the globals that the stag
     printf '%s=%q ' "$v" "${!v-}"
   done
   # settings added later enter only when set, so that existing runs keep their fingerprints
-  for v in fbank init_from init_pretrain_args continue_pretraining; do
+  for v in fbank init_from init_pretrain_args continue_pretraining pretrain_shar; do
     case "$v=${!v-}" in
       fbank=|fbank=icefall|init_from=|init_pretrain_args=|continue_pretraining=|continue_pretraining=true) ;;
+      pretrain_shar=|pretrain_shar=none) ;;
       *) printf '%s=%q ' "$v" "${!v}" ;;
     esac
   done
@@ -58,10 +63,15 @@ _settings() {  # _settings NAME...: "var=value ..." of the globals that the stag
 _pretrain() {  # _pretrain EXP_DIR [more flags]: stage 4's command (also used by stage 8);
   # with $init_from it continues that model's pre-training (its config, not the preset's) with
   # $init_pretrain_args (e.g. a lower peak lr and a short warm-up)
-  local dir=$1 init=(); shift
+  local dir=$1 init=() train=(); shift
   [ -n "${init_from:-}" ] && read -r -a init <<< "--init-from $init_from ${init_pretrain_args:-}"
+  case ${pretrain_shar:-none} in  # Shar shards (stage 2 --shar-dir), shuffled per epoch
+    none) train=("$(_cuts pretrain)") ;;
+    features) train=("$(_shar_dir)") ;;
+    audio) train=("$(_shar_dir)" --on-the-fly-feats) ;;  # fbank computed in training
+  esac
   launch_training w2vbert.pretrain --exp-dir "$dir" \
-    --train-cuts "$(_cuts pretrain)" --valid-cuts "$(_cuts "$(_first $dev_parts)")" \
+    --train-cuts "${train[@]}" --valid-cuts "$(_cuts "$(_first $dev_parts)")" \
     --model-preset "$pretrain_preset" --num-epochs "$pretrain_epochs" \
     --max-duration "$pretrain_max_duration" --base-lr "$pretrain_lr" --seed "$seed" \
     $pretrain_extra_args "${init[@]}" "$@"
@@ -154,13 +164,19 @@ run_recipe_stage() {
       run_stage 1 manifests _forced python local/prepare_manifests.py --corpus-dir "${dirs[@]}" \
         --output-dir "$data_dir/manifests" --prefix "$prefix" --nj "$nj" "${more[@]}" ;;
     2)
-      local sp=() fb=() tp=(); [ "$speed_perturb" = true ] && sp=(--speed-perturb)
+      local sp=() fb=() tp=() sh=(); [ "$speed_perturb" = true ] && sp=(--speed-perturb)
+      case ${pretrain_shar:-none} in
+        none) ;;
+        features|audio) sh=(--shar-dir "$(_shar_dir)" --shar-fields "$pretrain_shar"
+                            --shar-shard-size "${shar_shard_size:-1000}") ;;
+        *) echo "run.sh: unknown --pretrain-shar '$pretrain_shar' (expected none, features or audio)" >&2; return 2 ;;
+      esac
       [ "${fbank:-icefall}" != icefall ] && fb=(--fbank "$fbank")  # (absent: old fingerprints hold)
       # only the fine-tuning parts are speed-perturbed (not train-* parts used for pre-training only)
       [ "$synthetic" != true ] && tp=(--train-parts $train_parts)
       run_stage 2 fbank _forced python local/compute_fbank.py --manifest-dir "$data_dir/manifests" \
         --output-dir "${fbank_dir:-$data_dir/fbank}" "${fb[@]}" --prefix "$prefix" --nj "$nj" \
-        --pretrain-parts $unlabelled_parts "${tp[@]}" "${sp[@]}" ;;
+        --pretrain-parts $unlabelled_parts "${tp[@]}" "${sp[@]}" "${sh[@]}" ;;
     3)
       local transcripts=(); for p in $train_parts; do transcripts+=("$(_cuts "$p")"); done
       run_stage 3 bpe _forced python local/train_bpe.py --lang-dir "$lang_dir" --vocab-size "$bpe_vocab_size" \

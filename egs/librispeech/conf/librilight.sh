@@ -16,3 +16,6 @@ esac
 librilight_corpus_dir=$download_dir/LibriLight
 unlabelled_parts=$librilight_parts
 : "${librilight_max_cut_duration:=30}"
+# 60k h: pre-training reads globally shuffled Shar shards (stage 2 --shar-dir), not one manifest
+# in recording order; --pretrain-shar audio stores the audio instead (fbank on the fly, on the GPU)
+: "${pretrain_shar:=features}"
