@@ -49,7 +49,7 @@ def _commands(out: subprocess.CompletedProcess) -> dict[int, str]:
         if m:
             current = int(m.group(1))
             commands[current] = m.group(2)
-        elif line.startswith("    python") and current is not None:
+        elif line.startswith(("    python", "    torchrun", "    srun")) and current is not None:
             if commands[current].startswith("_"):  # the function line: replaced by what it runs
                 commands[current] = ""
             commands[current] += line.strip() + "\n"
@@ -168,3 +168,19 @@ def test_librilight_stages_0_to_4_pretrain_on_joined_vad_segments(tmp_path, tree
     log = (tmp_path / "exp" / "log" / "stage-4-pretrain.log").read_text()
     assert f"kept {len(sups)}/{len(sups)} cuts" in log  # pre-trained on every joined segment
     assert (tmp_path / "exp" / "pretrain" / "epoch-1.pt").is_file()
+
+
+def test_the_paper_configuration_pretrains_xl_for_400k_updates_of_a_global_batch(tmp_path, trees):
+    librispeech, libri_light = trees
+    out = _run_sh(tmp_path, "--dry-run", "true", "--corpus", "librilight-paper",
+                  "--librispeech-dir", str(librispeech), "--librilight-dir", str(libri_light),
+                  "--launcher", "torchrun", "--num-gpus", "8")  # fmt: skip
+    cmd = _commands(out)
+    assert _flag(cmd[0], "--librilight") == ["small", "medium", "large"]  # all 60k h
+    pretrain = cmd[4]
+    assert pretrain.startswith("torchrun --standalone --nproc-per-node 8 -m w2vbert.pretrain")
+    for flag, value in [("--model-preset", "xl"), ("--base-lr", "2e-3"), ("--warmup-steps", "25000"),
+                        ("--global-batch-duration", "30720"), ("--max-steps", "400000"),
+                        ("--max-duration", "1440"), ("--world-size", "8")]:  # fmt: skip
+        assert _flag(pretrain, flag) == [value], flag
+    assert _flag(pretrain, "--train-cuts") == [str(tmp_path / "data/fbank/librilight_shar_pretrain")]

@@ -66,6 +66,6 @@ launch_training() {  # launch_training MODULE ARGS...: run the training module a
   if [ "${launcher:-local}" != local ] || [ "$world" -gt 1 ]; then
     cmd+=(--world-size "$world")  # (one local process: the command as it always was)
   fi
-  echo "launch: $(printf '%q ' "${cmd[@]}")" >&2
+  [ "${dry_run:-false}" = true ] || echo "launch: $(printf '%q ' "${cmd[@]}")" >&2
   "${cmd[@]}"
 }

@@ -73,7 +73,7 @@ run_stage() {
       ( python() { printf '    python'; printf ' %q' "$@"; echo; }
         torchrun() { printf '    torchrun'; printf ' %q' "$@"; echo; }  # (utils/launch.sh)
         srun() { printf '    srun'; printf ' %q' "$@"; echo; }
-        "$@" 2>/dev/null ) || true
+        "$@" ) || true
     fi
     return 0
   fi
