@@ -65,12 +65,18 @@ def open_shar(
 
 
 def shar_source(cuts: CutSet) -> LazySharIterator | None:
-    """The Shar reader under ``cuts`` (through lazy filters/maps), or None."""
+    """The Shar reader under ``cuts`` (through lazy filters/maps, which may wrap a CutSet or its
+    iterator), or None."""
     node: Any = cuts.data
-    while node is not None:
+    for _ in range(100):  # a chain of lazy wrappers; an eager list ends it
         if isinstance(node, LazySharIterator):
             return node
-        node = getattr(node, "iterator", None)
+        if isinstance(node, CutSet):
+            node = node.data
+        else:
+            node = getattr(node, "iterator", None)
+        if node is None:
+            return None
     return None
 
 
