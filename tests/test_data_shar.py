@@ -13,13 +13,18 @@ from lhotse import CutSet
 from lhotse.dataset import OnTheFlyFeatures
 
 from w2vbert.data.fbank import fbank_extractor
-from w2vbert.data.sampling import DataConfig, create_sampler, load_cuts, sampler_state_dict
+from w2vbert.data.sampling import (
+    DataConfig,
+    create_sampler,
+    load_cuts,
+    sampler_state_dict,
+)
 from w2vbert.data.shar import SharSampler, shar_source
 from w2vbert.prep.compute_features import (
     compute_fbank_part,
     training_cut_filter,
-    write_pretrain_cuts,
 )
+from w2vbert.prep.cut_unions import write_pretrain_cuts
 from w2vbert.prep.manifests import prepare_manifests
 from w2vbert.prep.shar_export import write_shar
 
