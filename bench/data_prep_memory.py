@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Peak RSS of stages 1 and 2 for corpora 1x, 10x and 100x the size of the mini corpus.
 
-  python3 bench/data_prep_memory.py                       # scales 1 10 100, ~5 min on 2 cores
+  python3 bench/data_prep_memory.py                       # scales 1 10 100: 8-11 min on 2 shared cores
   python3 bench/data_prep_memory.py --scales 1 10 --keep  # keep the work dir to look at
 
 Each scale is a corpus of the mini corpus's shape (per 1x: 330 LibriSpeech-layout training

@@ -125,15 +125,12 @@ def main() -> None:
     import torch
 
     from w2vbert.prep.compute_features import (
-        PRETRAIN_NAME,
-        TRAIN_UNION_NAME,
         compute_fbank_part,
         find_manifest_parts,
         training_cut_filter,
         untranscribed_parts,
-        warn_shared_ids,
-        write_union_cuts,
     )
+    from w2vbert.prep.cut_unions import PRETRAIN_NAME, warn_shared_ids, write_unions
     from w2vbert.prep.shar_export import write_shar
     from w2vbert.util.lock import DirectoryLock
     from w2vbert.util.log import setup_cli_logging
@@ -194,31 +191,14 @@ def main() -> None:
             logging.info("Piece %d of %d done; join with a run without --piece", args.piece, num_pieces)
             return
         warn_shared_ids(args.output_dir, args.prefix, train_parts, eval_parts)
-        unions = [(PRETRAIN_NAME, pretrain_parts, False)]
-        if args.train_union:
-            unions.append((TRAIN_UNION_NAME, train_parts, True))
-        for name, union_parts, speed_copies in unions:
-            out = args.output_dir / f"{args.prefix}_cuts_{name}.jsonl.gz"
-            inputs = [args.output_dir / f"{args.prefix}_cuts_{p}.jsonl.gz" for p in union_parts]
-            if not union_parts:
-                logging.info("No parts for %s: not written", out)
-            elif not args.force and _newer_than(out, inputs):
-                logging.info("%s is newer than its parts' cuts, skipping", out)
-            else:
-                write_union_cuts(args.output_dir, args.prefix, union_parts, name,
-                                 seed=args.shuffle_seed, speed_copies=speed_copies)  # fmt: skip
+        write_unions(args.output_dir, args.prefix, pretrain_parts,
+                     train_parts if args.train_union else None,
+                     seed=args.shuffle_seed, force=args.force)  # fmt: skip
         if args.shar_dir is not None:
             pretrain = args.output_dir / f"{args.prefix}_cuts_{PRETRAIN_NAME}.jsonl.gz"
             write_shar(pretrain, args.shar_dir, fields=args.shar_fields,
                        shard_size=args.shar_shard_size, force=args.force)  # fmt: skip
 
-
-def _newer_than(out: Path, inputs: list[Path]) -> bool:
-    """``out`` exists and is newer than every existing input (make's rule)."""
-    if not out.is_file():
-        return False
-    mtime = out.stat().st_mtime_ns
-    return all(not p.is_file() or p.stat().st_mtime_ns <= mtime for p in inputs)
 
 if __name__ == "__main__":  # required: --nj > 1 spawns worker processes that import this file
     from w2vbert.util.log import run_main

@@ -20,8 +20,8 @@ from w2vbert.prep.compute_features import (
     FeatureError,
     compute_fbank_part,
     training_cut_filter,
-    write_pretrain_cuts,
 )
+from w2vbert.prep.cut_unions import write_pretrain_cuts
 from w2vbert.prep.espeak import resample
 from w2vbert.prep.manifests import prepare_manifests
 

@@ -134,7 +134,8 @@ def test_the_same_utterance_twice_in_the_pretraining_union_is_an_error(tmp_path)
     from lhotse import CutSet
     from lhotse.testing.dummies import dummy_cut
 
-    from w2vbert.prep.compute_features import FeatureError, write_pretrain_cuts
+    from w2vbert.prep.compute_features import FeatureError
+    from w2vbert.prep.cut_unions import write_pretrain_cuts
 
     for part in ("a", "b"):
         CutSet.from_cuts([dummy_cut(i) for i in (0, 1)]).to_file(
@@ -225,7 +226,7 @@ def test_a_cut_in_both_a_training_and_a_dev_part_is_a_warning(tmp_path, caplog):
     from lhotse import CutSet
     from lhotse.testing.dummies import dummy_cut
 
-    from w2vbert.prep.compute_features import warn_shared_ids
+    from w2vbert.prep.cut_unions import warn_shared_ids
 
     for part, ids in (("train-a", (0, 1, 2)), ("dev-a", (2, 3))):
         CutSet.from_cuts([dummy_cut(i) for i in ids]).to_file(tmp_path / f"x_cuts_{part}.jsonl.gz")

@@ -11,6 +11,13 @@ consumed batches (``diagnostics`` ``total_batches``, which the recipe sets to th
 actually trained). Over Shar this re-reads those shards (their tar members too: I/O of the
 consumed part of the epoch, no training compute) and then yields exactly the batches an
 uninterrupted run yields next, given the same directory, seed, world size and sampler settings.
+Without :class:`SharSampler` it is not: Lhotse's reader counts completed passes itself
+(``stateful_shuffle``), which a resumed process has not made, so the resumed epoch would get
+another shard order (the runner's sampler finds the reader through its cut filter).
+
+Costs to know: every DDP rank reads every shard (the sampler keeps its rank's share of the
+batches, as with a cuts file); at start the sampler's duration-bin estimate reads the first
+10,000 cuts (with their tar data), and the runner's scan reads only ``cuts.*.jsonl.gz``.
 """
 
 from __future__ import annotations
@@ -65,12 +72,18 @@ def open_shar(
 
 
 def shar_source(cuts: CutSet) -> LazySharIterator | None:
-    """The Shar reader under ``cuts`` (through lazy filters/maps), or None."""
+    """The Shar reader under ``cuts`` (through lazy filters/maps, which may wrap a CutSet or its
+    iterator), or None."""
     node: Any = cuts.data
-    while node is not None:
+    for _ in range(100):  # a chain of lazy wrappers; an eager list ends it
         if isinstance(node, LazySharIterator):
             return node
-        node = getattr(node, "iterator", None)
+        if isinstance(node, CutSet):
+            node = node.data
+        else:
+            node = getattr(node, "iterator", None)
+        if node is None:
+            return None
     return None
 
 
