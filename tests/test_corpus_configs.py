@@ -100,7 +100,10 @@ def test_dry_run_shows_the_parts_each_configuration_downloads_pretrains_and_fine
     fbank = tmp_path / "data" / "fbank"
     cuts = [str(fbank / f"{prefix}_cuts_{p}.jsonl.gz") for p in finetune_parts]
     assert _flag(cmd[3], "--transcripts") == cuts
-    assert cmd[5].count("w2vbert.finetune") == 1 and _flag(cmd[5], "--train-cuts") == cuts
+    several = len(finetune_parts) > 1  # then one shuffled union of them (stage 2 --train-union)
+    assert ("--train-union" in cmd[2].split()) == several
+    union = [str(fbank / f"{prefix}_cuts_train.jsonl.gz")] if several else cuts
+    assert cmd[5].count("w2vbert.finetune") == 1 and _flag(cmd[5], "--train-cuts") == union
     if librilight:  # pre-training from Shar shards that stage 2 writes
         shar = str(fbank / f"{prefix}_shar_pretrain")
         assert _flag(cmd[2], "--shar-dir") == [shar] and _flag(cmd[2], "--shar-fields") == ["features"]
@@ -148,7 +151,9 @@ def test_librispeech_configurations_run_on_a_simulated_tree(
     if last_stage < 7:
         return
     log = (tmp_path / "exp" / "log" / "stage-5-finetune.log").read_text()
-    assert "--train-cuts: 27 cuts from 3 manifests, interleaved at random" in log  # 3 x 3 x 3 sp
+    union = load_manifest(fbank / "librispeech_cuts_train.jsonl.gz")  # what stage 5 trained on
+    assert len(union) == 27 and {c.id.split("-")[0] for c in union} == {"100", "101", "102"}
+    assert "--train-cuts " + str(fbank / "librispeech_cuts_train.jsonl.gz") in log  # 3 x 3 x 3 sp
     assert list((tmp_path / "exp" / "finetune").glob("encoder*.onnx"))  # stage 7 exported
 
 

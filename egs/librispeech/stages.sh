@@ -87,8 +87,9 @@ _finetune() {  # _finetune EXP_DIR INIT_FROM [more flags]: stage 5's command (al
   else
     read -r -a args <<< "$finetune_init_args"
   fi
-  local part train=()  # every fine-tuning part: w2vbert.finetune reads them as one shuffled set
-  for part in $train_parts; do train+=("$(_cuts "$part")"); done
+  local train=("$(_cuts "$(_first $train_parts)")")
+  # several fine-tuning parts: the globally shuffled union that stage 2 writes (--train-union)
+  [ "$(echo $train_parts | wc -w)" -gt 1 ] && train=("$(_cuts train)")
   launch_training w2vbert.finetune --exp-dir "$dir" --init-from "$init" "${args[@]}" \
     --bpe-model "$lang_dir/bpe.model" \
     --train-cuts "${train[@]}" --valid-cuts "$(_cuts "$(_first $dev_parts)")" \
@@ -174,6 +175,7 @@ run_recipe_stage() {
       [ "${fbank:-icefall}" != icefall ] && fb=(--fbank "$fbank")  # (absent: old fingerprints hold)
       # only the fine-tuning parts are speed-perturbed (not train-* parts used for pre-training only)
       [ "$synthetic" != true ] && tp=(--train-parts $train_parts)
+      [ "$(echo $train_parts | wc -w)" -gt 1 ] && tp+=(--train-union)  # one shuffled set (stage 5)
       run_stage 2 fbank _forced python local/compute_fbank.py --manifest-dir "$data_dir/manifests" \
         --output-dir "${fbank_dir:-$data_dir/fbank}" "${fb[@]}" --prefix "$prefix" --nj "$nj" \
         --pretrain-parts $unlabelled_parts "${tp[@]}" "${sp[@]}" "${sh[@]}" ;;
