@@ -131,10 +131,20 @@ def worker(a: argparse.Namespace) -> None:
     sampler.join()
     step = sorted(times)[len(times) // 2]
     audio = float(lens.sum()) / 100.0
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)  # the step's FLOPs (matmuls, convolutions, SDPA)
+    with counter:
+        run().float().square().mean().backward()
+    flops = counter.get_total_flops()
+    from _harness import matmul_gflops
+
+    peak_gflops = matmul_gflops(device=a.device) if device.type == "cpu" else None
     peak = ((torch.cuda.max_memory_allocated() - base) / 2**20 if device.type == "cuda"
             else max(sampled) - base_rss)  # fmt: skip
     Path(a.result).write_text(json.dumps({"impl": a.impl, "step_s": step, "audio_s_per_s": audio / step,
-                                          "peak_mb": peak, "params": sum(p.numel() for p in model.parameters())}))  # fmt: skip
+                                          "peak_mb": peak, "params": sum(p.numel() for p in model.parameters()),
+                                          "gflop": flops / 1e9, "matmul_peak_gflops": peak_gflops}))  # fmt: skip
 
 
 def main() -> None:
@@ -175,10 +185,16 @@ def main() -> None:
     size = "24 x 1024" if a.full else f"{a.layers} x {a.dim}"
     print(f"\nw2v-BERT 2.0 encoder ({size}, {hf['params'] / 1e6:.1f}M parameters), forward + backward, "
           f"{a.batch} x {a.seconds:g} s, {a.device}, {a.threads} threads")  # fmt: skip
-    print("| implementation | step (s) | audio-s/s | peak memory (MiB) |")
-    print("|---|---|---|---|")
+    print("| implementation | step (s) | audio-s/s | peak memory (MiB) | GFLOP/step | GFLOP/s |")
+    print("|---|---|---|---|---|---|")
     for name, r in (("transformers Wav2Vec2BertModel", hf), ("ours (w2v-bert-2.0 config)", ours)):
-        print(f"| {name} | {r['step_s']:.3f} | {r['audio_s_per_s']:.1f} | {r['peak_mb']:.0f} |")
+        print(f"| {name} | {r['step_s']:.3f} | {r['audio_s_per_s']:.1f} | {r['peak_mb']:.0f} | "
+              f"{r['gflop']:.1f} | {r['gflop'] / r['step_s']:.0f} |")  # fmt: skip
+    peaks = [r["matmul_peak_gflops"] for r in (hf, ours) if r["matmul_peak_gflops"]]
+    if peaks:  # the fastest any implementation of our FLOPs could be, against transformers' step
+        ceiling = hf["step_s"] / (ours["gflop"] / max(peaks))
+        print(f"\nfp32 matmul peak {max(peaks):.0f} GFLOP/s: our step's {ours['gflop']:.1f} GFLOP at that "
+              f"peak would take {ours['gflop'] / max(peaks):.3f} s, {ceiling:.2f}x transformers' step")  # fmt: skip
     speed = ours["audio_s_per_s"] / hf["audio_s_per_s"]
     memory = ours["peak_mb"] / max(hf["peak_mb"], 1e-9)
     print(f"\nspeed {speed:.2f}x (goal >= 2), peak memory {memory:.2f}x (goal <= 0.6), "
