@@ -79,10 +79,11 @@ def test_librilight_shar_torchrun_pretraining_survives_kill_9(tmp_path):
     assert (tmp_path / "ref/pretrain/checkpoint-2.pt.rank1").is_file()  # 2 ranks trained
     ref = torch.load(tmp_path / "ref/pretrain/epoch-3.pt", weights_only=False)
 
-    # the same stage 4, killed with SIGKILL once its first mid-training checkpoint is written
+    # the same stage 4, killed with SIGKILL once its first mid-training checkpoint is complete
+    # (rank 0's file is renamed last, after the ranks' side files)
     killed = tmp_path / "killed"
     _run_sh(tmp_path, "killed", *trees, "--stage", "4", "--stop-stage", "4",
-            kill_when=lambda: any((killed / "pretrain").glob("checkpoint-*.pt.rank1")))  # fmt: skip
+            kill_when=lambda: any((killed / "pretrain").glob("checkpoint-*.pt")))  # fmt: skip
     assert not (killed / "pretrain/epoch-3.pt").exists()
     out = _run_sh(tmp_path, "killed", *trees, "--stage", "4", "--stop-stage", "4")  # re-run
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

@@ -115,7 +115,12 @@ class DataConfig:
 
 
 def load_cuts(
-    path: Path | str | None, what: str, *, manifest_only: bool = False, needs_features: bool = False
+    path: Path | str | None,
+    what: str,
+    *,
+    manifest_only: bool = False,
+    needs_features: bool = False,
+    split_by_rank: bool = False,
 ) -> CutSet:
     """Open a Lhotse CutSet lazily: a cuts file, or a Shar directory (:func:`open_shar`, whose
     ``manifest_only``/``needs_features`` these are); a missing file gives an error naming the flag."""
@@ -123,7 +128,10 @@ def load_cuts(
         raise ValueError(f"{what} is required, but was not given.")
     path = Path(path)
     if is_shar_dir(path):
-        return open_shar(path, what, manifest_only=manifest_only, needs_features=needs_features)
+        return open_shar(
+            path, what, manifest_only=manifest_only, needs_features=needs_features,
+            split_by_rank=split_by_rank,
+        )  # fmt: skip
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path} does not exist.")
     try:

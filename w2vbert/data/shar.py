@@ -5,6 +5,13 @@ or ``recording.*.tar`` shards, as stage 2's ``--shar-dir`` writes them).
 (a ``DynamicBucketingSampler``) sets the shard shuffle to ``Random(seed + epoch)`` on every
 ``set_epoch``, so the order of an epoch is a function of (seed, epoch) only.
 
+Under DDP (``split_by_rank``) each rank reads only its own shards: the epoch's shard order, the
+same on every rank, is dealt out ``shards[rank::world_size]`` (Lhotse's ``split_for_dataloading``),
+and each rank's sampler batches its own cuts (no I/O of the other ranks' shards, which a sampler
+sharding batches would read and drop). The ranks' cut counts then differ by up to a shard, so the
+trainer ends an epoch for all ranks when the first runs out (``Trainer(rank_local_data=True)``):
+at most about one shard per rank of an epoch is left out, a different one each epoch.
+
 Resume guarantee (tested in tests/test_data_shar.py): Lhotse's sampler ``load_state_dict`` does
 not store a position in the data; it calls ``set_epoch(epoch)`` and re-draws the epoch's
 consumed batches (``diagnostics`` ``total_batches``, which the recipe sets to the batches
@@ -22,6 +29,7 @@ batches, as with a cuts file); at start the sampler's duration-bin estimate read
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +59,14 @@ def open_shar(
     *,
     manifest_only: bool = False,
     needs_features: bool = False,
+    split_by_rank: bool = False,
 ) -> CutSet:
     """A lazy CutSet over a Shar directory, shards shuffled (seed set by :class:`SharSampler`).
 
     ``manifest_only``: the cuts only (no tar reads; for scans). ``needs_features``: an error
     naming ``what`` when the shards hold no features (audio only needs --on-the-fly-feats).
+    ``split_by_rank``: this DDP rank's shards only (see the module docstring); there must be at
+    least as many shards as ranks.
     """
     fields = shar_fields(path)
     counts = {name: len(paths) for name, paths in fields.items()}
@@ -68,7 +79,16 @@ def open_shar(
         )
     if manifest_only:
         fields = {"cuts": fields["cuts"]}
-    return CutSet.from_shar(fields=fields, shuffle_shards=True, stateful_shuffle=True, seed=0)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if split_by_rank and counts.get("cuts", 0) < world_size:
+        raise ValueError(
+            f"{what} {path}: {counts.get('cuts', 0)} Shar shard(s) for {world_size} ranks: each "
+            "rank reads its own shards; write smaller shards (stage 2 --shar-shard-size)"
+        )
+    return CutSet.from_shar(
+        fields=fields, shuffle_shards=True, stateful_shuffle=True, seed=0,
+        split_for_dataloading=split_by_rank,
+    )  # fmt: skip
 
 
 def shar_source(cuts: CutSet) -> LazySharIterator | None:

@@ -108,7 +108,9 @@ class Trainer:
     ``params`` is stored in every checkpoint (must hold ``kind`` and ``model_config``).
     ``sampler_state_fn(sampler, consumed)`` returns the sampler state to save after ``consumed`` batches.
     ``data_settings`` (the data-loading config as a dict) is saved too, so that a resume with other
-    batching is refused. The trainer holds ``<exp_dir>/.lock`` (one writer per exp dir) from its
+    batching is refused. ``rank_local_data``: each rank's loader yields its own data, in numbers
+    that may differ (Shar shards split by rank): every batch, the ranks agree whether all have one,
+    and the epoch ends for all when the first runs out. The trainer holds ``<exp_dir>/.lock`` (one writer per exp dir) from its
     creation to the end of :meth:`train`.
     """
 
@@ -129,6 +131,7 @@ class Trainer:
         find_unused_parameters: bool = False,
         epoch_audio_seconds: float | None = None,
         data_settings: dict[str, Any] | None = None,
+        rank_local_data: bool = False,
     ) -> None:
         for key in ("kind", "model_config"):
             if key not in params:
@@ -142,6 +145,7 @@ class Trainer:
         self.epoch_audio_seconds = epoch_audio_seconds
         self.exp_dir = Path(config.exp_dir)
         self.data_settings = data_settings
+        self.rank_local_data = rank_local_data and dist_info.distributed
         self._lock = self._take_lock()
         self.state = TrainState(epoch=1)
         self.generators = checkpoints.find_generators(model)
@@ -557,13 +561,18 @@ class Trainer:
             try:
                 batch = next(it)
             except StopIteration:
-                return
+                batch = None
             except BatchLoadError as e:
                 step = self.state.batch_idx_train + 1
                 save_failed_batch(
                     self.exp_dir, {"cut_ids": e.cut_ids}, step, self.dist.rank, str(e)
                 )
                 raise
+            if self.rank_local_data:  # uneven ranks: the epoch ends when the first runs out
+                if any_true(batch is None, self.dist, self.device):
+                    return
+            elif batch is None:
+                return
             yield batch
 
     def _epoch_iterator(self):

@@ -127,8 +127,11 @@ def run_training(
         train_names = " ".join(map(str, data_config.train_cuts or ()))
         needs_features = not data_config.on_the_fly_feats
 
-        def loader(cuts, name: str, dataset, train: bool) -> torch.utils.data.DataLoader:
-            """The DataLoader of ``cuts`` (filtered by the task), sharded by rank."""
+        def loader(
+            cuts, name: str, dataset, train: bool, rank_local: bool = False
+        ) -> torch.utils.data.DataLoader:
+            """The DataLoader of ``cuts`` (filtered by the task), sharded by rank (``rank_local``:
+            ``cuts`` are already this rank's own)."""
             if not data_config.on_the_fly_feats:
                 check_feature_types(cuts, task.fbank, name)
             cuts = cuts.filter(task.make_cut_filter())
@@ -136,8 +139,8 @@ def run_training(
                 cuts,
                 data_config,
                 train=train,
-                world_size=info.world_size,
-                rank=info.rank,
+                world_size=1 if rank_local else info.world_size,
+                rank=0 if rank_local else info.rank,
                 seed=train_config.seed,
             )
             return create_dataloader(dataset, sampler, data_config.num_workers, train_config.seed)
@@ -146,12 +149,15 @@ def run_training(
         # collective, and a bad file stops every rank with the same message
         epoch_seconds = None
         paths = data_config.train_cuts or ()
+        shar = len(paths) == 1 and is_shar_dir(paths[0])
+        # Shar under DDP: each rank reads its own shards (w2vbert/data/shar.py)
+        rank_local = shar and info.distributed
         train_cuts = load_train_cuts(
-            paths, "--train-cuts", train_config.seed, needs_features=needs_features
-        )
+            paths, "--train-cuts", train_config.seed, needs_features=needs_features,
+            **({"split_by_rank": True} if rank_local else {}),
+        )  # fmt: skip
         if data_config.scan_cuts:
             # Shar: the cut manifests only (no feature or audio shards read)
-            shar = len(paths) == 1 and is_shar_dir(paths[0])
             scan_cuts = (
                 load_cuts(paths[0], "--train-cuts", manifest_only=True) if shar else train_cuts
             )
@@ -159,7 +165,9 @@ def run_training(
                 scan_cuts, task.make_cut_filter(), f"--train-cuts {train_names}"
             )
             logger.info(f"Training data per epoch: {epoch_seconds / 3600:.2f} h")
-        train_dl = loader(train_cuts, f"--train-cuts {train_names}", task.train_dataset, True)
+        train_dl = loader(
+            train_cuts, f"--train-cuts {train_names}", task.train_dataset, True, rank_local
+        )
         valid_dl = None
         if data_config.valid_cuts is not None:
             valid_dl = loader(
@@ -184,6 +192,7 @@ def run_training(
             sampler_state_fn=sampler_state_dict,
             find_unused_parameters=task.find_unused_parameters,
             epoch_audio_seconds=epoch_seconds,
+            rank_local_data=rank_local,
             data_settings=data_config.settings(),
         )
         trainer.maybe_resume()  # refuses other settings before anything is written
