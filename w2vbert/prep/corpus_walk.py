@@ -4,8 +4,9 @@ that does not grow with the number of files.
 :func:`walk_directories` visits the directories in the order of ``Path.rglob`` (each directory,
 then its sub-directories depth first, entries in ``os.scandir`` order, symbolic links to
 directories not followed), so manifests written in walk order list their items as Lhotse's
-recipes, which iterate ``part_dir.rglob(pattern)``, do; unlike ``rglob`` it keeps no set of the
-paths it has yielded.
+recipes, which iterate ``part_dir.rglob(pattern)``, do. Unlike ``rglob`` it keeps no set of the
+paths it has yielded, and a directory it may not read raises PermissionError naming it instead of
+being skipped.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def walk_directories(root: Path) -> Iterator[tuple[Path, list[str]]]:
     try:
         with os.scandir(root) as it:
             entries = list(it)
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
+    except (FileNotFoundError, NotADirectoryError):  # removed while walking: as rglob, skip it
         return
     yield root, [e.name for e in entries]
     for entry in entries:

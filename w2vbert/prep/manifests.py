@@ -157,14 +157,15 @@ def _read_or_problem(read: _Reader) -> Callable[[_Item], tuple | str]:
     return run
 
 
-def _fixed(recording: Recording, segments: list[SupervisionSegment], summary: PartSummary):
+def _fixed(
+    recording: Recording, segments: list[SupervisionSegment], summary: PartSummary
+) -> list[SupervisionSegment]:
     """``segments`` without those starting after the end of ``recording``, the others trimmed to
     it (Lhotse's ``trim_supervisions_to_recordings``)."""
     end = recording.duration
     summary.removed += sum(1 for s in segments if s.start > end)
     summary.trimmed += sum(1 for s in segments if s.start <= end < s.end)
-    fixed = list(trim_supervisions_to_recordings(recording, segments, verbose=False))
-    return fixed
+    return list(trim_supervisions_to_recordings(recording, segments, verbose=False))
 
 
 def _validated(recording: Recording, segments: list[SupervisionSegment]) -> None:
@@ -239,8 +240,8 @@ def write_part(
         recordings.close()
         supervisions.close()
     problems.raise_if_any(f"Part {part} in {corpus_dir}")
-    if not summary.num_recordings:
-        raise CorpusError(f"Part {part} in {corpus_dir}: no recordings")
+    if not summary.num_supervisions:  # as Lhotse's fix_manifests, which asserts it
+        raise CorpusError(f"Part {part} in {corpus_dir}: no recordings with supervisions")
     if summary.removed:
         logger.warning(
             "Part %s: removed %d supervision(s) starting after the end of their recording",
