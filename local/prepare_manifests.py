@@ -7,19 +7,20 @@
   local/prepare_manifests.py --corpus-dir download/LibriSpeech download/LibriLight \\
       --prefix librilight --parts train-clean-100 dev-clean small --max-cut-duration 30
 
-Writes <output-dir>/<prefix>_{recordings,supervisions}_<part>.jsonl.gz, validated. Each part's
-layout is detected: <spk>/<chapter>/*.trans.txt (LibriSpeech, parsed by
-lhotse.recipes.prepare_librispeech) or <spk>/<book>/<name>.flac + <name>.json (Libri-Light,
-parsed by Lhotse's Libri-Light reader). Without --parts, every sub-directory of --corpus-dir with
-one of these layouts is a part. Parts whose manifests exist are skipped unless --force.
+Writes <output-dir>/<prefix>_{recordings,supervisions}_<part>.jsonl.gz, validated, one recording
+at a time (memory does not grow with the corpus). Each part's layout is detected:
+<spk>/<chapter>/*.trans.txt (LibriSpeech) or <spk>/<book>/<name>.flac + <name>.json
+(Libri-Light); the manifests are those of Lhotse's LibriSpeech recipe and Libri-Light reader.
+Without --parts, every sub-directory of --corpus-dir with one of these layouts is a part. Parts
+whose manifests exist are skipped unless --force.
 With --max-cut-duration S, the VAD segments of each Libri-Light recording are joined greedily
 into segments of at most S seconds (pauses included; a longer VAD segment is cut into equal
 windows), as Libri-Light's own cut_by_vad does; without it, one segment per VAD segment.
 
-Bad input stops the stage with an error listing every offending file: a transcript line without
-audio, audio without a transcript line, an empty or non-ASCII transcript, a blank line or
-repeated id in a .trans.txt, unreadable/corrupt/empty audio, Libri-Light audio without a valid
-JSON. Audio that is not 16 kHz is logged and resampled in stage 2; multi-channel audio is logged
+Bad input stops the stage with an error counting every offending file (the first 20 listed): a
+transcript line without audio, audio without a transcript line, a line whose audio belongs in
+another chapter's directory, an empty or non-ASCII transcript, a blank line or repeated id in a
+.trans.txt, unreadable/corrupt/empty audio, Libri-Light audio without a valid JSON. Audio that is not 16 kHz is logged and resampled in stage 2; multi-channel audio is logged
 and downmixed to mono (mean of the channels) in stage 2.
 """
 
@@ -49,7 +50,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--parts", nargs="+", help="parts (sub-directories) to prepare; default: all found"
     )
-    p.add_argument("--nj", type=int, default=1, help="threads for Lhotse's parsing")
+    p.add_argument("--nj", type=int, default=1, help="threads reading audio headers")
     p.add_argument(
         "--max-cut-duration",
         type=float,

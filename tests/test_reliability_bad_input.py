@@ -217,7 +217,7 @@ def test_lower_case_or_punctuated_transcripts_are_a_warning_with_a_count(tmp_pat
         tmp_path / "c", "dev-x", texts={"11-100-0000": "Hello, world", "11-100-0001": "FINE TEXT"}
     )
     with caplog.at_level(logging.WARNING):
-        assert check_librispeech_part(tmp_path / "c" / "dev-x") == []
+        assert not check_librispeech_part(tmp_path / "c" / "dev-x")
     assert "1 transcript(s) have characters other than A-Z, apostrophe and space" in caplog.text
     assert "11-100-0000: 'Hello, world'" in caplog.text
 

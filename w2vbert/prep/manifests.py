@@ -1,12 +1,18 @@
 """Stage 1: Lhotse recordings/supervisions manifests of LibriSpeech- and Libri-Light-layout parts.
 
-The parsing is Lhotse's (``lhotse.recipes.prepare_librispeech``; for Libri-Light layout parts
-the per-subset function behind ``prepare_librilight``, which itself only walks the part names
-small/medium/large). Around it this module adds what those functions do not do:
+Each part is read directory by directory and its manifests are written one recording at a time,
+so the memory taken does not grow with the size of the corpus. The manifests equal those of
+Lhotse's recipes (``lhotse.recipes.prepare_librispeech``; for Libri-Light layout parts the reader
+behind ``prepare_librilight``, which itself only walks the part names small/medium/large): the
+same order, ids, sources, durations and supervision fields, supervisions that run past the end
+of their recording trimmed as Lhotse's ``fix_manifests`` does, each recording validated with
+Lhotse's validator (:mod:`w2vbert.prep.librispeech_layout`, :mod:`w2vbert.prep.librilight_layout`).
+Around that this module adds:
 
-- a check of the layout before parsing, so that bad input fails with a message naming every
-  offending file (Lhotse silently skips transcript lines without audio, ignores audio without
-  transcript and crashes without a file name on an empty transcript line);
+- a check of the layout before parsing, so that bad input fails with a message naming the
+  offending files (all counted, the first 20 listed); Lhotse silently skips transcript lines
+  without audio, ignores audio without transcript and crashes without a file name on an empty
+  transcript line;
 - decisions on audio that is valid but not what the recipe expects, logged here and applied in
   stage 2: a sampling rate other than 16 kHz is resampled, multi-channel audio is downmixed
   to mono (the mean of the channels);
@@ -14,49 +20,54 @@ small/medium/large). Around it this module adds what those functions do not do:
   segments of at most ``max_cut_duration`` seconds (:mod:`w2vbert.prep.segmentation`);
 - write-then-rename output, named ``{prefix}_{recordings,supervisions}_{part}.jsonl.gz``.
 
-Bad input and what happens (every case raises :class:`CorpusError`, listing all files):
-transcript line without its audio file, audio without a transcript line, empty transcript,
-non-ASCII transcript, blank line or duplicate utterance id in a ``.trans.txt``, unreadable,
-corrupt or empty (0 samples) audio, Libri-Light audio without its JSON or a JSON without
-``speaker`` / valid ``voice_activity``, a JSON without audio.
+Bad input and what happens (every case raises :class:`CorpusError`, naming the files):
+transcript line without its audio file, audio without a transcript line, a transcript line whose
+audio belongs in another directory, empty transcript, non-ASCII transcript, blank line or
+duplicate utterance id in a ``.trans.txt``, unreadable, corrupt or empty (0 samples) audio,
+Libri-Light audio without its JSON or a JSON without ``speaker`` / valid ``voice_activity``, a
+JSON without audio.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
-import soundfile as sf
 from lhotse import (
+    Recording,
     RecordingSet,
+    SupervisionSegment,
     SupervisionSet,
     load_manifest_lazy,
     validate_recordings_and_supervisions,
 )
+from lhotse.qa import trim_supervisions_to_recordings, validate_recording
 
+from w2vbert.prep.corpus_problems import CorpusError, Problems
+from w2vbert.prep.corpus_walk import ordered_map
+from w2vbert.prep.librilight_layout import (
+    check_librilight_part,
+    librilight_items,
+    read_librilight_item,
+)
+from w2vbert.prep.librispeech_layout import (
+    check_librispeech_part,
+    librispeech_items,
+    read_librispeech_item,
+)
+from w2vbert.prep.recording_header import AudioDecisions
+from w2vbert.prep.segmentation import join_vad_segments
 from w2vbert.util.atomic import atomic_output
 
 logger = logging.getLogger(__name__)
 
 LIBRISPEECH = "librispeech"
 LIBRILIGHT = "librilight"
-TARGET_SAMPLING_RATE = 16000
-_MAX_LISTED = 20
 
-
-class CorpusError(ValueError):
-    """The input corpus is malformed; the message names the offending files."""
-
-
-def _raise_problems(what: str, problems: list[str]) -> None:
-    if not problems:
-        return
-    listed = "\n  ".join(problems[:_MAX_LISTED])
-    more = f"\n  ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
-    raise CorpusError(f"{what}: {len(problems)} problem(s):\n  {listed}{more}")
+__all__ = ["CorpusError", "check_librilight_part", "check_librispeech_part", "detect_layout",
+           "find_parts", "manifest_paths", "prepare_manifests", "write_part"]  # fmt: skip
 
 
 def detect_layout(part_dir: Path) -> str:
@@ -94,203 +105,161 @@ def find_parts(corpus_dir: Path) -> list[str]:
     return parts
 
 
-_NORMALISED = re.compile(r"[A-Z']+( [A-Z']+)*")
+@dataclass
+class PartSummary:
+    """What was written for a part (for the log)."""
+
+    num_recordings: int = 0
+    seconds: float = 0.0
+    num_supervisions: int = 0
+    speakers: set = field(default_factory=set)
+    num_vad_segments: int = 0
+    supervision_seconds: float = 0.0
+    removed: int = 0  # supervisions starting after the end of their recording
+    trimmed: int = 0  # supervisions running past it, trimmed to it
 
 
-def check_librispeech_part(part_dir: Path) -> list[str]:
-    """Problems of a LibriSpeech-layout part (transcripts vs audio files); [] if none."""
-    part_dir = Path(part_dir)
-    problems: list[str] = []
-    expected: set[Path] = set()
-    ids: dict[str, str] = {}
-    unnormalised: list[str] = []
-    for trans in sorted(part_dir.rglob("*.trans.txt")):
-        text_lines = trans.read_bytes().decode("utf-8", errors="replace").splitlines()
-        for lineno, line in enumerate(text_lines, start=1):
-            where = f"{trans}:{lineno}"
-            fields = line.split(maxsplit=1)
-            if not fields:
-                problems.append(f"{where}: blank line")
-                continue
-            utt_id = fields[0]
-            text = fields[1].strip() if len(fields) > 1 else ""
-            if not text:
-                problems.append(f"{where}: empty transcript for utterance {utt_id}")
-            elif not text.isascii():
-                problems.append(f"{where}: non-ASCII transcript for utterance {utt_id}: {text!r}")
-            elif not _NORMALISED.fullmatch(text):
-                unnormalised.append(f"{utt_id}: {text!r}")
-            if utt_id in ids:
-                problems.append(f"{where}: utterance id {utt_id} repeats {ids[utt_id]}")
-            ids[utt_id] = where
-            rel = Path(utt_id.replace("-", "/")).parent / f"{utt_id}.flac"
-            if not (part_dir / rel).is_file():
-                problems.append(
-                    f"{where}: transcript line of {utt_id} has no audio file {part_dir / rel}"
-                )
-            expected.add(rel)
-    for audio in sorted(part_dir.rglob("*.flac")):
-        if audio.relative_to(part_dir) not in expected:
-            problems.append(f"{audio}: audio file without a transcript line in any *.trans.txt")
-    if unnormalised:
-        logger.warning(
-            "%s: %d transcript(s) have characters other than A-Z, apostrophe and space "
-            "(LibriSpeech's normalisation; a BPE model trained on such text maps the others to "
-            "<unk>), e.g. %s",
-            part_dir, len(unnormalised), "; ".join(unnormalised[:3]),
-        )  # fmt: skip
-    return problems
+class _NamedWriter:
+    """A Lhotse manifest writer whose OSErrors that name no file (a full disk) name its file."""
 
+    def __init__(self, manifest_class: type, path: Path) -> None:
+        self.path = Path(path)
+        self.writer = manifest_class.open_writer(self.path)
 
-def check_librilight_part(part_dir: Path) -> list[str]:
-    """Problems of a Libri-Light-layout part (audio vs JSON metadata); [] if none."""
-    part_dir = Path(part_dir)
-    problems: list[str] = []
-    for audio in sorted(part_dir.rglob("*.flac")):
-        meta_path = audio.with_suffix(".json")
-        if "flac" in str(audio.resolve().parent):
-            problems.append(
-                f"{audio}: Lhotse's Libri-Light reader cannot handle 'flac' in a directory name"
-            )
-        if not meta_path.is_file():
-            problems.append(f"{audio}: audio file without its Libri-Light JSON {meta_path}")
-            continue
+    def _named(self, action: Callable[[], None]) -> None:
         try:
-            meta = json.loads(meta_path.read_text())
-        except (ValueError, UnicodeDecodeError) as e:
-            problems.append(f"{meta_path}: not valid JSON ({e})")
-            continue
-        if not isinstance(meta, dict) or "speaker" not in meta:
-            problems.append(f"{meta_path}: no 'speaker' field")
-        segments = meta.get("voice_activity") if isinstance(meta, dict) else None
-        if not isinstance(segments, list) or not segments:
-            problems.append(
-                f"{meta_path}: 'voice_activity' must be a non-empty list of [start, end]"
-            )
-            continue
-        for seg in segments:
-            ok = (
-                isinstance(seg, list)
-                and len(seg) == 2
-                and all(isinstance(x, (int, float)) for x in seg)
-            )
-            if not ok or not 0 <= seg[0] < seg[1]:
-                problems.append(
-                    f"{meta_path}: voice_activity segment {seg!r} is not [start, end] with 0 <= start < end"
-                )
-                break
-    for meta_path in sorted(part_dir.rglob("*.json")):
-        if not meta_path.with_suffix(".flac").is_file():
-            problems.append(f"{meta_path}: Libri-Light JSON without its audio file")
-    return problems
+            action()
+        except OSError as e:
+            if e.filename is not None:
+                raise
+            raise OSError(e.errno, e.strerror or str(e), str(self.path)) from e
+
+    def write(self, item: object) -> None:
+        self._named(lambda: self.writer.write(item))
+
+    def close(self) -> None:
+        self._named(self.writer.close)
 
 
-def find_bad_audio(paths: Sequence[Path]) -> list[str]:
-    """Problems of audio files that cannot be read or hold no samples; [] if none."""
-    problems = []
-    for path in paths:
+_Item = tuple[Path, str]
+_Reader = Callable[[_Item], tuple[Recording, list[SupervisionSegment]]]
+
+
+def _read_or_problem(read: _Reader) -> Callable[[_Item], tuple | str]:
+    """``read`` returning the CorpusError's message instead of raising it."""
+
+    def run(item: _Item) -> tuple | str:
         try:
-            info = sf.info(str(path))
-        except Exception as e:  # soundfile raises several types for corrupt files
-            problems.append(f"{path}: unreadable or corrupt audio ({e})")
-            continue
-        if info.frames == 0:
-            problems.append(f"{path}: empty audio (0 samples)")
-    return problems
+            return read(item)
+        except CorpusError as e:
+            return str(e)
+
+    return run
 
 
-def _log_audio_decisions(part: str, recordings: RecordingSet) -> None:
-    """Logs the recordings that stage 2 will resample or downmix."""
-    other_rate = [r for r in recordings if r.sampling_rate != TARGET_SAMPLING_RATE]
-    multi = [r for r in recordings if r.num_channels > 1]
-    if other_rate:
-        rates = sorted({r.sampling_rate for r in other_rate})
-        logger.warning(
-            "Part %s: %d recording(s) are not %d Hz (rates %s; e.g. %s); compute_fbank resamples "
-            "them to %d Hz",
-            part,
-            len(other_rate),
-            TARGET_SAMPLING_RATE,
-            rates,
-            other_rate[0].id,
-            TARGET_SAMPLING_RATE,
-        )
-    if multi:
-        logger.warning(
-            "Part %s: %d recording(s) have more than one channel (e.g. %s with %d); compute_fbank "
-            "downmixes them to mono (mean of the channels)",
-            part,
-            len(multi),
-            multi[0].id,
-            multi[0].num_channels,
-        )
+def _fixed(
+    recording: Recording, segments: list[SupervisionSegment], summary: PartSummary
+) -> list[SupervisionSegment]:
+    """``segments`` without those starting after the end of ``recording``, the others trimmed to
+    it (Lhotse's ``trim_supervisions_to_recordings``)."""
+    end = recording.duration
+    summary.removed += sum(1 for s in segments if s.start > end)
+    summary.trimmed += sum(1 for s in segments if s.start <= end < s.end)
+    return list(trim_supervisions_to_recordings(recording, segments, verbose=False))
 
 
-def prepare_part(
-    corpus_dir: Path, part: str, num_jobs: int = 1, max_cut_duration: float | None = None
-) -> tuple[RecordingSet, SupervisionSet]:
-    """Checks and parses one part of ``corpus_dir`` (layout detected) into validated manifests.
+def _validated(recording: Recording, segments: list[SupervisionSegment]) -> None:
+    """Lhotse's validation of one recording and its supervisions; raises CorpusError naming the
+    audio file."""
+    try:
+        if segments:
+            validate_recordings_and_supervisions(recording, SupervisionSet.from_segments(segments))
+        else:
+            validate_recording(recording)
+    except AssertionError as e:
+        raise CorpusError(f"{recording.sources[0].source}: {e}") from e
 
-    ``max_cut_duration``: for a Libri-Light layout part, its supervisions are the VAD segments
-    joined into segments of at most this many seconds (None: one per VAD segment).
+
+def write_part(
+    corpus_dir: Path,
+    part: str,
+    recordings_path: Path,
+    supervisions_path: Path,
+    num_jobs: int = 1,
+    max_cut_duration: float | None = None,
+) -> PartSummary:
+    """Checks one part of ``corpus_dir`` (layout detected) and writes its manifests to
+    ``recordings_path`` and ``supervisions_path``, one recording at a time.
+
+    Layout problems raise CorpusError before any audio is read; audio problems (unreadable,
+    corrupt, empty, invalid) are collected over the whole part and raised at its end.
+    ``max_cut_duration``: for a Libri-Light layout part, its supervisions are the VAD segments of
+    each recording joined into segments of at most this many seconds (None: one per VAD segment).
+    ``num_jobs``: threads reading audio headers.
     """
-    from lhotse.recipes import prepare_librispeech
-    from lhotse.recipes.librilight import _prepare_subset
-
     corpus_dir = Path(corpus_dir)
     part_dir = corpus_dir / part
     layout = detect_layout(part_dir)
-    check = check_librispeech_part if layout == LIBRISPEECH else check_librilight_part
-    _raise_problems(f"Part {part} ({layout} layout) in {corpus_dir}", check(part_dir))
-    logger.info("Part %s: %s layout, parsing with Lhotse", part, layout)
+    if layout == LIBRISPEECH:
+        check, items, read = check_librispeech_part, librispeech_items, read_librispeech_item
+    else:
+        check, items, read = check_librilight_part, librilight_items, read_librilight_item
+    check(part_dir).raise_if_any(f"Part {part} ({layout} layout) in {corpus_dir}")
+    logger.info("Part %s: %s layout, writing its manifests", part, layout)
+    join = layout == LIBRILIGHT and max_cut_duration is not None
+    problems, summary, decisions = Problems(), PartSummary(), AudioDecisions()
+    recordings = _NamedWriter(RecordingSet, recordings_path)
+    supervisions = _NamedWriter(SupervisionSet, supervisions_path)
     try:
-        if layout == LIBRISPEECH:
-            manifests = prepare_librispeech(
-                corpus_dir, dataset_parts=[part], output_dir=None, num_jobs=num_jobs
-            )
-            recordings = manifests[part]["recordings"]
-            supervisions = manifests[part]["supervisions"]
-        else:
-            recordings, supervisions = _prepare_subset(part, corpus_dir, num_jobs)
-            if max_cut_duration is not None:
-                supervisions = _join_segments(part, supervisions, max_cut_duration)
-    except CorpusError:
-        raise
-    except Exception as e:
-        # Find the culprit among the audio files only now: a header read per file is not free.
-        bad = find_bad_audio(sorted(part_dir.rglob("*.flac")))
-        _raise_problems(f"Part {part} in {corpus_dir}", bad)
-        raise CorpusError(f"Part {part} in {corpus_dir}: Lhotse could not parse it: {e}") from e
-    _raise_problems(
-        f"Part {part} in {corpus_dir}",
-        [
-            f"{r.sources[0].source}: empty audio (0 samples)"
-            for r in recordings
-            if r.num_samples == 0
-        ],
-    )
-    validate_recordings_and_supervisions(recordings, supervisions)
-    _log_audio_decisions(part, recordings)
-    return recordings, supervisions
-
-
-def _join_segments(part: str, vad: SupervisionSet, max_cut_duration: float) -> SupervisionSet:
-    """The VAD segments of each recording joined into segments of at most ``max_cut_duration`` s."""
-    from w2vbert.prep.segmentation import join_recording_segments
-
-    by_recording = sorted(vad, key=lambda s: (s.recording_id, s.start))
-    try:
-        joined = SupervisionSet.from_segments(
-            join_recording_segments(by_recording, max_cut_duration)
-        )
-    except ValueError as e:
-        raise CorpusError(f"Part {part}: {e}") from e
-    seconds = sum(s.duration for s in joined)
-    logger.info(
-        "Part %s: %d VAD segments joined into %d segments of at most %g s (mean %.1f s)",
-        part, len(vad), len(joined), max_cut_duration, seconds / max(len(joined), 1),
-    )  # fmt: skip
-    return joined
+        for result in ordered_map(_read_or_problem(read), items(corpus_dir, part), num_jobs):
+            if isinstance(result, str):
+                problems.add(result)
+                continue
+            recording, segments = result
+            segments = _fixed(recording, segments, summary)
+            summary.num_vad_segments += len(segments)
+            if join:
+                segments = join_vad_segments(segments, max_cut_duration)
+            try:
+                _validated(recording, segments)
+            except CorpusError as e:
+                problems.add(str(e))
+                continue
+            if problems:  # the part fails: read on only to name every bad file
+                continue
+            recordings.write(recording)
+            for segment in segments:
+                supervisions.write(segment)
+            decisions.add(recording)
+            summary.num_recordings += 1
+            summary.seconds += recording.duration
+            summary.num_supervisions += len(segments)
+            summary.supervision_seconds += sum(s.duration for s in segments)
+            summary.speakers.update(s.speaker for s in segments)
+    finally:
+        recordings.close()
+        supervisions.close()
+    problems.raise_if_any(f"Part {part} in {corpus_dir}")
+    if not summary.num_supervisions:  # as Lhotse's fix_manifests, which asserts it
+        raise CorpusError(f"Part {part} in {corpus_dir}: no recordings with supervisions")
+    if summary.removed:
+        logger.warning(
+            "Part %s: removed %d supervision(s) starting after the end of their recording",
+            part, summary.removed,
+        )  # fmt: skip
+    if summary.trimmed:
+        logger.warning(
+            "Part %s: trimmed %d supervision(s) to the end of their recording",
+            part, summary.trimmed,
+        )  # fmt: skip
+    if join:
+        logger.info(
+            "Part %s: %d VAD segments joined into %d segments of at most %g s (mean %.1f s)",
+            part, summary.num_vad_segments, summary.num_supervisions, max_cut_duration,
+            summary.supervision_seconds / max(summary.num_supervisions, 1),
+        )  # fmt: skip
+    decisions.log(part)
+    return summary
 
 
 def _segmentation(max_cut_duration: float | None) -> str:
@@ -366,7 +335,7 @@ def prepare_manifests(
     ``corpus_dir``: one directory or several (e.g. LibriSpeech and Libri-Light), each part in
     exactly one of them. A part whose two manifests exist is skipped unless ``force`` (an error
     if its VAD segments were joined with another ``max_cut_duration``, see
-    :func:`prepare_part`). Returns ``{part: (recordings_path, supervisions_path)}``.
+    :func:`write_part`). Returns ``{part: (recordings_path, supervisions_path)}``.
     """
     if max_cut_duration is not None and not max_cut_duration > 0:
         raise ValueError(f"`max_cut_duration` must be > 0, but is {max_cut_duration} instead.")
@@ -381,19 +350,18 @@ def prepare_manifests(
             _check_segmentation(sup_path, part, max_cut_duration)
             logger.info("Part %s: %s and %s exist, skipping", part, rec_path, sup_path)
             continue
-        recordings, supervisions = prepare_part(part_dirs[part], part, num_jobs, max_cut_duration)
         with atomic_output(sup_path) as tmp_sup:  # renamed last: its presence means done
-            supervisions.to_file(tmp_sup)
             with atomic_output(rec_path) as tmp_rec:
-                recordings.to_file(tmp_rec)
-        hours = sum(r.duration for r in recordings) / 3600.0
+                summary = write_part(
+                    part_dirs[part], part, tmp_rec, tmp_sup, num_jobs, max_cut_duration
+                )
         logger.info(
             "Part %s: %d recordings (%.3f h), %d supervisions, %d speakers -> %s",
             part,
-            len(recordings),
-            hours,
-            len(supervisions),
-            len({s.speaker for s in supervisions}),
+            summary.num_recordings,
+            summary.seconds / 3600.0,
+            summary.num_supervisions,
+            len(summary.speakers),
             rec_path,
         )
     return written
