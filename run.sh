@@ -51,6 +51,7 @@ fbank=""                 # icefall | w2v-bert-2.0 (default: w2v-bert-2.0 with --
 init_pretrain_args=""    # stage-4 flags used only with --init-from (default: the corpus conf's)
 pretrain_shar=""         # none | features | audio: pre-train from Lhotse Shar shards (default: the conf's)
 shar_shard_size=1000     # cuts per Shar shard
+fbank_device=""          # stage 2's kaldifeat device: cpu (default) or cuda[:N]
 
 help_message=$(cat <<'HELP'
 Usage: ./run.sh [options]
@@ -107,6 +108,7 @@ Options:
                              computed in training) and stage 4 reads them, shard order shuffled
                              per epoch (default: features for librilight, else none)
   --shar-shard-size N        cuts per Shar shard (default 1000)
+  --fbank-device DEV         stage 2 computes the fbank on DEV: cpu (default) or cuda[:N]
   Defaults per corpus: egs/librispeech/conf/<corpus>.sh.
 Each stage logs to <exp-dir>/log/stage-N-NAME.log; a finished stage leaves stage-N-NAME.done.
 HELP

@@ -94,6 +94,11 @@ def get_parser() -> argparse.ArgumentParser:
         help="fbank kind: the one the model to train reads (its config's fbank)",
     )  # fmt: skip
     p.add_argument("--nj", type=int, default=1, help="feature extraction processes (pieces at a time)")
+    p.add_argument(
+        "--device", default="cpu",
+        help="kaldifeat's device: cpu, or cuda / cuda:N to compute the fbank on a GPU (with --nj 1 "
+        "per GPU; audio decoding stays on the CPU)",
+    )  # fmt: skip
     p.add_argument("--num-pieces", type=int, help="pieces per part (default: --nj)")
     p.add_argument(
         "--piece", type=int, help="compute only this piece (0-based) of every part, for one job"
@@ -116,6 +121,14 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = get_parser().parse_args()
+    if args.device != "cpu":
+        import torch
+
+        if not args.device.startswith("cuda") or not torch.cuda.is_available():
+            raise SystemExit(
+                f"--device {args.device}: expected cpu or cuda[:N] on a machine with a CUDA GPU "
+                f"(torch {torch.__version__} sees {torch.cuda.device_count()} GPU(s))"
+            )
     if args.nj > 1:
         os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the spawned workers
     import logging
@@ -176,6 +189,7 @@ def main() -> None:
                     fbank=args.fbank,
                     num_pieces=num_pieces,
                     piece=args.piece,
+                    device=args.device,
                 )
         except BaseException:  # an error, SIGTERM or Ctrl-C: the workers must not go on writing
             if executor is not None:

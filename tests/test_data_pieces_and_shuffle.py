@@ -142,3 +142,22 @@ def test_pieces_as_separate_jobs_then_a_join_run_writes_the_unions_and_the_shar(
     pretrain = load_manifest(out / "toy_cuts_pretrain.jsonl.gz")
     assert sorted(c.id for c in train) == sorted(c.id for c in pretrain) and len(train) == 5
     assert len(list((tmp_path / "shar").glob("features.*.tar"))) == 1
+
+
+def test_a_device_other_than_cpu_or_an_available_gpu_is_refused_by_name(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    root = Path(__file__).resolve().parents[1]
+    devices = ["tpu"] + ([] if torch.cuda.is_available() else ["cuda"])
+    for device in devices:
+        out = subprocess.run(
+            [sys.executable, str(root / "local/compute_fbank.py"), "--prefix", "x", "--device", device,
+             "--manifest-dir", str(tmp_path)],
+            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)},
+        )  # fmt: skip
+        assert out.returncode != 0 and f"--device {device}: expected cpu or cuda[:N]" in out.stderr

@@ -176,6 +176,7 @@ run_recipe_stage() {
       # only the fine-tuning parts are speed-perturbed (not train-* parts used for pre-training only)
       [ "$synthetic" != true ] && tp=(--train-parts $train_parts)
       [ "$(echo $train_parts | wc -w)" -gt 1 ] && tp+=(--train-union)  # one shuffled set (stage 5)
+      [ -n "${fbank_device:-}" ] && [ "$fbank_device" != cpu ] && sh+=(--device "$fbank_device")
       run_stage 2 fbank _forced python local/compute_fbank.py --manifest-dir "$data_dir/manifests" \
         --output-dir "${fbank_dir:-$data_dir/fbank}" "${fb[@]}" --prefix "$prefix" --nj "$nj" \
         --pretrain-parts $unlabelled_parts "${tp[@]}" "${sp[@]}" "${sh[@]}" ;;

@@ -103,6 +103,7 @@ class PieceSpec:
     speed_perturb: bool
     fbank: str
     whole_part: bool  # the only piece: no kept cut is an error here
+    device: str = "cpu"  # where kaldifeat computes (cuda: the GPU; the stored features are the same)
 
 
 @dataclass
@@ -145,7 +146,7 @@ def compute_piece(spec: PieceSpec) -> PieceResult:
     if num_missing:
         more = f" (and {num_missing - len(messages)} more)" if num_missing > len(messages) else ""
         raise FeatureError(f"{spec.label} ({spec.rec_path}): " + "; ".join(messages) + more)
-    extractor = fbank_extractor(kind=spec.fbank)
+    extractor = fbank_extractor(device=spec.device, kind=spec.fbank)
     cut_filter = _piece_filter(spec)
     result = PieceResult(spec.label)
     failed: list[str] = []
@@ -285,6 +286,7 @@ def compute_fbank_part(
     fbank: str = "icefall",
     num_pieces: int | None = None,
     piece: int | None = None,
+    device: str = "cpu",
 ) -> Path | None:
     """Writes ``{prefix}_cuts_{part}.jsonl.gz`` and ``{prefix}_feats_{part}/``; returns the cuts
     path (None when only ``piece`` was computed: a later call without ``piece`` joins the pieces).
@@ -293,7 +295,8 @@ def compute_fbank_part(
     otherwise its ``min_duration``/``max_duration`` bounds are applied (as
     :func:`training_cut_filter`). ``executor``: a process pool (spawn context) running pieces in
     parallel; ``num_pieces`` defaults to ``num_jobs``. ``fbank``: the kind
-    (:mod:`w2vbert.data.fbank`); a finished part of another kind is an error.
+    (:mod:`w2vbert.data.fbank`); a finished part of another kind is an error. ``device``:
+    kaldifeat's (``cuda``: on the GPU).
     """
     output_dir = Path(output_dir)
     num_pieces = num_pieces or max(1, num_jobs)
@@ -343,6 +346,7 @@ def compute_fbank_part(
                 speed_perturb=speed_perturb,
                 fbank=fbank,
                 whole_part=num_pieces == 1,
+                device=device,
             )
         )
     for spec in specs:
