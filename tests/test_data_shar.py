@@ -151,3 +151,18 @@ def test_pretraining_over_audio_only_shar_stopped_mid_epoch_resumes_to_the_same_
     )
     assert a["batch_idx_train"] == b["batch_idx_train"] >= 4
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_under_ddp_each_rank_reads_only_its_own_shards_and_too_few_shards_are_refused(pretrain, monkeypatch):
+    _, shar = pretrain  # 11 cuts in 6 shards of <= 2
+    every = sorted(c.id for c in load_cuts(shar, "--train-cuts"))
+    seen = []
+    for rank in (0, 1, 2):
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("WORLD_SIZE", "3")
+        seen.append([c.id for c in load_cuts(shar, "--train-cuts", split_by_rank=True)])
+    assert all(2 <= len(ids) <= 4 for ids in seen)  # two shards each
+    assert sorted(i for ids in seen for i in ids) == every  # together: each cut once
+    monkeypatch.setenv("WORLD_SIZE", "7")
+    with pytest.raises(ValueError, match=r"6 Shar shard\(s\) for 7 ranks: each rank reads its own"):
+        load_cuts(shar, "--train-cuts", split_by_rank=True)
