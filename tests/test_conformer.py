@@ -155,3 +155,33 @@ def test_silu_mlp_saves_one_wide_tensor_and_matches_the_composed_modules():
     assert low.dtype == torch.bfloat16 and torch.equal(low, low_ref)
     (gw1,) = torch.autograd.grad(low.float().sum(), (w1f,))
     assert gw1.dtype == torch.float32
+
+
+def test_shaw_attention_keeps_no_score_matrix_and_matches_autograd_through_sdpa():
+    import torch.nn.functional as F
+
+    from w2vbert.model.conformer import shaw_offsets
+    from w2vbert.model.shaw_attention import shaw_attention
+
+    torch.manual_seed(0)
+    n, h, s, d, left, right = 2, 3, 7, 4, 3, 2
+    q, k, v = (torch.randn(n, h, s, d, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    rel = torch.randn(n, h, s, left + right + 1, dtype=torch.float64, requires_grad=True)
+    offsets = shaw_offsets(s, left, right, q.device)
+    keys = torch.ones(n, 1, 1, s, dtype=torch.bool)
+    keys[1, ..., 5:] = False  # padding of the second sequence
+
+    def reference(q, k, v, rel):  # autograd through SDPA with the bias as its mask
+        bias = rel.gather(3, offsets.expand(n, h, s, s)).masked_fill(~keys, float("-inf"))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t, lambda t: t):
+        out = shaw_attention(q, k, v, rel, offsets, keys)
+    assert not [x for x in saved if tuple(x[-2:]) == (s, s) and len(x) == 4]  # no (N, H, S, S)
+    ref = reference(q, k, v, rel)
+    assert torch.allclose(out, ref, atol=1e-14)
+    g = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(out, (q, k, v, rel), g), torch.autograd.grad(ref, (q, k, v, rel), g)):
+        assert torch.allclose(a, b, atol=1e-13)
+    assert torch.autograd.gradcheck(lambda *t: shaw_attention(*t, offsets, keys), (q, k, v, rel))
