@@ -187,7 +187,7 @@ def test_the_paper_configuration_pretrains_xl_for_400k_updates_of_a_global_batch
     cmd = _commands(out)
     assert _flag(cmd[0], "--librilight") == ["small", "medium", "large"]  # all 60k h
     pretrain = cmd[4]
-    assert pretrain.startswith("torchrun --standalone --nproc-per-node 8 -m w2vbert.pretrain")
+    assert pretrain.startswith("torchrun --standalone --nproc-per-node 8 --shutdown-timeout 600 -m w2vbert.pretrain")
     for flag, value in [("--model-preset", "xl"), ("--base-lr", "2e-3"), ("--warmup-steps", "25000"),
                         ("--global-batch-duration", "30720"), ("--max-steps", "400000"),
                         ("--max-duration", "1440"), ("--world-size", "8")]:  # fmt: skip

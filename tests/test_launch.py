@@ -37,12 +37,13 @@ def test_each_launcher_composes_its_command():
     assert two.stdout.strip() == "python -m w2vbert.pretrain --exp-dir exp --world-size 2"
     tr = _launch("launcher=torchrun; num_gpus=8", "--exp-dir exp")
     assert tr.stdout.strip() == (
-        "torchrun --standalone --nproc-per-node 8 -m w2vbert.pretrain --exp-dir exp --world-size 8"
+        "torchrun --standalone --nproc-per-node 8 --shutdown-timeout 600 -m w2vbert.pretrain --exp-dir exp "
+        "--world-size 8"
     )
     nodes = _launch("launcher=torchrun; num_gpus=8; num_nodes=2; rdzv_endpoint=node1:29400", "--x 1")
     assert nodes.stdout.strip() == (
         "torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint node1:29400 "
-        "--rdzv-id w2vbert-pretrain -m w2vbert.pretrain --x 1 --world-size 16"
+        "--rdzv-id w2vbert-pretrain --shutdown-timeout 600 -m w2vbert.pretrain --x 1 --world-size 16"
     )
     slurm = _launch(
         "launcher=slurm; num_gpus=8; num_nodes=2; SLURM_JOB_ID=4242; SLURM_JOB_NODELIST='gpu-node-[07-08]'; "
@@ -52,7 +53,7 @@ def test_each_launcher_composes_its_command():
     assert slurm.stdout.strip() == (
         "srun --nodes 2 --ntasks-per-node 1 --kill-on-bad-exit=1 --cpus-per-task 32 torchrun "
         "--nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint gpu-node-07:29400 "
-        "--rdzv-id 4242 -m w2vbert.pretrain --x 1 --world-size 16"
+        "--rdzv-id 4242 --shutdown-timeout 600 -m w2vbert.pretrain --x 1 --world-size 16"
     )
 
 
@@ -81,7 +82,7 @@ def test_torchrun_through_the_launcher_trains_two_equal_ranks(tmp_path):
     )
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "torchrun --standalone --nproc-per-node 2 -m toy_training" in out.stderr
+    assert "torchrun --standalone --nproc-per-node 2 --shutdown-timeout 600 -m toy_training" in out.stderr
     r0, r1 = (torch.load(tmp_path / f"final-rank{r}.pt", weights_only=False) for r in (0, 1))
     assert r0["num_updates"] > 0 and all(torch.equal(r0["model"][k], r1["model"][k]) for k in r0["model"])
 

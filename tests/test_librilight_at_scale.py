@@ -74,7 +74,7 @@ def test_librilight_shar_torchrun_pretraining_survives_kill_9(tmp_path):
     assert len(list(shar.glob("cuts.*.jsonl*"))) == -(-len(sups) // 4) > 1
     assert list(shar.glob("features.*.tar"))
     log = (tmp_path / "ref/log/stage-4-pretrain.log").read_text()
-    assert "torchrun --standalone --nproc-per-node 2 -m w2vbert.pretrain" in log
+    assert "torchrun --standalone --nproc-per-node 2 --shutdown-timeout 600 -m w2vbert.pretrain" in log
     assert f"--train-cuts {shar}" in log
     assert (tmp_path / "ref/pretrain/checkpoint-2.pt.rank1").is_file()  # 2 ranks trained
     ref = torch.load(tmp_path / "ref/pretrain/epoch-3.pt", weights_only=False)

@@ -69,11 +69,16 @@ def test_lr_temperature_and_intervals_follow_updates_not_batches(tmp_path):
 
 def test_global_batch_derives_the_accumulation_for_any_gpu_count(tmp_path):
     config = TrainingConfig(exp_dir=tmp_path, global_batch_duration=4800.0)
-    assert resolve_accumulation(config, 600.0, 1).accum_grad == 8
-    assert resolve_accumulation(config, 600.0, 8).accum_grad == 1
-    assert resolve_accumulation(config, 500.0, 4).accum_grad == 3  # rounded up: >= the target
+    for max_duration, ranks, accum, per_rank in [
+        (600.0, 1, 8, 600.0), (600.0, 8, 1, 600.0),
+        (500.0, 4, 3, 400.0),  # 4 x 3 x 500 would be 6000 s: batches bounded by 400 s instead
+        (1440.0, 64, 1, 75.0),  # 64 GPUs x 1440 s would be 19x the target
+    ]:  # fmt: skip
+        resolved, bound = resolve_accumulation(config, max_duration, ranks)
+        assert (resolved.accum_grad, bound) == (accum, per_rank)
+        assert ranks * accum * bound == pytest.approx(4800.0)  # the target, on any GPU count
     plain = TrainingConfig(exp_dir=tmp_path, accum_grad=3)
-    assert resolve_accumulation(plain, 600.0, 4) is plain
+    assert resolve_accumulation(plain, 600.0, 4) == (plain, 600.0)
     with pytest.raises(ValueError, match="either --global-batch-duration .* or --accum-grad"):
         resolve_accumulation(TrainingConfig(exp_dir=tmp_path, global_batch_duration=10.0, accum_grad=2), 1.0, 1)
 
@@ -161,3 +166,17 @@ def test_compiled_blocks_keep_parameter_names_and_compute_what_eager_blocks_do()
     assert torch.allclose(a, b, atol=1e-5)
     (ga,), (gb,) = torch.autograd.grad(a.sum(), x), torch.autograd.grad(b.sum(), x)
     assert torch.allclose(ga, gb, atol=1e-5)
+
+
+def test_max_steps_that_lands_on_an_epochs_partial_window_stops_there(tmp_path):
+    config = toy_training.toy_config(tmp_path / "one", num_epochs=1, accum_grad=4, save_every_n=0)
+    one = toy_training.build_trainer(config).train()  # one epoch: its number of updates
+    assert one.batch_idx_train % 4 != 0  # the epoch ends with a partial window
+    config = toy_training.toy_config(
+        tmp_path / "max", num_epochs=3, accum_grad=4, save_every_n=0, max_steps=one.num_updates
+    )
+    trainer = toy_training.build_trainer(config)
+    state = trainer.train()
+    assert state.num_updates == one.num_updates  # not one more, in the next epoch
+    assert state.batch_idx_train == one.batch_idx_train and state.epoch == 2  # epoch 1 finished
+    assert (tmp_path / "max" / "epoch-1.pt").is_file() and not (tmp_path / "max" / "epoch-2.pt").exists()

@@ -15,6 +15,8 @@
 #   num_nodes=1
 #   rdzv_endpoint=     HOST:PORT of the rendezvous for torchrun on several nodes
 #   rdzv_port=29400    its port under SLURM
+#   shutdown_timeout=600  seconds torchrun gives the ranks after a SIGTERM before SIGKILL (its
+#                      default, 30 s, is shorter than an update plus an XL checkpoint on NFS)
 #
 # Every node must see the same exp dir (a shared filesystem): checkpoints hold each rank's data
 # position in a side file next to them. Training checks this at start and stops if not.
@@ -38,14 +40,16 @@ launch_training() {  # launch_training MODULE ARGS...: run the training module a
       cmd=(python -m "$module") ;;
     torchrun)
       if [ "$nodes" -eq 1 ]; then
-        cmd=(torchrun --standalone --nproc-per-node "$per_node" -m "$module")
+        cmd=(torchrun --standalone --nproc-per-node "$per_node"
+             --shutdown-timeout "${shutdown_timeout:-600}" -m "$module")
       else
         if [ -z "${rdzv_endpoint:-}" ]; then
           echo "launch_training: --launcher torchrun with --num-nodes $nodes needs --rdzv-endpoint HOST:PORT (a host every node reaches)" >&2
           return 2
         fi
         cmd=(torchrun --nnodes "$nodes" --nproc-per-node "$per_node" --rdzv-backend c10d
-             --rdzv-endpoint "$rdzv_endpoint" --rdzv-id "w2vbert-${module##*.}" -m "$module")
+             --rdzv-endpoint "$rdzv_endpoint" --rdzv-id "w2vbert-${module##*.}"
+             --shutdown-timeout "${shutdown_timeout:-600}" -m "$module")
       fi ;;
     slurm)
       if [ -z "${SLURM_JOB_ID:-}" ]; then
@@ -57,7 +61,8 @@ launch_training() {  # launch_training MODULE ARGS...: run the training module a
       [ -n "${slurm_args:-}" ] && read -r -a extra <<< "$slurm_args"
       cmd=(srun --nodes "$nodes" --ntasks-per-node 1 --kill-on-bad-exit=1 "${extra[@]}"
            torchrun --nnodes "$nodes" --nproc-per-node "$per_node" --rdzv-backend c10d
-           --rdzv-endpoint "$head:${rdzv_port:-29400}" --rdzv-id "$SLURM_JOB_ID" -m "$module") ;;
+           --rdzv-endpoint "$head:${rdzv_port:-29400}" --rdzv-id "$SLURM_JOB_ID"
+           --shutdown-timeout "${shutdown_timeout:-600}" -m "$module") ;;
     *)
       echo "launch_training: unknown --launcher '${launcher}' (expected local, torchrun or slurm)" >&2
       return 2 ;;

@@ -22,8 +22,8 @@ Without :class:`SharSampler` it is not: Lhotse's reader counts completed passes 
 (``stateful_shuffle``), which a resumed process has not made, so the resumed epoch would get
 another shard order (the runner's sampler finds the reader through its cut filter).
 
-Costs to know: every DDP rank reads every shard (the sampler keeps its rank's share of the
-batches, as with a cuts file); at start the sampler's duration-bin estimate reads the first
+Costs to know: under DDP with ``split_by_rank`` (what the runner uses) a rank reads only its own
+shards; without it every rank reads every shard and keeps its share of the batches; at start the sampler's duration-bin estimate reads the first
 10,000 cuts (with their tar data), and the runner's scan reads only ``cuts.*.jsonl.gz``.
 """
 

@@ -154,7 +154,9 @@ def setup_distributed(device_kind: str = "cpu", timeout_minutes: float | None = 
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
 
 
-def check_shared_directory(path: Path, info: DistInfo) -> None:
+def check_shared_directory(
+    path: Path, info: DistInfo, device: torch.device | str = "cpu"
+) -> None:
     """Stop every rank unless all of them see the same ``path`` (a filesystem shared between the
     nodes): rank 0 writes a token file there, the others must find it. Checkpoints keep each
     rank's data position in a side file next to them, so a node-local exp dir would lose them."""
@@ -167,7 +169,7 @@ def check_shared_directory(path: Path, info: DistInfo) -> None:
         (path / token[0]).touch()
     barrier(info)
     missing = not (path / token[0]).exists()
-    lost = any_true(missing, info)
+    lost = any_true(missing, info, device)  # (nccl: a tensor on the rank's GPU)
     barrier(info)
     if info.is_main:
         (path / token[0]).unlink(missing_ok=True)

@@ -682,11 +682,15 @@ class Trainer:
                     "or --drop-last with buckets smaller than --max-duration; try --no-drop-last, "
                     "fewer --num-buckets or a smaller --max-duration)."
                 )
+            ended_mid_epoch = stop
             if self._window_batches > 0:  # partial accumulation window at the epoch end
                 if self.dist.distributed:
                     self._all_reduce_gradients()
                 self._optimizer_step(None)
-            if stop:
+                # an update like any other: --max-steps may end the run here (after this epoch's
+                # validation and epoch-N.pt, which also stand for --valid-interval/--save-every-n)
+                stop = c.max_steps > 0 and s.num_updates >= c.max_steps
+            if ended_mid_epoch:
                 break
             self.validate()
             s.epoch_done = True

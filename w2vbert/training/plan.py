@@ -2,7 +2,9 @@
 
 A global batch is given in seconds of audio per update summed over all ranks
 (``--global-batch-duration``), so that one value means the same training on 1 GPU or 64:
-``accum_grad = ceil(G / (world_size * max_duration))``. The plan turns the epoch's audio (from the
+``accum_grad = ceil(G / (world_size * max_duration))``, and each rank's batches are then bounded
+by ``G / (world_size * accum_grad)`` seconds (<= ``--max-duration``), so that an update holds at
+most G seconds whatever the GPU count (without it 64 GPUs x 1440 s would be 3 x 30720 s). The plan turns the epoch's audio (from the
 start-up scan), the global batch and ``--max-steps``/``--num-epochs`` into updates, epochs and an
 estimate of GPU-hours from this project's measured H200 throughput.
 """
@@ -22,20 +24,22 @@ XL_ENCODER_PARAMETERS = 0.6e9  # the paper's XL (and the bench's); the estimate 
 
 def resolve_accumulation(
     config: TrainingConfig, max_duration: float, world_size: int
-) -> TrainingConfig:
-    """``config`` with ``accum_grad`` derived from ``global_batch_duration`` (when that is set).
+) -> tuple[TrainingConfig, float]:
+    """``(config with accum_grad derived from global_batch_duration, the per-rank batch bound)``;
+    without a global batch: ``(config, max_duration)`` unchanged.
 
-    ``max_duration``: seconds of audio per batch and rank (the sampler's bound).
+    ``max_duration``: seconds of audio per batch and rank that fit the device (the sampler's bound).
     """
     if config.global_batch_duration <= 0:
-        return config
+        return config, max_duration
     if config.accum_grad != 1:
         raise ValueError(
             f"Give either --global-batch-duration ({config.global_batch_duration}) or "
             f"--accum-grad ({config.accum_grad}), not both: the first derives the second."
         )
     accum = max(1, math.ceil(config.global_batch_duration / (world_size * max_duration)))
-    return dataclasses.replace(config, accum_grad=accum)
+    per_rank = min(max_duration, config.global_batch_duration / (world_size * accum))
+    return dataclasses.replace(config, accum_grad=accum), per_rank
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,7 @@ logging, seeding, run provenance, data loading, the :class:`Trainer`, resume and
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from dataclasses import dataclass, field
@@ -104,16 +105,22 @@ def run_training(
     try:
         exp_dir = train_config.exp_dir
         log_path = setup_logging(exp_dir / "log", "log-train", info.rank, info.world_size)
-        check_shared_directory(exp_dir, info)
-        given_accum = train_config.accum_grad
-        train_config = resolve_accumulation(train_config, data_config.max_duration, info.world_size)
+        given_accum, recorded_data = train_config.accum_grad, data_config
+        train_config, per_rank = resolve_accumulation(
+            train_config, data_config.max_duration, info.world_size
+        )
         if train_config.global_batch_duration > 0:
             logger.info(
                 f"--global-batch-duration {train_config.global_batch_duration:g} s on "
                 f"{info.world_size} rank(s) with --max-duration {data_config.max_duration:g}: "
-                f"--accum-grad {train_config.accum_grad} (was {given_accum})"
+                f"--accum-grad {train_config.accum_grad} (was {given_accum}), batches of <= "
+                f"{per_rank:g} s per rank"
             )
+            # the sampler's bound; checkpoints and config.json record the given --max-duration
+            # (the bound follows from it, the global batch and the world size)
+            data_config = dataclasses.replace(data_config, max_duration=per_rank)
         device = resolve_device(train_config.device, info)
+        check_shared_directory(exp_dir, info, device)
         seed_everything(train_config.seed + info.rank)
         task = build_task(device)
         encoders = [m for m in task.model.modules() if isinstance(m, ConformerEncoder)]
@@ -193,13 +200,13 @@ def run_training(
             find_unused_parameters=task.find_unused_parameters,
             epoch_audio_seconds=epoch_seconds,
             rank_local_data=rank_local,
-            data_settings=data_config.settings(),
+            data_settings=recorded_data.settings(),
         )
         trainer.maybe_resume()  # refuses other settings before anything is written
         if info.is_main:
             config = {
                 "training": config_to_dict(train_config),
-                "data": config_to_dict(data_config),
+                "data": config_to_dict(recorded_data),
                 **(extra_config or {}),
                 "params": task.params,
                 **task.run_info,
