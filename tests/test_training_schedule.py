@@ -180,3 +180,20 @@ def test_max_steps_that_lands_on_an_epochs_partial_window_stops_there(tmp_path):
     assert state.num_updates == one.num_updates  # not one more, in the next epoch
     assert state.batch_idx_train == one.batch_idx_train and state.epoch == 2  # epoch 1 finished
     assert (tmp_path / "max" / "epoch-1.pt").is_file() and not (tmp_path / "max" / "epoch-2.pt").exists()
+
+
+def test_an_explicit_earlier_start_sets_the_later_checkpoints_aside(tmp_path):
+    # e.g. --start-epoch 2 with another GPU count: the first run's later files must neither be
+    # resumed from nor make the new run's own files the "oldest" for pruning
+    toy_training.build_trainer(toy_training.toy_config(tmp_path, num_epochs=2, keep_last_k=0)).train()
+    later = sorted(p.name for p in tmp_path.glob("*.pt") if p.name != "epoch-1.pt"
+                   and torch.load(p, weights_only=False)["train_state"]["epoch"] == 2)  # fmt: skip
+    assert "epoch-2.pt" in later and len(later) > 1
+    again = toy_training.build_trainer(toy_training.toy_config(tmp_path, num_epochs=2, start_epoch=2, keep_last_k=0))
+    assert again.maybe_resume() == tmp_path / "epoch-1.pt"
+    (aside,) = tmp_path.glob("superseded-*")
+    assert sorted(p.name for p in aside.iterdir()) == later
+    assert not (tmp_path / "epoch-2.pt").exists()
+    again.train()
+    third = toy_training.build_trainer(toy_training.toy_config(tmp_path, num_epochs=3, keep_last_k=0))
+    assert third.maybe_resume() == tmp_path / "epoch-2.pt"  # the new run's, not a set-aside one

@@ -19,6 +19,7 @@ from w2vbert.checkpoint.files import (
     remove_old_epochs,
     remove_stale_temp_files,
     resume_candidates,
+    set_aside_later,
 )
 from w2vbert.checkpoint.rng import capture_rng_state, find_generators, restore_rng_state
 from w2vbert.checkpoint.selection import CheckpointSelection
@@ -43,6 +44,7 @@ __all__ = [
     "remove_old_epochs",
     "remove_stale_temp_files",
     "restore_rng_state",
+    "set_aside_later",
     "resume_candidates",
     "update_averaged_model",
 ]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,35 @@ def resume_candidates(exp_dir: Path | str) -> list[Path]:
         if key is not None:
             keyed.append((key, p))
     return [p for _, p in sorted(keyed, key=lambda kp: kp[0], reverse=True)]
+
+
+def set_aside_later(exp_dir: Path | str, than: Path) -> list[Path]:
+    """Move every checkpoint of more training progress than ``than`` (and its rank side files)
+    into ``<exp_dir>/superseded-<time>/``; returns the moved files (their old paths).
+
+    For an explicit start from an earlier checkpoint (``--start-epoch``/``--start-batch``, e.g.
+    with another GPU count): the later files belong to the abandoned continuation, and left in
+    place they would stay "newest", so the next automatic resume would pick them (or refuse
+    them) and pruning would delete the new run's files first. Nothing is deleted.
+    """
+    exp_dir = Path(exp_dir)
+    limit = _progress_key(than)
+    if limit is None:
+        return []
+    later = [p for p in resume_candidates(exp_dir) if (_progress_key(p) or limit)[:2] > limit[:2]]
+    if not later:
+        return []
+    target = exp_dir / time.strftime("superseded-%Y%m%d-%H%M%S")
+    target.mkdir(exist_ok=True)
+    for p in later:
+        for f in [p, *p.parent.glob(p.name + ".rank*")]:
+            f.rename(target / f.name)
+    logger.warning(
+        f"Starting from {than.name}: moved {len(later)} later checkpoint(s) of the abandoned "
+        f"continuation to {target} ({', '.join(p.name for p in later[:5])}"
+        f"{', ...' if len(later) > 5 else ''})"
+    )
+    return later
 
 
 def _remove_all_but_newest(newest_first: list[Path], keep: int) -> None:

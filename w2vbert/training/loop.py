@@ -370,6 +370,10 @@ class Trainer:
                     checkpoints.load_checkpoint(checkpoints.rank_side_path(path, self.dist.rank))
                 )
             self.restore(ckpt, path)
+            if explicit is not None:  # a start from an earlier point abandons what came after it
+                if self.dist.is_main:
+                    checkpoints.set_aside_later(self.exp_dir, path)
+                barrier(self.dist)
             return path
         return None
 
