@@ -44,7 +44,11 @@ class DataConfig:
         "directory (stage 2 --shar-dir).",
     )
     valid_cuts: Path | None = flag(None, "Validation CutSet (optional).")
-    max_duration: float = flag(200.0, "Seconds of audio per batch (per rank).")
+    max_duration: float = flag(
+        200.0,
+        "Seconds of audio per batch (per rank). With --global-batch-duration G: the most a device "
+        "holds; batches are then bounded by G / (ranks x --accum-grad), <= this.",
+    )
     valid_max_duration: float | None = flag(
         None,
         "Seconds of audio per validation batch (default: --max-duration). Pre-training's code "
