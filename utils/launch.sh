@@ -21,16 +21,14 @@
 # Every node must see the same exp dir (a shared filesystem): checkpoints hold each rank's data
 # position in a side file next to them. Training checks this at start and stops if not.
 
-_launch_world_size() { echo $(( ${num_nodes:-1} * ${num_gpus:-1} )); }
-
 launch_training() {  # launch_training MODULE ARGS...: run the training module as $launcher says
   local module=$1; shift
   local nodes=${num_nodes:-1} per_node=${num_gpus:-1} world cmd=()
-  world=$(_launch_world_size)
   if ! [[ "$nodes" =~ ^[1-9][0-9]*$ && "$per_node" =~ ^[1-9][0-9]*$ ]]; then
     echo "launch_training: --num-nodes and --num-gpus must be positive integers, got '$nodes' and '$per_node'" >&2
     return 2
   fi
+  world=$(( nodes * per_node ))
   case ${launcher:-local} in
     local)
       if [ "$nodes" -gt 1 ]; then

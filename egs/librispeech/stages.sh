@@ -9,7 +9,12 @@ _shar_dir() {  # the Shar directory of the pre-training cuts (--pretrain-shar fe
   echo "${fbank_dir:-$data_dir/fbank}/${prefix}_shar_pretrain"
 }
 
-_first() { echo "$1"; }  # _first WORD...: the first word, e.g. the first of several dev parts
+_first() { echo "$1"; }
+
+_several_train_parts() {  # true when fine-tuning uses more than one part (stage 2 then writes
+  # their shuffled union, which stage 5 trains on)
+  [ "$(echo $train_parts | wc -w)" -gt 1 ]
+}  # _first WORD...: the first word, e.g. the first of several dev parts
 
 _librispeech_parts() {  # the LibriSpeech parts the configuration uses (fine-tuning, dev, test,
   # pre-training), each once: all that are not Libri-Light subsets
@@ -89,7 +94,7 @@ _finetune() {  # _finetune EXP_DIR INIT_FROM [more flags]: stage 5's command (al
   fi
   local train=("$(_cuts "$(_first $train_parts)")")
   # several fine-tuning parts: the globally shuffled union that stage 2 writes (--train-union)
-  [ "$(echo $train_parts | wc -w)" -gt 1 ] && train=("$(_cuts train)")
+  _several_train_parts && train=("$(_cuts train)")
   launch_training w2vbert.finetune --exp-dir "$dir" --init-from "$init" "${args[@]}" \
     --bpe-model "$lang_dir/bpe.model" \
     --train-cuts "${train[@]}" --valid-cuts "$(_cuts "$(_first $dev_parts)")" \
@@ -175,7 +180,7 @@ run_recipe_stage() {
       [ "${fbank:-icefall}" != icefall ] && fb=(--fbank "$fbank")  # (absent: old fingerprints hold)
       # only the fine-tuning parts are speed-perturbed (not train-* parts used for pre-training only)
       [ "$synthetic" != true ] && tp=(--train-parts $train_parts)
-      [ "$(echo $train_parts | wc -w)" -gt 1 ] && tp+=(--train-union)  # one shuffled set (stage 5)
+      _several_train_parts && tp+=(--train-union)  # one shuffled set (stage 5)
       [ -n "${fbank_device:-}" ] && [ "$fbank_device" != cpu ] && sh+=(--device "$fbank_device")
       run_stage 2 fbank _forced python local/compute_fbank.py --manifest-dir "$data_dir/manifests" \
         --output-dir "${fbank_dir:-$data_dir/fbank}" "${fb[@]}" --prefix "$prefix" --nj "$nj" \

@@ -21,7 +21,12 @@ from w2vbert.checkpoint.files import (
     resume_candidates,
     set_aside_later,
 )
-from w2vbert.checkpoint.rng import capture_rng_state, find_generators, restore_rng_state
+from w2vbert.checkpoint.rng import (
+    capture_rng_state,
+    find_generators,
+    restore_rng_state,
+    seed_everything,
+)
 from w2vbert.checkpoint.selection import CheckpointSelection
 from w2vbert.util.atomic import atomic_torch_save
 
@@ -44,7 +49,8 @@ __all__ = [
     "remove_old_epochs",
     "remove_stale_temp_files",
     "restore_rng_state",
-    "set_aside_later",
     "resume_candidates",
+    "seed_everything",
+    "set_aside_later",
     "update_averaged_model",
 ]

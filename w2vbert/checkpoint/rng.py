@@ -1,4 +1,5 @@
-"""RNG states saved in training checkpoints: python, numpy, torch (CPU, CUDA) and module generators."""
+"""RNG states saved in training checkpoints: python, numpy, torch (CPU, CUDA) and module generators;
+and seeding them all."""
 
 from __future__ import annotations
 
@@ -8,6 +9,15 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+
+def seed_everything(seed: int, generators: dict[str, torch.Generator] | None = None) -> None:
+    """Seed python, numpy and torch with ``seed``, and ``generators`` with ``seed + 1, + 2, ...``."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    for i, generator in enumerate((generators or {}).values()):
+        generator.manual_seed(seed + 1 + i)
 
 
 def find_generators(model: nn.Module) -> dict[str, torch.Generator]:

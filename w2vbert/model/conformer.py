@@ -23,7 +23,7 @@ import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from w2vbert.model.dropout import dropout
-from w2vbert.model.shaw_attention import shaw_attention
+from w2vbert.model.shaw_attention import shaw_attention, shaw_bias
 from w2vbert.model.silu_mlp import silu_mlp
 
 
@@ -138,8 +138,9 @@ class RotarySelfAttention(nn.Module):
         qkv = self.qkv(self.norm(x)).view(n, s, 3, self.num_heads, self.head_dim)
         qk, v = qkv.permute(2, 0, 3, 1, 4).split((2, 1), dim=0)  # (2, N, H, S, D), (1, N, H, S, D)
         v = v.squeeze(0)
-        mask: Tensor | None = attn_mask
         dropout_p = self.attn_dropout_p if self.training else 0.0
+        h: Tensor | None = None  # (N, H, S, D)
+        mask: Tensor | None = attn_mask
         if self.rel_k is None:
             assert cos is not None and sin is not None
             cos_h = cos.reshape(s, -1).to(qkv.dtype)  # (S, D/2)
@@ -158,13 +159,10 @@ class RotarySelfAttention(nn.Module):
             offsets = shaw_offsets(s, left, right, x.device)
             if dropout_p == 0.0:  # the same SDPA call, no (N, H, S, S) tensor kept for backward
                 h = shaw_attention(q, k, v, rel, offsets, attn_mask)
-                h = h.transpose(1, 2).reshape(n, s, m)
-                return dropout(self.out(h), self.dropout_p, self.training)
-            bias = rel.gather(3, offsets.expand(n, self.num_heads, s, s))  # a new tensor, which
-            if attn_mask is not None:  # gather's backward does not need: masked in place
-                bias.masked_fill_(~attn_mask, float("-inf"))
-            mask = bias
-        h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+            else:
+                mask = shaw_bias(rel, offsets, attn_mask)
+        if h is None:
+            h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
         h = h.transpose(1, 2).reshape(n, s, m)  # (N, H, S, D) -> (N, S, M)
         return dropout(self.out(h), self.dropout_p, self.training)
 

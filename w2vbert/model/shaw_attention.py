@@ -19,8 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def _bias(rel: Tensor, offsets: Tensor, key_mask: Tensor | None) -> Tensor:
-    """(N, H, S, S) additive scores: ``rel[..., i, offsets[i, j]]``, -inf at masked keys."""
+def shaw_bias(rel: Tensor, offsets: Tensor, key_mask: Tensor | None) -> Tensor:
+    """(N, H, S, S) additive scores: ``rel[..., i, offsets[i, j]]``, -inf at masked keys (masked
+    in place: gather makes a new tensor, which its backward does not need)."""
     n, h, s, _ = rel.shape
     bias = rel.gather(3, offsets.expand(n, h, s, s))
     if key_mask is not None:
@@ -31,7 +32,7 @@ def _bias(rel: Tensor, offsets: Tensor, key_mask: Tensor | None) -> Tensor:
 class _ShawAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, rel, offsets, key_mask):
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=_bias(rel, offsets, key_mask))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=shaw_bias(rel, offsets, key_mask))
         ctx.save_for_backward(q, k, v, rel, offsets, key_mask)
         return out
 
@@ -41,7 +42,7 @@ class _ShawAttention(torch.autograd.Function):
         scale = q.shape[-1] ** -0.5
         # recompute the probabilities (a half-precision softmax in float32)
         scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale)
-        scores += _bias(rel, offsets, key_mask)
+        scores += shaw_bias(rel, offsets, key_mask)
         low = scores.dtype in (torch.float16, torch.bfloat16)
         probs = torch.softmax(scores.float() if low else scores, dim=-1).to(q.dtype)
         del scores
@@ -64,5 +65,5 @@ def shaw_attention(
 ) -> Tensor:
     """``softmax(q k^T / sqrt(D) + rel[offsets] (+ -inf at masked keys)) v``: (N, H, S, D)."""
     if not torch.is_grad_enabled():
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=_bias(rel, offsets, key_mask))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=shaw_bias(rel, offsets, key_mask))
     return _ShawAttention.apply(q, k, v, rel, offsets, key_mask)

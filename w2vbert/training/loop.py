@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import random
 import signal
 import threading
 import time
@@ -29,7 +28,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -269,7 +267,9 @@ class Trainer:
             # other ranks (whose side files, if any, belong to other ranks) draw fresh ones
             if self.dist.rank > 0:
                 self.pending_rng = None
-                _seed_rank_rngs(self.config.seed, self.dist.rank, self.state.epoch, self.generators)
+                # fresh, reproducible streams from (seed, rank, epoch)
+                value = (self.config.seed * 1_000_003 + self.dist.rank * 7919 + self.state.epoch) % 2**31
+                checkpoints.seed_everything(value, self.generators)
             logger.info(
                 f"Resuming at epoch {self.state.epoch} on {self.dist.world_size} ranks (the "
                 f"checkpoint's run had {ckpt['params'].get('world_size', 1)}): the data is "
@@ -732,17 +732,6 @@ class Trainer:
 
 
 _TRAINING_DEFAULTS = config_to_dict(TrainingConfig())
-
-
-def _seed_rank_rngs(seed: int, rank: int, epoch: int, generators: dict) -> None:
-    """Fresh, reproducible RNG streams for ``rank`` from ``epoch`` on (python, numpy, torch and
-    the model's generators), for a rank that has no saved streams to continue."""
-    value = (seed * 1_000_003 + rank * 7919 + epoch) % 2**31
-    random.seed(value)
-    np.random.seed(value)
-    torch.manual_seed(value)
-    for i, generator in enumerate(generators.values()):
-        generator.manual_seed(value + 1 + i)
 
 
 def _difference(key: str, saved: Any, now: Any) -> str:

@@ -69,13 +69,12 @@ class TrainingPlan:
 
     @property
     def total_updates(self) -> float | None:
-        if self.max_steps > 0:
-            per_epoch = self.updates_per_epoch
-            if per_epoch is None:
-                return float(self.max_steps)
-            return min(float(self.max_steps), self.num_epochs * per_epoch)
+        """Whichever ends the run first: ``--max-steps`` or ``--num-epochs``."""
         per_epoch = self.updates_per_epoch
-        return None if per_epoch is None else self.num_epochs * per_epoch
+        by_epochs = None if per_epoch is None else self.num_epochs * per_epoch
+        if self.max_steps <= 0:
+            return by_epochs
+        return float(self.max_steps) if by_epochs is None else min(float(self.max_steps), by_epochs)
 
     def gpu_hours(self) -> float | None:
         """Estimated GPU-hours on H200s: the measured XL throughput scaled by parameter count."""
@@ -88,8 +87,10 @@ class TrainingPlan:
 
     def describe(self) -> str:
         lines = [
-            f"{self.world_size} rank(s) x {self.accum_grad} batch(es) of <= {self.max_duration:g} s "
-            f"= <= {self.update_seconds:g} s of audio per update",
+            (
+                f"{self.world_size} rank(s) x {self.accum_grad} batch(es) of <= "
+                f"{self.max_duration:g} s = <= {self.update_seconds:g} s of audio per update"
+            )
         ]
         per_epoch, total = self.updates_per_epoch, self.total_updates
         if per_epoch is not None:

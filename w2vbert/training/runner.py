@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import nn
 
+from w2vbert.checkpoint import seed_everything
 from w2vbert.data.filters import CutFilter, scan
 from w2vbert.data.fbank import check_feature_types
 from w2vbert.data.shar import is_shar_dir
@@ -80,12 +79,6 @@ def compile_blocks(encoders: list[ConformerEncoder]) -> None:
     for block in blocks:
         block.compile(dynamic=True)
     logger.info(f"torch.compile: {len(blocks)} conformer blocks (the first batches are slow)")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def run_training(
