@@ -30,11 +30,13 @@ from transformers import SeamlessM4TFeatureExtractor, Wav2Vec2BertModel  # noqa:
 
 from w2vbert.data.datasets import PretrainDataset, create_input_strategy  # noqa: E402
 from w2vbert.data.fbank import snip_edges_num_frames, storage_tick_power  # noqa: E402
+from w2vbert.data.shar import open_shar  # noqa: E402
 from w2vbert.decoding.decode_sets import decode_batches  # noqa: E402
 from w2vbert.export.decode_runs import fbank_batch  # noqa: E402
 from w2vbert.model.factory import config_from_params, load_encoder_weights  # noqa: E402
 from w2vbert.model.w2vbert import create_w2vbert_encoder  # noqa: E402
 from w2vbert.prep.compute_features import compute_fbank_part  # noqa: E402
+from w2vbert.prep.shar_export import write_shar  # noqa: E402
 from w2vbert.training.init_checkpoint import load_init_checkpoint  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
@@ -57,9 +59,10 @@ def real_width_hf(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stage2(tmp_path_factory) -> tuple[CutSet, dict[str, np.ndarray]]:
+def stage2(tmp_path_factory) -> tuple[CutSet, dict[str, np.ndarray], Path]:
     """Stage 2's cuts (``compute_fbank_part``, fbank ``w2v-bert-2.0``) of a test part of 3
-    utterances of different lengths, and each utterance's samples as read from its file."""
+    utterances of different lengths, each utterance's samples as read from its file, and the
+    cuts file."""
     root = tmp_path_factory.mktemp("stage2")
     rng = np.random.default_rng(0)
     recordings, supervisions, waves = [], [], {}
@@ -77,7 +80,7 @@ def stage2(tmp_path_factory) -> tuple[CutSet, dict[str, np.ndarray]]:
     RecordingSet.from_recordings(recordings).to_file(manifests / "toy_recordings_test-x.jsonl.gz")
     SupervisionSet.from_segments(supervisions).to_file(manifests / "toy_supervisions_test-x.jsonl.gz")
     cuts_path = compute_fbank_part(manifests, root / "fbank", "toy", "test-x", length_filter=None, fbank=FBANK)
-    return load_manifest(cuts_path), waves
+    return load_manifest(cuts_path), waves, cuts_path
 
 
 def _encoder(hf_dir: Path) -> torch.nn.Module:
@@ -97,7 +100,7 @@ def _by_id(batch: dict, ids: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
 def test_stored_and_on_the_fly_features_give_transformers_outputs_at_the_real_width(
     real_width_hf, stage2
 ):
-    cuts, waves = stage2
+    cuts, waves, _ = stage2
     ids = [c.id for c in cuts]
     assert sorted(ids) == sorted(waves) and len(ids) == 3
 
@@ -124,7 +127,7 @@ def test_stored_and_on_the_fly_features_give_transformers_outputs_at_the_real_wi
 
 
 def test_stage_6_and_the_sherpa_onnx_check_give_the_encoder_the_same_input(stage2):
-    cuts, waves = stage2
+    cuts, waves, _ = stage2
     ids = [c.id for c in cuts]
     stored_x, stored_lens = _by_id(PretrainDataset(create_input_strategy(False, FBANK))[cuts], ids)
     decode = list(decode_batches(cuts, lambda text: [3], FBANK, max_duration=100.0))
@@ -140,3 +143,12 @@ def test_stage_6_and_the_sherpa_onnx_check_give_the_encoder_the_same_input(stage
     for i, n in enumerate(check_lens.tolist()):
         assert torch.equal(check_x[i, :n], on_the_fly_x[i, :n])  # the same kaldifeat frames
         assert float((check_x[i, :n] - decode_x[i, :n]).abs().max()) <= STORED_ATOL  # stored
+
+
+def test_shar_keeps_the_stored_w2v_bert_2_features_exactly(stage2, tmp_path):
+    cuts, _, cuts_path = stage2
+    shar = open_shar(write_shar(cuts_path, tmp_path / "shar", shard_size=2), needs_features=True)
+    from_shar = {c.id: c.load_features() for c in shar}
+    assert sorted(from_shar) == sorted(c.id for c in cuts)
+    for cut in cuts:  # Shar's lilcom would round them to 2 ** -5 again
+        assert np.array_equal(from_shar[cut.id], cut.load_features()), cut.id
