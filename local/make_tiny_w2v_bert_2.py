@@ -28,8 +28,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--heads", type=int, default=2, help="Attention heads.")
     p.add_argument("--ffn-dim", type=int, default=64, help="Feed-forward inner dim.")
     p.add_argument("--kernel", type=int, default=5, help="Depthwise conv kernel (odd).")
-    p.add_argument("--shaw-left", type=int, default=6, help="Shaw positions: largest left offset (real: 64).")
-    p.add_argument("--shaw-right", type=int, default=2, help="Shaw positions: largest right offset (real: 8).")
+    p.add_argument("--shaw-left", type=int, default=6, help="Shaw: largest left offset (real: 64).")
+    p.add_argument("--shaw-right", type=int, default=2, help="Shaw: largest right offset (real: 8).")
     p.add_argument("--seed", type=int, default=0, help="Seed of the random weights.")
     return p
 

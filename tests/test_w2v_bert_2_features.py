@@ -78,8 +78,12 @@ def stage2(tmp_path_factory) -> tuple[CutSet, dict[str, np.ndarray], Path]:
     manifests = root / "manifests"
     manifests.mkdir()
     RecordingSet.from_recordings(recordings).to_file(manifests / "toy_recordings_test-x.jsonl.gz")
-    SupervisionSet.from_segments(supervisions).to_file(manifests / "toy_supervisions_test-x.jsonl.gz")
-    cuts_path = compute_fbank_part(manifests, root / "fbank", "toy", "test-x", length_filter=None, fbank=FBANK)
+    SupervisionSet.from_segments(supervisions).to_file(
+        manifests / "toy_supervisions_test-x.jsonl.gz"
+    )
+    cuts_path = compute_fbank_part(
+        manifests, root / "fbank", "toy", "test-x", length_filter=None, fbank=FBANK
+    )
     return load_manifest(cuts_path), waves, cuts_path
 
 
@@ -108,7 +112,8 @@ def test_stored_and_on_the_fly_features_give_transformers_outputs_at_the_real_wi
     inputs = feature_extractor([waves[i] for i in ids], sampling_rate=16000, return_tensors="pt",
                                padding=True)  # fmt: skip
     with torch.no_grad():
-        reference = Wav2Vec2BertModel.from_pretrained(real_width_hf).eval()(**inputs).last_hidden_state
+        hf_model = Wav2Vec2BertModel.from_pretrained(real_width_hf).eval()
+        reference = hf_model(**inputs).last_hidden_state  # (N, S, 1024)
     ref_steps = inputs["attention_mask"].sum(dim=1)  # (N,) valid 20 ms steps
     assert ref_steps.tolist() == [snip_edges_num_frames(len(waves[i])) // 2 for i in ids]
 

@@ -55,9 +55,10 @@ class W2vBert2Fbank(KaldifeatFbank):
     ``mean - std`` (unbiased std, which keep both the mean and the unbiased variance). The model
     never reads them: the recipe's input strategy
     (:func:`w2vbert.data.datasets.create_input_strategy`) gives it :func:`num_valid_frames`,
-    the extractor's own count, as the valid length, so the fillers are padding. (They are normalisation-neutral only for readers outside the recipe
-    that take Lhotse's count.) :meth:`extract_exact` gives the frames alone (what
-    ``SeamlessM4TFeatureExtractor`` and sherpa-onnx compute).
+    the extractor's own count, as the valid length, so the fillers are padding (their values
+    matter only to readers outside the recipe that take Lhotse's count: for those they keep the
+    per-utterance normalisation of the real frames exact). :meth:`extract_exact` gives the
+    frames alone (what ``SeamlessM4TFeatureExtractor`` and sherpa-onnx compute).
     """
 
     name = "w2v-bert-2.0-fbank"
