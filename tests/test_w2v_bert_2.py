@@ -296,6 +296,24 @@ def test_fairseq_checkpoint_restores_quantizer_and_mlm_head_and_three_steps_lowe
     assert float(loss()) < first
 
 
+def test_a_conformer_shaw_head_of_both_codebooks_sets_the_targets_and_is_reordered():
+    import dataclasses
+
+    from w2vbert.model.w2v_bert_2 import fit_mlm_head, from_fairseq
+
+    state = _conformer_shaw_state()
+    head = torch.randn(32, 32)  # 2 codebooks x 16 entries, rows (V, G) as fairseq2 views them
+    state["mlm_proj.weight"], state["mlm_proj.bias"] = head, torch.randn(32)
+    config, ours = from_fairseq({"model": state}, "conformer_shaw.pt")
+    assert config.num_target_codebooks == 2
+    for g in range(2):
+        for v in range(16):  # our row g * V + v is the source's row v * G + g
+            assert torch.equal(ours["mlm_head.weight"][g * 16 + v], head[v * 2 + g])
+    first = dataclasses.replace(config, num_target_codebooks=1)  # --num-target-codebooks 1
+    weight, _ = fit_mlm_head(head, state["mlm_proj.bias"], first)
+    assert torch.equal(weight, head.view(16, 2, 32)[:, 0])
+
+
 COMMON = ["--max-duration", "4", "--num-buckets", "2", "--warmup-steps", "5", "--log-interval",
           "1", "--device", "cpu", "--no-tensorboard"]  # fmt: skip
 
