@@ -14,13 +14,13 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import torch
 from lhotse.dataset import SimpleCutSampler
 
 from w2vbert.checkpoint.selection import CheckpointSelection
-from w2vbert.data.datasets import AsrDataset
+from w2vbert.data.datasets import AsrDataset, create_input_strategy
 from w2vbert.data.fbank import check_feature_types
 from w2vbert.data.sampling import create_dataloader, load_cuts
 from w2vbert.data.tokenizer import BpeTokenizer
@@ -95,6 +95,16 @@ def parse_test_sets(specs: tuple[str, ...]) -> dict[str, Path]:
     return out
 
 
+def decode_batches(
+    cuts: Any, tokenize: Callable[[str], list[int]], fbank: str, max_duration: float
+) -> Iterable[dict[str, Any]]:
+    """Stage 6's batches of a test set: its stored features with the valid lengths the model
+    reads for fbank kind ``fbank`` (``features`` (N, T, 80), ``feature_lens`` (N,), ``texts``...,
+    see :class:`w2vbert.data.datasets.AsrDataset`)."""
+    sampler = SimpleCutSampler(cuts, max_duration=max_duration)
+    return create_dataloader(AsrDataset(tokenize, create_input_strategy(False, fbank)), sampler)
+
+
 def _search(
     method: str,
     model: torch.nn.Module,
@@ -141,8 +151,7 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
     for name, path in test_sets.items():
         cuts = load_cuts(path, f"--cuts {name}")
         check_feature_types(cuts, fbank, f"--cuts {name}={path}")
-        sampler = SimpleCutSampler(cuts, max_duration=config.max_duration)
-        dl = create_dataloader(AsrDataset(tokenizer), sampler)
+        dl = decode_batches(cuts, tokenizer, fbank, config.max_duration)
         results, audio, start, non_finite = [], 0.0, time.time(), []
         with torch.inference_mode():
             for batch in dl:

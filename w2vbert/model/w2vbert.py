@@ -92,7 +92,8 @@ class W2VBertOutput:
     projected_context: Tensor | None
     """(B, C) context vectors projected to C; ``None`` without contrastive loss."""
     mlm_logits: Tensor | None
-    """(B, G, V) MLM head logits; ``None`` without MLM loss."""
+    """(B, G_tgt, V) MLM head logits for the first G_tgt <= G codebooks (the MLM targets are
+    ``target_ids[:, :G_tgt]``); ``None`` without MLM loss."""
     code_probs: Tensor
     """(G, V) batch-averaged soft code probabilities over masked steps (diversity loss)."""
     prob_perplexity: Tensor
@@ -125,7 +126,8 @@ class W2VBertModel(nn.Module):
         """
         Args:
             final_proj: Linear(M, C) on the context at masked steps; ``None`` = no contrastive loss.
-            mlm_head: Linear(M, G*V) on the MLM module's output at masked steps; ``None`` = no MLM.
+            mlm_head: Linear(M, G_tgt*V) on the MLM module's output at masked steps, predicting the
+                first G_tgt codebooks' ids; ``None`` = no MLM.
             target_proj: Linear(C, C) on the codevectors (contrastive targets); ``None`` = none.
             quantizer_input: ``"fbank"`` (stacked normalised fbank), ``"features"`` (the
                 feature encoder's output) or ``"frontend-norm"`` (the stacked front end's
@@ -198,8 +200,8 @@ class W2VBertModel(nn.Module):
         mlm_logits = None
         if self.mlm_head is not None:
             mlm_out = self.encoder.mlm(context, padding_mask)[mask]  # (B, M)
-            g, v = q.code_probs.shape
-            mlm_logits = self.mlm_head(mlm_out).view(-1, g, v)  # (B, G*V) -> (B, G, V)
+            v = q.code_probs.size(1)
+            mlm_logits = self.mlm_head(mlm_out).view(mlm_out.size(0), -1, v)  # (B, G_tgt, V)
 
         return W2VBertOutput(
             mask=mask,
@@ -304,7 +306,8 @@ def create_w2vbert_model(config: W2VBertConfig) -> W2VBertModel:
             target_proj = nn.Linear(config.codebook_dim, config.codebook_dim)
     mlm_head = None
     if config.mlm_weight > 0.0:
-        mlm_head = nn.Linear(config.model_dim, config.num_codebooks * config.num_codebook_entries)
+        num_outputs = config.mlm_num_codebooks * config.num_codebook_entries  # G_tgt * V
+        mlm_head = nn.Linear(config.model_dim, num_outputs)
     return W2VBertModel(
         encoder,
         quantizer,

@@ -211,7 +211,7 @@ def build_finetune_task(
         limits = data.cut_duration_limits()
         return encoder_cut_filter(
             config.frame_stride, **limits, tokenize=tokenizer, text_of=cut_text,
-            frontend=config.frontend,
+            frontend=config.frontend, fbank=config.fbank,
         )
 
     strategy = create_input_strategy(data.on_the_fly_feats, config.fbank)
