@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -87,26 +88,57 @@ def _start(model: nn.Module, encoder_out: Tensor, encoder_out_lens: Tensor):
     return decoder, joiner, enc_proj, active, order, dec_out, state
 
 
+@dataclass
+class GreedyState:
+    """What greedy search carries from one chunk of encoder frames to the next (batch order)."""
+
+    hyps: list[list[int]]
+    """N token-id lists so far (no blanks)."""
+    dec_proj: Tensor
+    """(N, J) the decoder output of each hypothesis after the joiner's ``decoder_proj``."""
+    decoder_state: State
+    """The decoder's state (batch-first tensors)."""
+
+
 @torch.no_grad()
-def greedy_search_batch(
-    model: nn.Module, encoder_out: Tensor, encoder_out_lens: Tensor, unk_id: int | None = None
-) -> list[list[int]]:
-    """Greedy search, at most one symbol per frame, batched over utterances.
+def greedy_start(model: nn.Module, batch_size: int, device: torch.device | str = "cpu") -> GreedyState:
+    """Greedy search before the first frame: the decoder after the blank context."""
+    decoder: _StepDecoder = model.decoder
+    blanks = torch.full((batch_size,), decoder.blank_id, dtype=torch.int64, device=device)
+    dec_out, state = decoder.step(decoder.initial_state(batch_size, device), blanks)
+    return GreedyState([[] for _ in range(batch_size)], model.joiner.decoder_proj(dec_out), state)
+
+
+@torch.no_grad()
+def greedy_search_chunk(
+    model: nn.Module,
+    encoder_out: Tensor,
+    encoder_out_lens: Tensor,
+    state: GreedyState,
+    unk_id: int | None = None,
+) -> GreedyState:
+    """Greedy search over one chunk of encoder frames, carrying ``state`` (streaming); over the
+    whole utterance at once it is :func:`greedy_search_batch`.
 
     Args:
         model: a :class:`~w2vbert.model.transducer.Transducer` (uses ``.decoder``, ``.joiner``).
-        encoder_out: (N, S, M); encoder_out_lens: (N,).
+        encoder_out: (N, S, M) frames of this chunk; encoder_out_lens: (N,) valid ones.
+        state: from :func:`greedy_start` or the previous chunk.
         unk_id: when given, this token is treated as blank (never emitted nor fed to the
             decoder), as sherpa-onnx does, so that both decode alike.
     Returns:
-        N token-id lists (no blanks), in the input order.
+        The state after the chunk (``.hyps``: the token ids so far).
     """
-    decoder, joiner, enc_proj, active, order, dec_out, state = _start(
-        model, encoder_out, encoder_out_lens
-    )
-    blank_id, n = decoder.blank_id, encoder_out.size(0)
-    dec_proj = joiner.decoder_proj(dec_out)  # (N, J)
-    hyps: list[list[int]] = [[] for _ in range(n)]
+    _check_encoder_out(encoder_out, encoder_out_lens)
+    decoder: _StepDecoder = model.decoder
+    joiner = model.joiner
+    blank_id = decoder.blank_id
+    enc_sorted, active, order = _sorted_frames(encoder_out, encoder_out_lens)
+    enc_proj = joiner.encoder_proj(enc_sorted)  # (N, S, J)
+    index = order.to(encoder_out.device)
+    dec_proj = state.dec_proj[index]  # (N, J) in the sorted order
+    dec_state = _gather_state(state.decoder_state, index)
+    hyps = [list(state.hyps[i]) for i in order.tolist()]
 
     for t, num_active in enumerate(active):
         if num_active == 0:
@@ -122,10 +154,29 @@ def greedy_search_batch(
             continue
         for i, tok in zip(emitted.tolist(), tokens[emitted].tolist()):
             hyps[i].append(tok)
-        new_out, new_state = decoder.step(_gather_state(state, emitted), tokens[emitted])
+        new_out, new_state = decoder.step(_gather_state(dec_state, emitted), tokens[emitted])
         dec_proj = dec_proj.index_copy(0, emitted, joiner.decoder_proj(new_out))
-        state = tuple(s.index_copy(0, emitted, ns) for s, ns in zip(state, new_state))
-    return _unsort(hyps, order)
+        dec_state = tuple(s.index_copy(0, emitted, ns) for s, ns in zip(dec_state, new_state))
+    unsort = torch.argsort(index)
+    return GreedyState(_unsort(hyps, order), dec_proj[unsort], _gather_state(dec_state, unsort))
+
+
+def greedy_search_batch(
+    model: nn.Module, encoder_out: Tensor, encoder_out_lens: Tensor, unk_id: int | None = None
+) -> list[list[int]]:
+    """Greedy search, at most one symbol per frame, batched over utterances.
+
+    Args:
+        model: a :class:`~w2vbert.model.transducer.Transducer` (uses ``.decoder``, ``.joiner``).
+        encoder_out: (N, S, M); encoder_out_lens: (N,).
+        unk_id: when given, this token is treated as blank (never emitted nor fed to the
+            decoder), as sherpa-onnx does, so that both decode alike.
+    Returns:
+        N token-id lists (no blanks), in the input order.
+    """
+    _check_encoder_out(encoder_out, encoder_out_lens)
+    state = greedy_start(model, encoder_out.size(0), encoder_out.device)
+    return greedy_search_chunk(model, encoder_out, encoder_out_lens, state, unk_id).hyps
 
 
 def _merge_candidates(

@@ -22,9 +22,14 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
+from w2vbert.model.chunking import FULL_CONTEXT, chunk_attention_mask
 from w2vbert.model.dropout import dropout
 from w2vbert.model.shaw_attention import shaw_attention, shaw_bias
 from w2vbert.model.silu_mlp import silu_mlp
+
+
+LayerCache = tuple[Tensor, Tensor, Tensor]
+"""A block's streaming cache: keys and values (N, H, L, D) of the last L steps, conv (N, M, K-1)."""
 
 
 def rotary_tables(
@@ -143,19 +148,13 @@ class RotarySelfAttention(nn.Module):
         mask: Tensor | None = attn_mask
         if self.rel_k is None:
             assert cos is not None and sin is not None
-            cos_h = cos.reshape(s, -1).to(qkv.dtype)  # (S, D/2)
-            sin_h = sin.reshape(s, -1).to(qkv.dtype)
-            cos_f = torch.cat((cos_h, cos_h), dim=-1)  # (S, D)
-            sin_f = torch.cat((-sin_h, sin_h), dim=-1)  # sign of the rotation folded into the table
-            x1, x2 = qk.chunk(2, dim=-1)
-            qk = qk * cos_f + torch.cat((x2, x1), dim=-1) * sin_f  # = apply_rotary, two multiplies
-            q, k = qk.unbind(0)  # (N, H, S, D) each
+            q, k = _rotate(qk, cos.reshape(s, -1), sin.reshape(s, -1)).unbind(0)  # (N, H, S, D)
         else:
             q, k = qk.unbind(0)
             left, right = self.shaw_window  # type: ignore[misc]
             # scores of every query with each of the P offset keys, then spread over the (S, S)
             # offsets: (N, H, S, D) @ (D, P) -> (N, H, S, P) -> (N, H, S, S)
-            rel = torch.matmul(q, self.rel_k.weight.to(q.dtype).t()) * self.head_dim**-0.5
+            rel = self._shaw_scores(q)
             offsets = shaw_offsets(s, left, right, x.device)
             if dropout_p == 0.0:  # the same SDPA call, no (N, H, S, S) tensor kept for backward
                 h = shaw_attention(q, k, v, rel, offsets, attn_mask)
@@ -165,6 +164,63 @@ class RotarySelfAttention(nn.Module):
             h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
         h = h.transpose(1, 2).reshape(n, s, m)  # (N, H, S, D) -> (N, S, M)
         return dropout(self.out(h), self.dropout_p, self.training)
+
+
+    def _shaw_scores(self, q: Tensor) -> Tensor:
+        """(N, H, S, D) queries -> (N, H, S, P) scores with the P relative position keys."""
+        assert self.rel_k is not None
+        return torch.matmul(q, self.rel_k.weight.to(q.dtype).t()) * self.head_dim**-0.5
+
+    def forward_chunk(
+        self,
+        x: Tensor,
+        positions: Tensor,
+        cos: Tensor | None,
+        sin: Tensor | None,
+        attn_mask: Tensor,
+        cache_k: Tensor,
+        cache_v: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Self-attention of one chunk over the cached keys and its own (streaming, eval mode).
+
+        Args:
+            x: (N, C, M) the chunk's steps.
+            positions: (L + C,) int64 absolute step of each key (the cached ones, then the
+                chunk's); the queries are the last C.
+            cos, sin: (C, D/2) rotary tables at the chunk's positions (``None`` with Shaw).
+            attn_mask: (N, 1, C, L + C) bool, ``True`` = may be attended.
+            cache_k, cache_v: (N, H, L, D) keys (rotated) and values of the cached steps.
+
+        Returns:
+            (N, C, M) output, and the chunk's keys and values (N, H, C, D) for the cache.
+        """
+        n, c, m = x.shape
+        qkv = self.qkv(self.norm(x)).view(n, c, 3, self.num_heads, self.head_dim)
+        qk, v = qkv.permute(2, 0, 3, 1, 4).split((2, 1), dim=0)  # (2, N, H, C, D), (1, ...)
+        v = v.squeeze(0)
+        mask = attn_mask
+        if self.rel_k is None:
+            assert cos is not None and sin is not None
+            q, k = _rotate(qk, cos, sin).unbind(0)
+        else:
+            q, k = qk.unbind(0)
+            left, right = self.shaw_window  # type: ignore[misc]
+            offsets = (positions.unsqueeze(0) - positions[-c:].unsqueeze(1)).clamp(-left, right)
+            mask = shaw_bias(self._shaw_scores(q), offsets + left, attn_mask)  # (N, H, C, L+C)
+        keys = torch.cat((cache_k, k), dim=2)  # (N, H, L + C, D)
+        values = torch.cat((cache_v, v), dim=2)
+        h = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        h = h.transpose(1, 2).reshape(n, c, m)  # (N, H, C, D) -> (N, C, M)
+        return self.out(h), k, v
+
+
+def _rotate(qk: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotary embedding of stacked queries and keys: (2, N, H, S, D) with (S, D/2) tables."""
+    cos_h, sin_h = cos.to(qk.dtype), sin.to(qk.dtype)
+    cos_f = torch.cat((cos_h, cos_h), dim=-1)  # (S, D)
+    sin_f = torch.cat((-sin_h, sin_h), dim=-1)  # sign of the rotation folded into the table
+    x1, x2 = qk.chunk(2, dim=-1)
+    return qk * cos_f + torch.cat((x2, x1), dim=-1) * sin_f  # = apply_rotary, two multiplies
 
 
 class ConvModule(nn.Module):
@@ -211,6 +267,28 @@ class ConvModule(nn.Module):
         h = self.pointwise2(F.silu(self.depthwise_norm(h)))
         return dropout(h, self.dropout_p, self.training)
 
+    def forward_chunk(self, x: Tensor, valid: Tensor, cache: Tensor) -> tuple[Tensor, Tensor]:
+        """One chunk of a causal conv module (streaming, eval mode).
+
+        Args:
+            x: (N, C, M); valid: (N, C, 1), 1 at valid steps.
+            cache: (N, M, K - 1) the masked GLU outputs of the K - 1 previous steps (zeros
+                before the start: the offline left padding).
+
+        Returns:
+            (N, C, M) and the new cache (N, M, K - 1).
+        """
+        if not self.causal:
+            raise ValueError(
+                "Streaming needs a causal conv module (`conv_causal=True`): a centred kernel "
+                f"of {self.depthwise.kernel_size[0]} reads future steps."
+            )
+        h = F.glu(self.pointwise1(self.norm(x)), dim=-1) * valid  # (N, C, M)
+        h = torch.cat((cache, h.transpose(1, 2)), dim=2)  # (N, M, K - 1 + C)
+        new_cache = h[:, :, h.size(2) - cache.size(2) :]
+        h = self.depthwise(h).transpose(1, 2)  # (N, C, M)
+        return self.pointwise2(F.silu(self.depthwise_norm(h))), new_cache
+
 
 class ConformerBlock(nn.Module):
     """Macaron conformer block: FFN/2, MHSA (rotary or Shaw), conv module, FFN/2, final LayerNorm."""
@@ -255,6 +333,48 @@ class ConformerBlock(nn.Module):
         x = x + 0.5 * self.ffn2(x)
         return self.final_norm(x)
 
+    def forward_chunk(
+        self,
+        x: Tensor,
+        positions: Tensor,
+        cos: Tensor | None,
+        sin: Tensor | None,
+        attn_mask: Tensor,
+        valid: Tensor,
+        cache: LayerCache,
+    ) -> tuple[Tensor, LayerCache]:
+        """One chunk (N, C, M) -> (N, C, M) and the chunk's ``(keys, values, conv cache)``;
+        arguments as :meth:`RotarySelfAttention.forward_chunk` and
+        :meth:`ConvModule.forward_chunk`, ``cache`` = ``(keys, values, conv cache)`` before it."""
+        cache_k, cache_v, cache_conv = cache
+        x = x + 0.5 * self.ffn1(x)
+        h, k, v = self.attn.forward_chunk(x, positions, cos, sin, attn_mask, cache_k, cache_v)
+        x = x + h
+        h, conv = self.conv.forward_chunk(x, valid, cache_conv)
+        x = x + h
+        x = x + 0.5 * self.ffn2(x)
+        return self.final_norm(x), (k, v, conv)
+
+
+def _with_chunks(
+    key_mask: Tensor | None,
+    padding_mask: Tensor | None,
+    chunk_size: int,
+    left_chunks: int,
+    num_steps: int,
+    device: torch.device,
+) -> Tensor:
+    """The chunk mask (1, 1, S, S) combined with the key mask (N, 1, 1, S): (N, 1, S, S) bool.
+
+    A padded query may attend every key (its output is unspecified anyway): a row with no key
+    at all would give NaN, which the next conv module would spread into valid steps.
+    """
+    allowed = chunk_attention_mask(num_steps, chunk_size, left_chunks, device)
+    allowed = allowed.view(1, 1, num_steps, num_steps)
+    if key_mask is None or padding_mask is None:
+        return allowed
+    return (allowed & key_mask) | padding_mask.view(-1, 1, num_steps, 1)
+
 
 class ConformerEncoder(nn.Module):
     """A stack of :class:`ConformerBlock` sharing one rotary table (none when the blocks use Shaw
@@ -270,12 +390,22 @@ class ConformerEncoder(nn.Module):
         self.activation_checkpointing = False
         """Training: recompute each block in the backward pass (set by the training loop)."""
 
-    def forward(self, seqs: Tensor, padding_mask: Tensor | None) -> Tensor:
+    def forward(
+        self,
+        seqs: Tensor,
+        padding_mask: Tensor | None,
+        *,
+        chunk_size: int = FULL_CONTEXT,
+        left_chunks: int = FULL_CONTEXT,
+    ) -> Tensor:
         """Encode.
 
         Args:
             seqs: (N, S, M).
             padding_mask: (N, S) bool, ``True`` = padding; ``None`` if no step is padding.
+            chunk_size, left_chunks: streaming attention (:mod:`w2vbert.model.chunking`): each
+                query sees its own chunk of ``chunk_size`` steps and ``left_chunks`` chunks
+                before it; -1 = full context / all chunks.
 
         Returns:
             (N, S, M); values at padded steps are unspecified.
@@ -293,6 +423,8 @@ class ConformerEncoder(nn.Module):
         else:
             attn_mask = (~padding_mask).view(n, 1, 1, s)
             valid = (~padding_mask).unsqueeze(2).to(seqs.dtype)  # (N, S, 1)
+        if chunk_size != FULL_CONTEXT:
+            attn_mask = _with_chunks(attn_mask, padding_mask, chunk_size, left_chunks, s, seqs.device)
         recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:
             if recompute:
@@ -302,3 +434,55 @@ class ConformerEncoder(nn.Module):
             else:
                 seqs = block(seqs, cos, sin, attn_mask, valid)
         return seqs
+
+    def empty_caches(
+        self, batch_size: int, device: torch.device, dtype: torch.dtype
+    ) -> list[LayerCache]:
+        """Streaming caches before the first chunk: no cached keys, zero conv history."""
+        caches = []
+        for block in self.blocks:
+            attn, conv = block.attn, block.conv
+            kv = torch.zeros(batch_size, attn.num_heads, 0, attn.head_dim, device=device, dtype=dtype)
+            history = conv.depthwise.kernel_size[0] - 1
+            caches.append((kv, kv, torch.zeros(batch_size, conv.depthwise.in_channels, history,
+                                               device=device, dtype=dtype)))  # fmt: skip
+        return caches
+
+    def forward_chunk(
+        self,
+        seqs: Tensor,
+        positions: Tensor,
+        attn_mask: Tensor,
+        valid: Tensor,
+        caches: list[LayerCache],
+        keep: int,
+    ) -> tuple[Tensor, list[LayerCache]]:
+        """One chunk through every block (streaming, eval mode; :mod:`w2vbert.model.streaming`).
+
+        Args:
+            seqs: (N, C, M) the chunk's steps.
+            positions: (L + C,) absolute steps of the cached keys and of the chunk.
+            attn_mask: (N, 1, C, L + C) bool, ``True`` = may be attended.
+            valid: (N, C, 1), 1 at valid steps.
+            caches: per block ``(keys, values (N, H, L, D), conv (N, M, K - 1))``.
+            keep: steps of keys and values kept for the next chunk (-1 = all).
+
+        Returns:
+            (N, C, M) and the caches for the next chunk.
+        """
+        c = seqs.size(1)
+        cos = sin = None
+        if len(self.blocks) > 0 and self.blocks[0].attn.rel_k is None:
+            end = int(positions[-1]) + 1
+            cos, sin = rotary_tables(end, self.head_dim, self.rotary_base, seqs.device, seqs.dtype)
+            cos, sin = cos[end - c :], sin[end - c :]  # (C, D/2): the same rows as offline
+        new_caches = []
+        for block, (cache_k, cache_v, cache_conv) in zip(self.blocks, caches):
+            seqs, (k, v, conv) = block.forward_chunk(
+                seqs, positions, cos, sin, attn_mask, valid, (cache_k, cache_v, cache_conv)
+            )
+            k, v = torch.cat((cache_k, k), dim=2), torch.cat((cache_v, v), dim=2)
+            if keep != FULL_CONTEXT:
+                k, v = k[:, :, max(k.size(2) - keep, 0) :], v[:, :, max(v.size(2) - keep, 0) :]
+            new_caches.append((k, v, conv))
+        return seqs, new_caches
