@@ -28,10 +28,6 @@ from w2vbert.model.shaw_attention import shaw_attention, shaw_bias
 from w2vbert.model.silu_mlp import silu_mlp
 
 
-LayerCache = tuple[Tensor, Tensor, Tensor]
-"""A block's streaming cache: keys and values (N, H, L, D) of the last L steps, conv (N, M, K-1)."""
-
-
 def rotary_tables(
     num_steps: int, head_dim: int, base: float, device: torch.device, dtype: torch.dtype
 ) -> tuple[Tensor, Tensor]:
@@ -174,44 +170,46 @@ class RotarySelfAttention(nn.Module):
     def forward_chunk(
         self,
         x: Tensor,
-        positions: Tensor,
+        cache: Tensor,
         cos: Tensor | None,
         sin: Tensor | None,
         attn_mask: Tensor,
-        cache_k: Tensor,
-        cache_v: Tensor,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Self-attention of one chunk over the cached keys and its own (streaming, eval mode).
+    ) -> Tensor:
+        """Self-attention of one chunk over the cached steps and its own (streaming, eval mode).
+
+        Keys and values are recomputed from the cached *inputs* (what sherpa-onnx's one
+        (left_context, N, M) cache per layer can hold); positions count from the first cached
+        step (scores depend on offsets only).
 
         Args:
             x: (N, C, M) the chunk's steps.
-            positions: (L + C,) int64 absolute step of each key (the cached ones, then the
-                chunk's); the queries are the last C.
-            cos, sin: (C, D/2) rotary tables at the chunk's positions (``None`` with Shaw).
+            cache: (N, L, M) this module's inputs at the L steps before the chunk.
+            cos, sin: (L + C, D/2) rotary tables of positions 0 .. L + C - 1 (``None``: Shaw).
             attn_mask: (N, 1, C, L + C) bool, ``True`` = may be attended.
-            cache_k, cache_v: (N, H, L, D) keys (rotated) and values of the cached steps.
 
         Returns:
-            (N, C, M) output, and the chunk's keys and values (N, H, C, D) for the cache.
+            (N, C, M).
         """
-        n, c, m = x.shape
-        qkv = self.qkv(self.norm(x)).view(n, c, 3, self.num_heads, self.head_dim)
-        qk, v = qkv.permute(2, 0, 3, 1, 4).split((2, 1), dim=0)  # (2, N, H, C, D), (1, ...)
+        window = torch.cat((cache, x), dim=1)  # (N, W, M), W = L + C
+        n, w, m = window.shape
+        c = x.size(1)
+        qkv = self.qkv(self.norm(window)).view(n, w, 3, self.num_heads, self.head_dim)
+        qk, v = qkv.permute(2, 0, 3, 1, 4).split((2, 1), dim=0)  # (2, N, H, W, D), (1, ...)
         v = v.squeeze(0)
         mask = attn_mask
         if self.rel_k is None:
             assert cos is not None and sin is not None
             q, k = _rotate(qk, cos, sin).unbind(0)
+            q = q[:, :, w - c :]  # (N, H, C, D)
         else:
             q, k = qk.unbind(0)
+            q = q[:, :, w - c :]
             left, right = self.shaw_window  # type: ignore[misc]
-            offsets = (positions.unsqueeze(0) - positions[-c:].unsqueeze(1)).clamp(-left, right)
-            mask = shaw_bias(self._shaw_scores(q), offsets + left, attn_mask)  # (N, H, C, L+C)
-        keys = torch.cat((cache_k, k), dim=2)  # (N, H, L + C, D)
-        values = torch.cat((cache_v, v), dim=2)
-        h = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+            offsets = shaw_offsets(w, left, right, x.device)[w - c :]  # (C, W)
+            mask = shaw_bias(self._shaw_scores(q), offsets, attn_mask)  # (N, H, C, W)
+        h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         h = h.transpose(1, 2).reshape(n, c, m)  # (N, H, C, D) -> (N, C, M)
-        return self.out(h), k, v
+        return self.out(h)
 
 
 def _rotate(qk: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -268,7 +266,8 @@ class ConvModule(nn.Module):
         return dropout(h, self.dropout_p, self.training)
 
     def forward_chunk(self, x: Tensor, valid: Tensor, cache: Tensor) -> tuple[Tensor, Tensor]:
-        """One chunk of a causal conv module (streaming, eval mode).
+        """One chunk of a causal conv module (streaming, eval mode; the caller checks
+        ``causal``).
 
         Args:
             x: (N, C, M); valid: (N, C, 1), 1 at valid steps.
@@ -278,11 +277,6 @@ class ConvModule(nn.Module):
         Returns:
             (N, C, M) and the new cache (N, M, K - 1).
         """
-        if not self.causal:
-            raise ValueError(
-                "Streaming needs a causal conv module (`conv_causal=True`): a centred kernel "
-                f"of {self.depthwise.kernel_size[0]} reads future steps."
-            )
         h = F.glu(self.pointwise1(self.norm(x)), dim=-1) * valid  # (N, C, M)
         h = torch.cat((cache, h.transpose(1, 2)), dim=2)  # (N, M, K - 1 + C)
         new_cache = h[:, :, h.size(2) - cache.size(2) :]
@@ -336,24 +330,23 @@ class ConformerBlock(nn.Module):
     def forward_chunk(
         self,
         x: Tensor,
-        positions: Tensor,
         cos: Tensor | None,
         sin: Tensor | None,
         attn_mask: Tensor,
         valid: Tensor,
-        cache: LayerCache,
-    ) -> tuple[Tensor, LayerCache]:
-        """One chunk (N, C, M) -> (N, C, M) and the chunk's ``(keys, values, conv cache)``;
-        arguments as :meth:`RotarySelfAttention.forward_chunk` and
-        :meth:`ConvModule.forward_chunk`, ``cache`` = ``(keys, values, conv cache)`` before it."""
-        cache_k, cache_v, cache_conv = cache
+        attn_cache: Tensor,
+        conv_cache: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One chunk (N, C, M) -> (N, C, M), the attention input (N, C, M) to cache and the new
+        conv cache; arguments as :meth:`RotarySelfAttention.forward_chunk` (``attn_cache``) and
+        :meth:`ConvModule.forward_chunk` (``conv_cache``)."""
         x = x + 0.5 * self.ffn1(x)
-        h, k, v = self.attn.forward_chunk(x, positions, cos, sin, attn_mask, cache_k, cache_v)
-        x = x + h
-        h, conv = self.conv.forward_chunk(x, valid, cache_conv)
+        attn_input = x
+        x = x + self.attn.forward_chunk(x, attn_cache, cos, sin, attn_mask)
+        h, conv_cache = self.conv.forward_chunk(x, valid, conv_cache)
         x = x + h
         x = x + 0.5 * self.ffn2(x)
-        return self.final_norm(x), (k, v, conv)
+        return self.final_norm(x), attn_input, conv_cache
 
 
 def _with_chunks(
@@ -435,54 +428,35 @@ class ConformerEncoder(nn.Module):
                 seqs = block(seqs, cos, sin, attn_mask, valid)
         return seqs
 
-    def empty_caches(
-        self, batch_size: int, device: torch.device, dtype: torch.dtype
-    ) -> list[LayerCache]:
-        """Streaming caches before the first chunk: no cached keys, zero conv history."""
-        caches = []
-        for block in self.blocks:
-            attn, conv = block.attn, block.conv
-            kv = torch.zeros(batch_size, attn.num_heads, 0, attn.head_dim, device=device, dtype=dtype)
-            history = conv.depthwise.kernel_size[0] - 1
-            caches.append((kv, kv, torch.zeros(batch_size, conv.depthwise.in_channels, history,
-                                               device=device, dtype=dtype)))  # fmt: skip
-        return caches
-
     def forward_chunk(
         self,
         seqs: Tensor,
-        positions: Tensor,
         attn_mask: Tensor,
         valid: Tensor,
-        caches: list[LayerCache],
-        keep: int,
-    ) -> tuple[Tensor, list[LayerCache]]:
+        attn_caches: list[Tensor],
+        conv_caches: list[Tensor],
+    ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """One chunk through every block (streaming, eval mode; :mod:`w2vbert.model.streaming`).
 
         Args:
             seqs: (N, C, M) the chunk's steps.
-            positions: (L + C,) absolute steps of the cached keys and of the chunk.
             attn_mask: (N, 1, C, L + C) bool, ``True`` = may be attended.
             valid: (N, C, 1), 1 at valid steps.
-            caches: per block ``(keys, values (N, H, L, D), conv (N, M, K - 1))``.
-            keep: steps of keys and values kept for the next chunk (-1 = all).
+            attn_caches: per block (N, L, M) attention inputs of the L cached steps.
+            conv_caches: per block (N, M, K - 1) conv history.
 
         Returns:
-            (N, C, M) and the caches for the next chunk.
+            (N, C, M), per block the chunk's attention inputs (N, C, M), the new conv caches.
         """
-        c = seqs.size(1)
+        w = attn_mask.size(-1)
         cos = sin = None
         if len(self.blocks) > 0 and self.blocks[0].attn.rel_k is None:
-            end = int(positions[-1]) + 1
-            cos, sin = rotary_tables(end, self.head_dim, self.rotary_base, seqs.device, seqs.dtype)
-            cos, sin = cos[end - c :], sin[end - c :]  # (C, D/2): the same rows as offline
-        new_caches = []
-        for block, (cache_k, cache_v, cache_conv) in zip(self.blocks, caches):
-            seqs, (k, v, conv) = block.forward_chunk(
-                seqs, positions, cos, sin, attn_mask, valid, (cache_k, cache_v, cache_conv)
+            cos, sin = rotary_tables(w, self.head_dim, self.rotary_base, seqs.device, seqs.dtype)
+        attn_inputs, new_conv = [], []
+        for block, attn_cache, conv_cache in zip(self.blocks, attn_caches, conv_caches):
+            seqs, attn_input, conv = block.forward_chunk(
+                seqs, cos, sin, attn_mask, valid, attn_cache, conv_cache
             )
-            k, v = torch.cat((cache_k, k), dim=2), torch.cat((cache_v, v), dim=2)
-            if keep != FULL_CONTEXT:
-                k, v = k[:, :, max(k.size(2) - keep, 0) :], v[:, :, max(v.size(2) - keep, 0) :]
-            new_caches.append((k, v, conv))
-        return seqs, new_caches
+            attn_inputs.append(attn_input)
+            new_conv.append(conv)
+        return seqs, attn_inputs, new_conv

@@ -265,29 +265,28 @@ class FbankFeatureEncoder(nn.Module):
         )
 
     def forward_chunk(
-        self, x: Tensor, x_lens: Tensor, offset: int, cache: tuple[Tensor, ...]
+        self, x: Tensor, x_lens: Tensor, cache: tuple[Tensor, ...]
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """Encode one chunk of 4C frames into C steps, exactly as :meth:`forward` (eval mode).
 
         Args:
             x: (N, 4C, F) the chunk's frames; x_lens: (N,) valid frames in the chunk (the rest
-                is padding; 0 once an utterance has ended).
-            offset: frames fed before this chunk (a multiple of 4).
+                is padding; 0 once an utterance has ended). Chunks start at multiples of 4C.
             cache: from :meth:`empty_cache` or the previous chunk.
 
         Returns:
             (N, C, M) and the cache for the next chunk.
         """
         n, t, _ = x.shape
-        if t % 4 != 0 or offset % 4 != 0:
-            raise ValueError(f"Chunks must be whole steps of 4 frames, but have {t} at {offset}.")
+        if t % 4 != 0:
+            raise ValueError(f"`x` must hold whole steps of 4 frames, but holds {t} frames.")
         valid = (~make_padding_mask(x_lens, t)).unsqueeze(2).to(x.dtype)  # (N, 4C, 1)
         x = self._normalize(x, valid, x_lens)  # per frame (empty_cache refused "utterance")
         frames = torch.cat((cache[0], x), dim=1)  # (N, 1 + 4C, F): frame offset - 1 first
         # conv1 step j reads frames 2j-1 .. 2j+1: the chunk's 2C steps from the frames above
         h = F.conv2d(frames.unsqueeze(1), self.conv1.weight, self.conv1.bias, stride=2,
                      padding=(0, 1)).relu_()  # fmt: skip  # (N, C1, 2C, F1)
-        lens1 = _halve(x_lens + offset) - offset // 2  # valid conv1 steps of the chunk
+        lens1 = _halve(x_lens)  # valid conv1 steps of the chunk (it starts at an even frame)
         h = h * (~make_padding_mask(lens1, h.size(2))).view(n, 1, -1, 1).to(h.dtype)
         h2 = F.conv2d(torch.cat((cache[1], h), dim=2), self.conv2.weight, self.conv2.bias,
                       stride=2, padding=(0, 1)).relu_()  # fmt: skip  # (N, C1, C, F2)
@@ -386,9 +385,9 @@ class StackedFbankFrontend(nn.Module):
         return ()
 
     def forward_chunk(
-        self, x: Tensor, x_lens: Tensor, offset: int, cache: tuple[Tensor, ...]
+        self, x: Tensor, x_lens: Tensor, cache: tuple[Tensor, ...]
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
         """(N, stride * C, F) chunk, (N,) valid frames in it -> (N, C, M), as :meth:`forward`."""
-        if x.size(1) % self.frame_stride != 0 or offset % self.frame_stride != 0:
-            raise ValueError(f"Chunks must be whole steps of {self.frame_stride} frames.")
+        if x.size(1) % self.frame_stride != 0:
+            raise ValueError(f"`x` must hold whole steps of {self.frame_stride} frames.")
         return self.forward(x, x_lens)[0], cache

@@ -1,17 +1,21 @@
 """Exact streaming inference of a :class:`~w2vbert.model.w2vbert.W2VBertEncoder`, chunk by chunk.
 
 The encoder trained (or decoded) with chunked attention (``encoder(x, x_lens, chunk_size=C,
-left_chunks=L)``) gives the same outputs when fed C steps at a time here, from caches: per block
-the keys and values of the last ``L * C`` steps (all steps with ``L = -1``) and the last K - 1
-inputs of the causal depthwise convolution, plus the front end's cache (one fbank frame and one
-conv1 output for the conv2d front end; nothing for the stacked one). Needs an encoder whose
-config passes :func:`w2vbert.model.config.streaming_problems`; eval mode.
+left_chunks=L)``) gives the same outputs when fed C steps at a time here, from caches laid out
+as sherpa-onnx's online conformer transducer keeps them (``online-conformer-transducer-model.cc``):
+``attn`` (blocks, L * C, N, M), each block's attention *inputs* at the last ``L * C`` steps (keys
+and values are recomputed from them; with ``L = -1`` the cache grows with every chunk), ``conv``
+(blocks, K - 1, N, M), the last K - 1 inputs of each causal depthwise convolution, and
+``processed`` (N,), the frames fed so far, which masks the cached steps before the start. Plus
+the front end's cache (one fbank frame and one conv1 output for the conv2d front end; nothing
+for the stacked one). Needs an encoder whose config passes
+:func:`w2vbert.model.config.streaming_problems`; eval mode.
 
-A batch streams in lock step: chunk k holds frames ``[k * F, (k + 1) * F)`` of every utterance,
-F = ``frame_stride * C`` (:func:`chunk_frames`), with its valid frame count per utterance (0 once
-an utterance has ended).
+A padded batch streams in lock step: chunk k holds frames ``[k * F, (k + 1) * F)`` of every
+utterance, F = ``frame_stride * C`` (:func:`chunk_frames`), with its valid frame count per
+utterance (0 once an utterance has ended).
 
-Shapes: N batch, F frames per chunk, C steps per chunk, M model dim, L cached steps.
+Shapes: N batch, F frames per chunk, C steps per chunk, M model dim, L cached steps, K conv kernel.
 """
 
 from __future__ import annotations
@@ -22,27 +26,30 @@ import torch
 from torch import Tensor
 
 from w2vbert.model.chunking import FULL_CONTEXT, check_chunking
-from w2vbert.model.conformer import LayerCache
 from w2vbert.model.masking import make_padding_mask
 from w2vbert.model.w2vbert import W2VBertEncoder
 
 
 @dataclass(frozen=True)
 class EncoderStream:
-    """What the encoder carries from one chunk to the next (batch-first tensors)."""
+    """What the encoder carries from one chunk to the next."""
 
     chunk_size: int
     """C, encoder steps per chunk."""
     left_chunks: int
     """Chunks of left context each chunk attends (-1 = all)."""
-    frames_done: int
-    """Fbank frames fed so far (per utterance, the same for all)."""
+    processed: Tensor
+    """(N,) int64 valid fbank frames fed so far."""
     frontend: tuple[Tensor, ...]
     """The front end's cache (``empty_cache``/``forward_chunk``)."""
-    key_valid: Tensor
-    """(N, L) bool, the cached steps that are not padding."""
-    layers: list[LayerCache]
-    """Per block (contrastive blocks, then MLM blocks): keys, values (N, H, L, D), conv cache."""
+    attn: Tensor
+    """(B, L, N, M) attention inputs of the last L steps, per block (contrastive, then MLM)."""
+    conv: Tensor
+    """(B, K - 1, N, M) conv module history, per block."""
+
+
+def _blocks(encoder: W2VBertEncoder) -> list:
+    return list(encoder.contrastive.blocks) + list(encoder.mlm.blocks)
 
 
 def chunk_frames(encoder: W2VBertEncoder, chunk_size: int) -> int:
@@ -64,10 +71,19 @@ def start_stream(
         raise ValueError("`chunk_size` must be a positive number of steps for streaming, but is -1.")
     device = torch.device(device)
     frontend = encoder.feature_encoder.empty_cache(batch_size, device, dtype)
-    layers = encoder.contrastive.empty_caches(batch_size, device, dtype)
-    layers += encoder.mlm.empty_caches(batch_size, device, dtype)
-    key_valid = torch.zeros(batch_size, 0, dtype=torch.bool, device=device)
-    return EncoderStream(chunk_size, left_chunks, 0, frontend, key_valid, layers)
+    blocks = _blocks(encoder)
+    for block in blocks:
+        if not block.conv.causal:
+            raise ValueError(
+                "Streaming needs a causal conv module (`conv_causal=True`): a centred kernel "
+                f"of {block.conv.depthwise.kernel_size[0]} reads future steps."
+            )
+    dim = encoder.output_dim
+    history = blocks[0].conv.depthwise.kernel_size[0] - 1 if blocks else 0
+    cached = 0 if left_chunks == FULL_CONTEXT else left_chunks * chunk_size
+    zeros = lambda steps: torch.zeros(len(blocks), steps, batch_size, dim, device=device, dtype=dtype)  # noqa: E731
+    processed = torch.zeros(batch_size, dtype=torch.int64, device=device)
+    return EncoderStream(chunk_size, left_chunks, processed, frontend, zeros(cached), zeros(history))
 
 
 @torch.no_grad()
@@ -92,32 +108,32 @@ def encode_chunk(
             f"`x` must be (N, {frames}, F) (chunk of {c} steps), but has shape {tuple(x.shape)}."
         )
     fe = encoder.feature_encoder
-    seqs, frontend = fe.forward_chunk(x, x_lens, stream.frames_done, stream.frontend)
+    seqs, frontend = fe.forward_chunk(x, x_lens, stream.frontend)  # (N, C, M)
     seq_lens = fe.output_lengths(x_lens)  # (N,) valid steps of this chunk
+    n, cached = x.size(0), stream.attn.size(1)
     chunk_valid = ~make_padding_mask(seq_lens, c)  # (N, C)
-    key_valid = torch.cat((stream.key_valid, chunk_valid), dim=1)  # (N, L + C)
-    n, cached = key_valid.shape
-    steps_done = stream.frames_done // fe.frame_stride
-    positions = torch.arange(steps_done + c - cached, steps_done + c, device=x.device)
+    steps_done = torch.div(stream.processed, fe.frame_stride, rounding_mode="floor")  # (N,)
+    # cached step i is step (steps_done - L + i): before the start while i < L - steps_done
+    cache_valid = torch.arange(cached, device=x.device).unsqueeze(0) >= (cached - steps_done).unsqueeze(1)
+    key_valid = torch.cat((cache_valid, chunk_valid), dim=1)  # (N, L + C)
     # a padded query attends every key (finite values; offline it is unspecified too)
-    attn_mask = key_valid.view(n, 1, 1, cached) | ~chunk_valid.view(n, 1, c, 1)
+    attn_mask = key_valid.view(n, 1, 1, cached + c) | ~chunk_valid.view(n, 1, c, 1)
     valid = chunk_valid.unsqueeze(2).to(seqs.dtype)  # (N, C, 1)
-    keep = FULL_CONTEXT if stream.left_chunks == FULL_CONTEXT else stream.left_chunks * c
-    num_contrastive = len(encoder.contrastive.blocks)
-    seqs, contrastive = encoder.contrastive.forward_chunk(
-        seqs, positions, attn_mask, valid, stream.layers[:num_contrastive], keep
+    attn = [a.transpose(0, 1) for a in stream.attn.unbind(0)]  # per block (N, L, M)
+    conv = [h.permute(1, 2, 0) for h in stream.conv.unbind(0)]  # per block (N, M, K - 1)
+    split = len(encoder.contrastive.blocks)
+    seqs, attn_in1, conv1 = encoder.contrastive.forward_chunk(
+        seqs, attn_mask, valid, attn[:split], conv[:split]
     )
-    seqs, mlm = encoder.mlm.forward_chunk(
-        seqs, positions, attn_mask, valid, stream.layers[num_contrastive:], keep
-    )
-    if keep != FULL_CONTEXT:
-        key_valid = key_valid[:, max(cached - keep, 0) :]
+    seqs, attn_in2, conv2 = encoder.mlm.forward_chunk(seqs, attn_mask, valid, attn[split:], conv[split:])
+    keep = cached + c if stream.left_chunks == FULL_CONTEXT else cached
+    new_attn = [torch.cat((a, b), dim=1)[:, cached + c - keep :] for a, b in zip(attn, attn_in1 + attn_in2)]
     next_stream = replace(
         stream,
-        frames_done=stream.frames_done + frames,
+        processed=stream.processed + x_lens,
         frontend=frontend,
-        key_valid=key_valid,
-        layers=contrastive + mlm,
+        attn=torch.stack([a.transpose(0, 1) for a in new_attn]) if new_attn else stream.attn,
+        conv=torch.stack([h.permute(2, 0, 1) for h in conv1 + conv2]) if new_attn else stream.conv,
     )
     return seqs, seq_lens, next_stream
 
