@@ -63,6 +63,7 @@ def test_sherpa_online_recognizer_equals_pytorch_streaming_greedy(preset, fbank,
     )
     meta = read_metadata(fp32.encoder)
     assert meta["model_type"] == "conformer" and meta["pad_length"] == "0"
+    assert meta["num_encoder_layers"] == "3"  # tiny: 2 blocks + 1 for the front end; w2v: 3 + 0
     frames = 2 * model.encoder.feature_encoder.frame_stride
     assert (meta["T"], meta["decode_chunk_len"], meta["left_context"]) == (str(frames), str(frames), "8")
     assert read_metadata(fp32.decoder) == {"vocab_size": "12", "context_size": "2"}

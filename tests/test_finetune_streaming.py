@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tiny_corpus  # noqa: E402
 
-from w2vbert import decode, finetune, pretrain  # noqa: E402
+from w2vbert import decode, export_onnx, finetune, pretrain  # noqa: E402
 from w2vbert.data.sampling import DataConfig  # noqa: E402
 from w2vbert.training.finetuning import (  # noqa: E402
     FinetuneOptions,
@@ -117,3 +117,16 @@ def test_dynamic_chunk_finetuning_resumes_exactly_and_decoding_warns_for_untrain
     assert "--decode-chunk-size 3 (3 encoder steps): the model was never trained" in caplog.text
     with pytest.raises(SystemExit):
         decode.main([*args, "--decode-chunk-size", "60ms"])
+
+    # stage 7 --streaming: sherpa-onnx's online recogniser on the dev audio = PyTorch streaming
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor(model_file=str(setup["bpe"]))
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text("".join(f"{sp.id_to_piece(i)} {i}\n" for i in range(sp.get_piece_size())))
+    export_onnx.main(["--exp-dir", str(exp), "--checkpoint", str(exp / "checkpoint-4.pt"),
+                      "--tokens", str(tokens), "--streaming",
+                      "--check-cuts", str(setup["dev"]), "--strict"])  # fmt: skip
+    check = json.loads((exp / "export-check-checkpoint-4-streaming.json").read_text())
+    assert check["passed"] and check["chunk_size"] == 1 and check["left_context_chunks"] == 1
+    assert [r["identical_to_pytorch"] for r in check["runs"]] == [2, 2]

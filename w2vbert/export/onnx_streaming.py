@@ -22,8 +22,8 @@ export-onnx-streaming.py``, which writes the same layout):
 
 What the graph keeps in its caches is ours: ``cached_attn[b]`` holds block b's attention inputs
 at the last ``left_context`` steps and ``cached_conv[b]`` its conv history
-(:mod:`w2vbert.model.streaming`); one extra "layer" (the last) holds the conv2d front end's cache
-(one normalised frame, one conv1 output) in ``cached_attn`` (its ``cached_conv`` slot is unused).
+(:mod:`w2vbert.model.streaming`); the conv2d front end's cache (one normalised frame, one conv1
+output) goes into as many extra "layers" of both states as it needs (none for the stacked one).
 The front end has no look-ahead, so ``T = decode_chunk_len = frame_stride * chunk_size`` and
 ``pad_length = 0``: the algorithmic latency is one chunk.
 
@@ -84,16 +84,13 @@ class OnnxStreamingEncoder(nn.Module):
         self.num_blocks, _, _, self.dim = probe.attn.shape
         self.conv_history = probe.conv.size(1)
         self.frontend_shapes = [t.shape[1:] for t in probe.frontend]  # per stream
-        need = sum(int(torch.Size(s).numel()) for s in self.frontend_shapes)
-        if need > self.left_context * self.dim:
-            raise ValueError(
-                f"The front end's cache ({need} values) does not fit one layer of the attention "
-                f"cache ({self.left_context} x {self.dim}): use a longer left context."
-            )
+        self.frontend_size = sum(int(torch.Size(s).numel()) for s in self.frontend_shapes)
+        per_layer = (self.left_context + self.conv_history) * self.dim
+        self.extra_layers = -(-self.frontend_size // per_layer)  # ceil: 0 without a front-end cache
 
     def initial_states(self, batch_size: int) -> tuple[Tensor, Tensor]:
-        """Zeros, as sherpa-onnx's ``GetEncoderInitStates`` (one more layer than blocks)."""
-        layers = self.num_blocks + 1
+        """Zeros, as sherpa-onnx's ``GetEncoderInitStates``."""
+        layers = self.num_blocks + self.extra_layers
         return (
             torch.zeros(layers, self.left_context, batch_size, self.dim),
             torch.zeros(layers, self.conv_history, batch_size, self.dim),
@@ -110,29 +107,37 @@ class OnnxStreamingEncoder(nn.Module):
         Returns:
             encoder_out (N, C, J), new_cached_attn, new_cached_conv.
         """
-        n = x.size(0)
-        slot = cached_attn[-1].transpose(0, 1).reshape(n, -1)  # (N, L * M)
+        n, b = x.size(0), self.num_blocks
+        # the front end's cache: the first values of the extra layers of both states, per stream
+        slots = torch.cat((cached_attn[b:].permute(2, 0, 1, 3).reshape(n, -1),
+                           cached_conv[b:].permute(2, 0, 1, 3).reshape(n, -1)), dim=1)  # fmt: skip
         frontend, start = [], 0
         for shape in self.frontend_shapes:
             size = int(torch.Size(shape).numel())
-            frontend.append(slot[:, start : start + size].reshape(n, *shape))
+            frontend.append(slots[:, start : start + size].reshape(n, *shape))
             start += size
         stream = EncoderStream(
             chunk_size=self.chunk_size,
             left_chunks=self.left_chunks,
             processed=processed_frames,
             frontend=tuple(frontend),
-            attn=cached_attn[:-1],
-            conv=cached_conv[:-1],
+            attn=cached_attn[:b],
+            conv=cached_conv[:b],
         )
         x_lens = torch.full((n,), self.frames, dtype=torch.int64, device=x.device)
         out, _, stream = encode_chunk(self.encoder, stream, x, x_lens)
-        packed = [t.reshape(n, -1) for t in stream.frontend]
-        packed.append(slot.new_zeros(n, slot.size(1) - start))
-        new_slot = torch.cat(packed, dim=1).reshape(n, self.left_context, self.dim).transpose(0, 1)
-        new_attn = torch.cat((stream.attn, new_slot.unsqueeze(0)), dim=0)
-        new_conv = torch.cat((stream.conv, cached_conv[-1:]), dim=0)
-        return self.encoder_proj(out), new_attn, new_conv
+        if self.extra_layers == 0:  # the stacked front end keeps nothing
+            return self.encoder_proj(out), stream.attn, stream.conv
+        packed = torch.cat([t.reshape(n, -1) for t in stream.frontend]
+                           + [slots[:, self.frontend_size :]], dim=1)  # fmt: skip
+        e, split = self.extra_layers, self.extra_layers * self.left_context * self.dim
+        new_attn = packed[:, :split].reshape(n, e, self.left_context, self.dim).permute(1, 2, 0, 3)
+        new_conv = packed[:, split:].reshape(n, e, self.conv_history, self.dim).permute(1, 2, 0, 3)
+        return (
+            self.encoder_proj(out),
+            torch.cat((stream.attn, new_attn), dim=0),
+            torch.cat((stream.conv, new_conv), dim=0),
+        )
 
 
 class OnnxStreamingDecoder(OnnxDecoder):
@@ -193,7 +198,7 @@ def export_streaming_transducer(
         add_metadata(fp32.encoder, {
             "model_type": ONLINE_MODEL_TYPE, "version": EXPORT_VERSION,
             "comment": comment or "w2v-BERT streaming encoder + joiner encoder_proj",
-            "num_encoder_layers": encoder.num_blocks + 1, "T": encoder.frames,
+            "num_encoder_layers": encoder.num_blocks + encoder.extra_layers, "T": encoder.frames,
             "decode_chunk_len": encoder.frames, "left_context": encoder.left_context,
             "encoder_dim": encoder.dim, "pad_length": 0,
             "cnn_module_kernel": encoder.conv_history + 1, "chunk_size": chunk_size,

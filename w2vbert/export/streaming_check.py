@@ -30,6 +30,8 @@ from w2vbert.export.decode_runs import (
 from w2vbert.export.onnx_export import ExportedFiles
 from w2vbert.model.streaming import chunk_frames, encode_chunk, start_stream
 
+INT8_MAX_WER_INCREASE = 1.0
+"""Allowed absolute WER increase (percent) of int8 over PyTorch streaming greedy (the issue's)."""
 TAIL_SECONDS = 0.3
 """Silence appended after each utterance (as sherpa-onnx's examples do) so that its last chunk
 is run."""
@@ -118,3 +120,56 @@ def pytorch_stream_decode(
         run.elapsed_seconds += time.perf_counter() - start
         run.audio_seconds += utt.duration
     return run
+
+
+def run_streaming_check(
+    model: nn.Module,
+    fp32: ExportedFiles,
+    int8: ExportedFiles | None,
+    utts: Sequence[Utterance],
+    id_to_symbol: dict[int, str],
+    *,
+    chunk_size: int,
+    left_chunks: int,
+    num_threads: int = 1,
+    fbank: str = "icefall",
+) -> dict:
+    """sherpa-onnx online (fp32, int8) and PyTorch streaming greedy on ``utts``: WER, RTF and how
+    many transcripts equal PyTorch's. Passes when fp32 equals PyTorch on every utterance and
+    int8's WER is within :data:`INT8_MAX_WER_INCREASE` of it."""
+    from w2vbert.decoding.scoring import word_error_rate
+
+    torch.set_num_threads(num_threads)
+    runs = [pytorch_stream_decode(model, utts, id_to_symbol, chunk_size=chunk_size,
+                                  left_chunks=left_chunks, fbank=fbank)]  # fmt: skip
+    for files, name in ((fp32, "fp32"), (int8, "int8")):
+        if files is not None:
+            run = sherpa_stream_decode(files, utts, num_threads=num_threads, fbank=fbank)
+            run.name = f"sherpa-onnx online greedy_search {name}"
+            runs.append(run)
+    refs = {u.id: list(u.ref) for u in utts}
+    has_refs = any(refs.values())
+    rows = []
+    for run in runs:
+        same = sum(run.hyps[k] == runs[0].hyps[k] for k in refs)
+        rows.append({"run": run.name, "wer": word_error_rate(refs, run.hyps) if has_refs else None,
+                     "rtf": run.rtf, "identical_to_pytorch": same})  # fmt: skip
+    passed = rows[1]["identical_to_pytorch"] == len(utts)
+    if int8 is not None and has_refs:
+        passed = passed and rows[2]["wer"] <= rows[0]["wer"] + INT8_MAX_WER_INCREASE
+    return {"num_utterances": len(utts), "audio_seconds": runs[0].audio_seconds,
+            "chunk_size": chunk_size, "left_context_chunks": left_chunks,
+            "num_threads": num_threads, "runs": rows, "passed": passed}  # fmt: skip
+
+
+def streaming_report(result: dict) -> str:
+    """A short Markdown table of :func:`run_streaming_check`'s result."""
+    n = result["num_utterances"]
+    lines = [f"{n} utterances, {result['audio_seconds']:.1f} s of audio fed in 0.1 s pieces; chunk "
+             f"{result['chunk_size']} steps, left context {result['left_context_chunks']} chunks, "
+             f"{result['num_threads']} thread(s).", "",
+             "| run | WER % | RTF | identical to PyTorch |", "|---|---|---|---|"]  # fmt: skip
+    for row in result["runs"]:
+        wer = "-" if row["wer"] is None else f"{row['wer']:.2f}"
+        lines.append(f"| {row['run']} | {wer} | {row['rtf']:.4f} | {row['identical_to_pytorch']}/{n} |")
+    return "\n".join(lines + ["", f"passed: {result['passed']}", ""])
