@@ -28,7 +28,9 @@ def _fbank(path: Path, extractor) -> torch.Tensor:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("an4", type=Path)
     parser.add_argument("--num-train", type=int, default=300)
     args = parser.parse_args()
@@ -45,11 +47,16 @@ def main() -> None:
         frame = (x - x.mean(1, keepdim=True)) / x.std(1, unbiased=False, keepdim=True)
         for name, z in zip(dist, ((x - mean) / std, frame, x)):
             dist[name].append(float((z - ref).square().mean().sqrt()))
-    print(f"{len(test)} AN4 test utterances (10 unseen speakers); statistics from {args.num_train} "
-          "training utterances. RMS distance from the per-utterance-normalised fbank "
-          "(unit variance per bin):")
+    print(
+        f"{len(test)} AN4 test utterances (10 unseen speakers); statistics from {args.num_train} "
+        "training utterances. RMS distance from the per-utterance-normalised fbank "
+        "(unit variance per bin):"
+    )
     for name, values in dist.items():
-        print(f"  {name:28s} mean {np.mean(values):.3f}  median {np.median(values):.3f}  max {np.max(values):.3f}")
+        print(
+            f"  {name:28s} mean {np.mean(values):.3f}  median {np.median(values):.3f}  "
+            f"max {np.max(values):.3f}"
+        )
 
 
 if __name__ == "__main__":

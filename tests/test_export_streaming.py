@@ -51,7 +51,9 @@ def _tokens(path: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    "preset,fbank", [(tiny, "icefall"), (w2v_bert_2_0_tiny, "w2v-bert-2.0")], ids=["paper", "w2v-bert-2.0"]
+    "preset,fbank",
+    [(tiny, "icefall"), (w2v_bert_2_0_tiny, "w2v-bert-2.0")],
+    ids=["paper", "w2v-bert-2.0"],
 )
 def test_sherpa_online_recognizer_equals_pytorch_streaming_greedy(preset, fbank, tmp_path):
     import onnxruntime as ort
@@ -65,7 +67,11 @@ def test_sherpa_online_recognizer_equals_pytorch_streaming_greedy(preset, fbank,
     assert meta["model_type"] == "conformer" and meta["pad_length"] == "0"
     assert meta["num_encoder_layers"] == "3"  # tiny: 2 blocks + 1 for the front end; w2v: 3 + 0
     frames = 2 * model.encoder.feature_encoder.frame_stride
-    assert (meta["T"], meta["decode_chunk_len"], meta["left_context"]) == (str(frames), str(frames), "8")
+    assert (meta["T"], meta["decode_chunk_len"], meta["left_context"]) == (
+        str(frames),
+        str(frames),
+        "8",
+    )
     assert read_metadata(fp32.decoder) == {"vocab_size": "12", "context_size": "2"}
 
     # the graph, chunk by chunk, from sherpa-onnx's zero states (two streams at once)
@@ -78,17 +84,32 @@ def test_sherpa_online_recognizer_equals_pytorch_streaming_greedy(preset, fbank,
     for k in range(7):
         chunk = x[:, k * frames : (k + 1) * frames]
         processed = np.full(2, k * frames, dtype=np.int64)
-        out, attn, conv = session.run(None, {"x": chunk.numpy(), "cached_attn": attn,
-                                             "cached_conv": conv, "processed_frames": processed})  # fmt: skip
+        out, attn, conv = session.run(
+            None,
+            {
+                "x": chunk.numpy(),
+                "cached_attn": attn,
+                "cached_conv": conv,
+                "processed_frames": processed,
+            },
+        )
         ref, _, stream = encode_chunk(model.encoder, stream, chunk, torch.full((2,), frames))
-        worst = max(worst, float(np.abs(out - model.joiner.encoder_proj(ref).detach().numpy()).max()))
+        worst = max(
+            worst, float(np.abs(out - model.joiner.encoder_proj(ref).detach().numpy()).max())
+        )
     assert worst <= 1e-5
 
     rng = np.random.default_rng(0)
-    utts = [Utterance(id=f"u{i}", samples=(0.1 * rng.standard_normal(int(16000 * d))).astype(np.float32))
-            for i, d in enumerate((1.3, 0.77, 2.05))]  # fmt: skip
+    utts = [
+        Utterance(
+            id=f"u{i}", samples=(0.1 * rng.standard_normal(int(16000 * d))).astype(np.float32)
+        )
+        for i, d in enumerate((1.3, 0.77, 2.05))
+    ]
     sherpa = sherpa_stream_decode(fp32, utts, piece_seconds=0.1, fbank=fbank)
-    pytorch = pytorch_stream_decode(model, utts, read_tokens(tokens), chunk_size=2, left_chunks=4, fbank=fbank)
+    pytorch = pytorch_stream_decode(
+        model, utts, read_tokens(tokens), chunk_size=2, left_chunks=4, fbank=fbank
+    )
     assert sum(len(h) for h in pytorch.hyps.values()) > 10
     assert sherpa.hyps == pytorch.hyps
     assert len(sherpa_stream_decode(int8, utts[:1], fbank=fbank).hyps) == 1  # the int8 files run
@@ -107,6 +128,8 @@ def test_exporting_an_offline_model_as_streaming_needs_the_explicit_flag(caplog)
         check_streamable(params, allow_offline=False)
     check_streamable(params, allow_offline=True)
     assert "trained without chunks" in caplog.text
-    check_streamable({**params, "streaming": {"chunk_sizes": [2], "left_context_chunks": 4}}, allow_offline=False)
+    check_streamable(
+        {**params, "streaming": {"chunk_sizes": [2], "left_context_chunks": 4}}, allow_offline=False
+    )
     with pytest.raises(ValueError, match="finite left context"):
         OnnxStreamingEncoder(_model(tiny).encoder, torch.nn.Linear(32, 16), 2, -1)

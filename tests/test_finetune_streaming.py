@@ -26,8 +26,19 @@ from w2vbert.training.finetuning import (  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
 
-COMMON = ["--max-duration", "4", "--num-buckets", "2", "--warmup-steps", "5", "--log-interval",
-          "1", "--device", "cpu", "--no-tensorboard"]  # fmt: skip
+COMMON = [
+    "--max-duration",
+    "4",
+    "--num-buckets",
+    "2",
+    "--warmup-steps",
+    "5",
+    "--log-interval",
+    "1",
+    "--device",
+    "cpu",
+    "--no-tensorboard",
+]
 STREAMING = {"conv_causal": True, "input_norm": "global"}
 
 
@@ -35,31 +46,57 @@ STREAMING = {"conv_causal": True, "input_norm": "global"}
 def setup(tmp_path_factory):
     """Corpus, BPE model and a 1-epoch tiny (offline) pre-training run."""
     root = tmp_path_factory.mktemp("fts")
-    train, dev = tiny_corpus.make_cuts(root, "train", 6), tiny_corpus.make_cuts(root, "dev", 2, seed=1)
+    train, dev = tiny_corpus.make_cuts(root, "train", 6), tiny_corpus.make_cuts(
+        root, "dev", 2, seed=1
+    )
     bpe = tiny_corpus.make_bpe(root)
-    pretrain.main(["--train-cuts", str(train), "--model-preset", "tiny", "--exp-dir",
-                   str(root / "pre"), "--num-epochs", "1", "--save-every-n", "0", *COMMON])  # fmt: skip
+    pretrain.main(
+        [
+            "--train-cuts",
+            str(train),
+            "--model-preset",
+            "tiny",
+            "--exp-dir",
+            str(root / "pre"),
+            "--num-epochs",
+            "1",
+            "--save-every-n",
+            "0",
+            *COMMON,
+        ]
+    )
     return {"train": train, "dev": dev, "bpe": bpe, "pre": root / "pre" / "epoch-1.pt"}
 
 
 def _options(setup, **kwargs) -> FinetuneOptions:
-    return FinetuneOptions(init_from=str(setup["pre"]), bpe_model=setup["bpe"], decoder_dim=16,
-                           joiner_dim=16, **kwargs)  # fmt: skip
+    return FinetuneOptions(
+        init_from=str(setup["pre"]), bpe_model=setup["bpe"], decoder_dim=16, joiner_dim=16, **kwargs
+    )
 
 
 def test_chunk_sizes_with_an_offline_encoder_are_an_error_naming_the_options(setup):
     data = DataConfig(train_cuts=(setup["train"],))
-    with pytest.raises(ValueError, match=r"--chunk-sizes 2,-1 trains a streaming encoder.*`conv_causal`.*`input_norm`"):
+    with pytest.raises(
+        ValueError,
+        match=r"--chunk-sizes 2,-1 trains a streaming encoder.*`conv_causal`.*`input_norm`",
+    ):
         build_finetune_task(_options(setup, chunk_sizes="2,-1"), {}, data, torch.device("cpu"))
     with pytest.raises(ValueError, match=r"`--chunk-sizes` must be a whole number of 40 ms"):
-        build_finetune_task(_options(setup, chunk_sizes="100ms"), STREAMING, data, torch.device("cpu"))
+        build_finetune_task(
+            _options(setup, chunk_sizes="100ms"), STREAMING, data, torch.device("cpu")
+        )
     with pytest.raises(ValueError, match=r"left context .* positive number of chunks or -1"):
         build_finetune_task(
-            _options(setup, chunk_sizes="2", left_context_chunks=0), STREAMING, data, torch.device("cpu")
+            _options(setup, chunk_sizes="2", left_context_chunks=0),
+            STREAMING,
+            data,
+            torch.device("cpu"),
         )
 
 
-def test_streaming_finetuning_of_an_offline_encoder_keeps_its_weights_and_estimates_input_stats(setup):
+def test_streaming_finetuning_of_an_offline_encoder_keeps_its_weights_and_estimates_input_stats(
+    setup,
+):
     data = DataConfig(train_cuts=(setup["train"],))
     options = _options(setup, chunk_sizes="80ms,-1", left_context_chunks=2)
     task = build_finetune_task(options, STREAMING, data, torch.device("cpu"))
@@ -68,11 +105,18 @@ def test_streaming_finetuning_of_an_offline_encoder_keeps_its_weights_and_estima
     pre = torch.load(setup["pre"], weights_only=False)["model"]
     enc = task.model.encoder.state_dict()
     assert all(torch.equal(enc[k], pre["encoder." + k]) for k in enc if "input_stats" not in k)
-    frames = torch.cat([torch.from_numpy(c.load_features()) for c in CutSet.from_file(setup["train"])])
+    frames = torch.cat(
+        [torch.from_numpy(c.load_features()) for c in CutSet.from_file(setup["train"])]
+    )
     stats = task.model.encoder.feature_encoder.input_stats
     torch.testing.assert_close(stats.mean, frames.mean(0), atol=1e-4, rtol=1e-5)
-    torch.testing.assert_close(stats.inv_std, (frames.var(0, unbiased=False) + 1e-5).rsqrt(), atol=1e-4, rtol=1e-4)
-    assert "streaming" not in build_finetune_task(_options(setup), {}, data, torch.device("cpu")).params
+    torch.testing.assert_close(
+        stats.inv_std, (frames.var(0, unbiased=False) + 1e-5).rsqrt(), atol=1e-4, rtol=1e-4
+    )
+    assert (
+        "streaming"
+        not in build_finetune_task(_options(setup), {}, data, torch.device("cpu")).params
+    )
 
 
 def test_chunk_size_draws_depend_on_seed_and_step_only_and_cover_the_list():
@@ -84,11 +128,35 @@ def test_chunk_size_draws_depend_on_seed_and_step_only_and_cover_the_list():
 
 
 def _ft(setup, exp: Path, *extra: str) -> None:
-    finetune.main(["--init-from", str(setup["pre"]), "--bpe-model", str(setup["bpe"]),
-                   "--train-cuts", str(setup["train"]), "--valid-cuts", str(setup["dev"]),
-                   "--exp-dir", str(exp), "--decoder-dim", "16", "--joiner-dim", "16",
-                   "--chunk-sizes", "1,2,-1", "--left-context-chunks", "1", "--conv-causal",
-                   "--input-norm", "global", "--save-every-n", "2", *COMMON, *extra])  # fmt: skip
+    finetune.main(
+        [
+            "--init-from",
+            str(setup["pre"]),
+            "--bpe-model",
+            str(setup["bpe"]),
+            "--train-cuts",
+            str(setup["train"]),
+            "--valid-cuts",
+            str(setup["dev"]),
+            "--exp-dir",
+            str(exp),
+            "--decoder-dim",
+            "16",
+            "--joiner-dim",
+            "16",
+            "--chunk-sizes",
+            "1,2,-1",
+            "--left-context-chunks",
+            "1",
+            "--conv-causal",
+            "--input-norm",
+            "global",
+            "--save-every-n",
+            "2",
+            *COMMON,
+            *extra,
+        ]
+    )
 
 
 def test_dynamic_chunk_finetuning_resumes_exactly_and_decoding_warns_for_untrained_chunks(
@@ -102,15 +170,28 @@ def test_dynamic_chunk_finetuning_resumes_exactly_and_decoding_warns_for_untrain
     assert a["params"]["streaming"] == {"chunk_sizes": [1, 2, -1], "left_context_chunks": 1}
     assert a["model"].keys() == b["model"].keys()
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    with pytest.raises(ValueError, match="finetune_options.chunk_sizes"):  # resume refuses other chunks
+    with pytest.raises(
+        ValueError, match="finetune_options.chunk_sizes"
+    ):  # resume refuses other chunks
         _ft(setup, tmp_path / "resumed", "--max-steps", "6", "--chunk-sizes", "4")
 
     exp = tmp_path / "straight"
-    args = ["--exp-dir", str(exp), "--checkpoint", str(exp / "checkpoint-4.pt"), "--cuts", f"dev={setup['dev']}"]
+    args = [
+        "--exp-dir",
+        str(exp),
+        "--checkpoint",
+        str(exp / "checkpoint-4.pt"),
+        "--cuts",
+        f"dev={setup['dev']}",
+    ]
     with caplog.at_level(logging.WARNING):
         decode.main([*args, "--decode-chunk-size", "80ms", "--left-context-chunks", "1"])
     assert "never trained" not in caplog.text
-    results = json.loads(next((tmp_path / "straight" / "greedy_search").glob("results-dev-*chunk-2-left-1.json")).read_text())
+    results = json.loads(
+        next(
+            (tmp_path / "straight" / "greedy_search").glob("results-dev-*chunk-2-left-1.json")
+        ).read_text()
+    )
     assert results["chunk_size"] == 2 and results["num_utterances"] == 2
     with caplog.at_level(logging.WARNING):
         decode.main([*args, "--decode-chunk-size", "3"])
@@ -124,9 +205,20 @@ def test_dynamic_chunk_finetuning_resumes_exactly_and_decoding_warns_for_untrain
     sp = spm.SentencePieceProcessor(model_file=str(setup["bpe"]))
     tokens = tmp_path / "tokens.txt"
     tokens.write_text("".join(f"{sp.id_to_piece(i)} {i}\n" for i in range(sp.get_piece_size())))
-    export_onnx.main(["--exp-dir", str(exp), "--checkpoint", str(exp / "checkpoint-4.pt"),
-                      "--tokens", str(tokens), "--streaming",
-                      "--check-cuts", str(setup["dev"]), "--strict"])  # fmt: skip
+    export_onnx.main(
+        [
+            "--exp-dir",
+            str(exp),
+            "--checkpoint",
+            str(exp / "checkpoint-4.pt"),
+            "--tokens",
+            str(tokens),
+            "--streaming",
+            "--check-cuts",
+            str(setup["dev"]),
+            "--strict",
+        ]
+    )
     check = json.loads((exp / "export-check-checkpoint-4-streaming.json").read_text())
     assert check["passed"] and check["chunk_size"] == 1 and check["left_context_chunks"] == 1
     assert [r["identical_to_pytorch"] for r in check["runs"]] == [2, 2]

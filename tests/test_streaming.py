@@ -41,7 +41,9 @@ def test_bad_chunk_settings_are_errors_naming_the_option():
     assert chunk_steps("640ms", 40, option="--chunk-sizes") == 16
     assert chunk_steps("16", 40, option="--chunk-sizes") == 16
     assert chunk_steps("-1", 40, option="--chunk-sizes") == -1
-    with pytest.raises(ValueError, match=r"`--chunk-sizes` must be a whole number of 40 ms .*7.5 steps"):
+    with pytest.raises(
+        ValueError, match=r"`--chunk-sizes` must be a whole number of 40 ms .*7.5 steps"
+    ):
         chunk_steps("300ms", 40, option="--chunk-sizes")
     with pytest.raises(ValueError, match="`--decode-chunk-size` must be positive or -1"):
         chunk_steps("0", 40, option="--decode-chunk-size")
@@ -128,7 +130,9 @@ def test_chunked_shaw_attention_gradients_match_autograd_through_sdpa():
     rel = torch.randn(n, h, s, left + right + 1, dtype=torch.float64, requires_grad=True)
     offsets = shaw_offsets(s, left, right, q.device)
     padding = make_padding_mask(torch.tensor([7, 5]), s)
-    keys = (chunk_attention_mask(s, 2, 1).view(1, 1, s, s) & ~padding.view(n, 1, 1, s)) | padding.view(
+    keys = (
+        chunk_attention_mask(s, 2, 1).view(1, 1, s, s) & ~padding.view(n, 1, 1, s)
+    ) | padding.view(
         n, 1, s, 1
     )  # (N, 1, S, S), as ConformerEncoder builds it
     out = shaw_attention(q, k, v, rel, offsets, keys)
@@ -136,7 +140,9 @@ def test_chunked_shaw_attention_gradients_match_autograd_through_sdpa():
     ref = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
     assert torch.allclose(out, ref, atol=1e-14)
     g = torch.randn_like(ref)
-    for a, b in zip(torch.autograd.grad(out, (q, k, v, rel), g), torch.autograd.grad(ref, (q, k, v, rel), g)):
+    for a, b in zip(
+        torch.autograd.grad(out, (q, k, v, rel), g), torch.autograd.grad(ref, (q, k, v, rel), g)
+    ):
         assert torch.allclose(a, b, atol=1e-12)
 
 

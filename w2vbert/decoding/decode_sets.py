@@ -129,14 +129,16 @@ def decoding_chunks(config: DecodeConfig, params: dict[str, Any]) -> tuple[int, 
     left = config.left_context_chunks
     if left != FULL_CONTEXT and left < 1:
         raise ValueError(
-            f"`--left-context-chunks` must be a positive number of chunks or -1 (all), but is {left}."
+            "`--left-context-chunks` must be a positive number of chunks or -1 (all), "
+            f"but is {left}."
         )
     if chunk == FULL_CONTEXT:
         return chunk, left
     trained = params.get("streaming") or {"chunk_sizes": [FULL_CONTEXT], "left_context_chunks": -1}
     if chunk not in trained["chunk_sizes"]:
         logger.warning(
-            f"--decode-chunk-size {config.decode_chunk_size} ({chunk} encoder steps): the model was "
+            f"--decode-chunk-size {config.decode_chunk_size} ({chunk} encoder steps): the model "
+            "was "
             f"never trained with this chunk size (trained: {trained['chunk_sizes']}, in steps; "
             "-1 = full context); expect a higher error rate."
         )

@@ -101,7 +101,9 @@ class GreedyState:
 
 
 @torch.no_grad()
-def greedy_start(model: nn.Module, batch_size: int, device: torch.device | str = "cpu") -> GreedyState:
+def greedy_start(
+    model: nn.Module, batch_size: int, device: torch.device | str = "cpu"
+) -> GreedyState:
     """Greedy search before the first frame: the decoder after the blank context."""
     decoder: _StepDecoder = model.decoder
     blanks = torch.full((batch_size,), decoder.blank_id, dtype=torch.int64, device=device)

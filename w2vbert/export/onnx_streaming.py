@@ -175,7 +175,9 @@ def export_streaming_transducer(
     if _count_tokens(tokens) != model.vocab_size:
         raise ValueError(f"{tokens} must list vocab_size={model.vocab_size} tokens.")
     model.eval()
-    encoder = OnnxStreamingEncoder(model.encoder, model.joiner.encoder_proj, chunk_size, left_chunks)
+    encoder = OnnxStreamingEncoder(
+        model.encoder, model.joiner.encoder_proj, chunk_size, left_chunks
+    )
     name = f"{suffix}-streaming"
     fp32 = ExportedFiles(
         encoder=out_dir / f"encoder-{name}.onnx",
@@ -207,8 +209,18 @@ def export_streaming_transducer(
         })  # fmt: skip
         decoder = OnnxStreamingDecoder(model.decoder, model.joiner.decoder_proj).eval()
         y = torch.zeros(2, model.decoder.context_size, dtype=torch.int64)
-        _export(decoder, (y,), fp32.decoder, ["y"], ["decoder_out"], {"y": {0: "N"}, "decoder_out": {0: "N"}})
-        add_metadata(fp32.decoder, {"vocab_size": model.vocab_size, "context_size": model.decoder.context_size})
+        _export(
+            decoder,
+            (y,),
+            fp32.decoder,
+            ["y"],
+            ["decoder_out"],
+            {"y": {0: "N"}, "decoder_out": {0: "N"}},
+        )
+        add_metadata(
+            fp32.decoder,
+            {"vocab_size": model.vocab_size, "context_size": model.decoder.context_size},
+        )
         export_joiner(model, fp32.joiner)
     logger.info(f"Exported the streaming model ({chunk_size} steps per chunk, {left_chunks} left "
                 f"chunks): {fp32.sizes()} bytes")  # fmt: skip

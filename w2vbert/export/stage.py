@@ -70,7 +70,8 @@ class ExportOptions:
         "check feeds the audio in 0.1 s pieces and compares with PyTorch's streaming greedy.",
     )
     decode_chunk_size: str | None = flag(
-        None, "--streaming: chunk in encoder steps or ms (default: the model's smallest trained one)."
+        None,
+        "--streaming: chunk in encoder steps or ms (default: the model's smallest trained one).",
     )
     left_context_chunks: int | None = flag(
         None, "--streaming: chunks of left context (default: the model's trained one)."
@@ -114,16 +115,22 @@ def _stage6_recogs(options: ExportOptions, suffix: str) -> dict[str, Path]:
     return found
 
 
-def run_streaming_export(options: ExportOptions, model, params: dict[str, Any], suffix: str) -> dict[str, Any]:
+def run_streaming_export(
+    options: ExportOptions, model, params: dict[str, Any], suffix: str
+) -> dict[str, Any]:
     """``--streaming``: the online model and its check against PyTorch streaming greedy."""
     check_streamable(params, allow_offline=options.allow_offline_model)
     trained = params.get("streaming") or {"chunk_sizes": [], "left_context_chunks": -1}
     frame_stride = params["model_config"].get("frame_stride", 4)
     chunk = min((c for c in trained["chunk_sizes"] if c > 0), default=None)
     if options.decode_chunk_size is not None:
-        chunk = chunk_steps(options.decode_chunk_size, 10 * frame_stride, option="--decode-chunk-size")
+        chunk = chunk_steps(
+            options.decode_chunk_size, 10 * frame_stride, option="--decode-chunk-size"
+        )
     if chunk is None:
-        raise ValueError("--streaming needs --decode-chunk-size (the model has no trained chunk size).")
+        raise ValueError(
+            "--streaming needs --decode-chunk-size (the model has no trained chunk size)."
+        )
     left = options.left_context_chunks
     left = trained["left_context_chunks"] if left is None else left
     if chunk not in trained["chunk_sizes"]:
@@ -134,8 +141,8 @@ def run_streaming_export(options: ExportOptions, model, params: dict[str, Any], 
     fp32, int8 = export_streaming_transducer(
         model, out_dir, suffix, tokens, chunk_size=chunk, left_chunks=left, int8=options.int8
     )
-    out: dict[str, Any] = {"suffix": f"{suffix}-streaming", "files": [str(p) for f in (fp32, int8) if f
-                           for p in (f.encoder, f.decoder, f.joiner)] + [str(fp32.tokens)]}  # fmt: skip
+    files = [str(p) for f in (fp32, int8) if f for p in (f.encoder, f.decoder, f.joiner)]
+    out: dict[str, Any] = {"suffix": f"{suffix}-streaming", "files": files + [str(fp32.tokens)]}
     if options.check_cuts is None:
         return out
     utts = load_utterances(options.check_cuts, options.max_utterances)

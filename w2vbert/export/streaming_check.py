@@ -38,7 +38,11 @@ is run."""
 
 
 def create_online_recognizer(
-    files: ExportedFiles, *, num_threads: int = 1, method: str = "greedy_search", fbank: str = "icefall"
+    files: ExportedFiles,
+    *,
+    num_threads: int = 1,
+    method: str = "greedy_search",
+    fbank: str = "icefall",
 ):  # -> sherpa_onnx.OnlineRecognizer
     """sherpa-onnx's online transducer recogniser on the streaming files, with the model's fbank."""
     import sherpa_onnx
@@ -171,5 +175,7 @@ def streaming_report(result: dict) -> str:
              "| run | WER % | RTF | identical to PyTorch |", "|---|---|---|---|"]  # fmt: skip
     for row in result["runs"]:
         wer = "-" if row["wer"] is None else f"{row['wer']:.2f}"
-        lines.append(f"| {row['run']} | {wer} | {row['rtf']:.4f} | {row['identical_to_pytorch']}/{n} |")
+        lines.append(
+            f"| {row['run']} | {wer} | {row['rtf']:.4f} | {row['identical_to_pytorch']}/{n} |"
+        )
     return "\n".join(lines + ["", f"passed: {result['passed']}", ""])

@@ -417,7 +417,9 @@ class ConformerEncoder(nn.Module):
             attn_mask = (~padding_mask).view(n, 1, 1, s)
             valid = (~padding_mask).unsqueeze(2).to(seqs.dtype)  # (N, S, 1)
         if chunk_size != FULL_CONTEXT:
-            attn_mask = _with_chunks(attn_mask, padding_mask, chunk_size, left_chunks, s, seqs.device)
+            attn_mask = _with_chunks(
+                attn_mask, padding_mask, chunk_size, left_chunks, s, seqs.device
+            )
         recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:
             if recompute:

@@ -255,8 +255,9 @@ class FbankFeatureEncoder(nn.Module):
             )
         if self.input_norm not in STREAMABLE_INPUT_NORMS:
             raise ValueError(
-                f"`input_norm` must be one of {STREAMABLE_INPUT_NORMS} for streaming (per-utterance "
-                f"statistics need the whole utterance), but is {self.input_norm!r} instead."
+                f"`input_norm` must be one of {STREAMABLE_INPUT_NORMS} for streaming (per-"
+                "utterance statistics need the whole utterance), but is "
+                f"{self.input_norm!r} instead."
             )
         channels, bins1 = self.conv1.out_channels, int(_halve(self.num_mel_bins))
         return (

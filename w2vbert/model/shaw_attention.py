@@ -58,7 +58,8 @@ class _ShawAttention(torch.autograd.Function):
         grad_q = torch.matmul(grad_scores, k).mul_(scale)
         grad_k = torch.matmul(grad_scores.transpose(-1, -2), q).mul_(scale)
         n, h = rel.shape[:2]
-        grad_rel = torch.zeros_like(rel).scatter_add_(3, offsets.expand(n, h, *offsets.shape), grad_scores)
+        index = offsets.expand(n, h, *offsets.shape)
+        grad_rel = torch.zeros_like(rel).scatter_add_(3, index, grad_scores)
         return grad_q, grad_k, grad_v, grad_rel, None, None
 
 

@@ -68,7 +68,9 @@ def start_stream(
     """The stream before its first chunk. ``chunk_size`` must be a positive number of steps."""
     check_chunking(chunk_size, left_chunks)
     if chunk_size == FULL_CONTEXT:
-        raise ValueError("`chunk_size` must be a positive number of steps for streaming, but is -1.")
+        raise ValueError(
+            "`chunk_size` must be a positive number of steps for streaming, but is -1."
+        )
     device = torch.device(device)
     frontend = encoder.feature_encoder.empty_cache(batch_size, device, dtype)
     blocks = _blocks(encoder)
@@ -81,9 +83,13 @@ def start_stream(
     dim = encoder.output_dim
     history = blocks[0].conv.depthwise.kernel_size[0] - 1 if blocks else 0
     cached = 0 if left_chunks == FULL_CONTEXT else left_chunks * chunk_size
-    zeros = lambda steps: torch.zeros(len(blocks), steps, batch_size, dim, device=device, dtype=dtype)  # noqa: E731
+    zeros = lambda steps: torch.zeros(
+        len(blocks), steps, batch_size, dim, device=device, dtype=dtype
+    )  # noqa: E731
     processed = torch.zeros(batch_size, dtype=torch.int64, device=device)
-    return EncoderStream(chunk_size, left_chunks, processed, frontend, zeros(cached), zeros(history))
+    return EncoderStream(
+        chunk_size, left_chunks, processed, frontend, zeros(cached), zeros(history)
+    )
 
 
 @torch.no_grad()
@@ -114,7 +120,9 @@ def encode_chunk(
     chunk_valid = ~make_padding_mask(seq_lens, c)  # (N, C)
     steps_done = torch.div(stream.processed, fe.frame_stride, rounding_mode="floor")  # (N,)
     # cached step i is step (steps_done - L + i): before the start while i < L - steps_done
-    cache_valid = torch.arange(cached, device=x.device).unsqueeze(0) >= (cached - steps_done).unsqueeze(1)
+    cache_valid = torch.arange(cached, device=x.device).unsqueeze(0) >= (
+        cached - steps_done
+    ).unsqueeze(1)
     key_valid = torch.cat((cache_valid, chunk_valid), dim=1)  # (N, L + C)
     # a padded query attends every key (finite values; offline it is unspecified too)
     attn_mask = key_valid.view(n, 1, 1, cached + c) | ~chunk_valid.view(n, 1, c, 1)
@@ -125,9 +133,13 @@ def encode_chunk(
     seqs, attn_in1, conv1 = encoder.contrastive.forward_chunk(
         seqs, attn_mask, valid, attn[:split], conv[:split]
     )
-    seqs, attn_in2, conv2 = encoder.mlm.forward_chunk(seqs, attn_mask, valid, attn[split:], conv[split:])
+    seqs, attn_in2, conv2 = encoder.mlm.forward_chunk(
+        seqs, attn_mask, valid, attn[split:], conv[split:]
+    )
     keep = cached + c if stream.left_chunks == FULL_CONTEXT else cached
-    new_attn = [torch.cat((a, b), dim=1)[:, cached + c - keep :] for a, b in zip(attn, attn_in1 + attn_in2)]
+    new_attn = [
+        torch.cat((a, b), dim=1)[:, cached + c - keep :] for a, b in zip(attn, attn_in1 + attn_in2)
+    ]
     next_stream = replace(
         stream,
         processed=stream.processed + x_lens,

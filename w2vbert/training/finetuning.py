@@ -240,7 +240,8 @@ def estimate_input_statistics(
     if not data.train_cuts:
         raise ValueError("--input-norm global needs --train-cuts to estimate its statistics.")
     strategy = create_input_strategy(data.on_the_fly_feats, fbank)
-    cuts = load_train_cuts(data.train_cuts, "--train-cuts", needs_features=True).subset(first=max_cuts)
+    cuts = load_train_cuts(data.train_cuts, "--train-cuts", needs_features=True)
+    cuts = cuts.subset(first=max_cuts)
     total = total_sq = None
     count = 0
     for batch in SimpleCutSampler(cuts, max_cuts=16):
