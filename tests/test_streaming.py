@@ -147,9 +147,17 @@ def test_chunked_shaw_attention_gradients_match_autograd_through_sdpa():
 
 
 @pytest.mark.parametrize("preset", [tiny, w2v_bert_2_0_tiny], ids=["paper", "w2v-bert-2.0"])
-def test_streaming_greedy_search_equals_greedy_over_the_chunked_full_forward(preset):
-    from w2vbert.decoding.search import greedy_search_batch, greedy_search_chunk, greedy_start
-    from w2vbert.decoding.streaming import streaming_greedy_search
+def test_streaming_searches_equal_the_searches_over_the_chunked_full_forward(preset):
+    from w2vbert.decoding.search import (
+        beam_best,
+        beam_start,
+        greedy_search_batch,
+        greedy_search_chunk,
+        greedy_start,
+        modified_beam_search,
+        modified_beam_search_chunk,
+    )
+    from w2vbert.decoding.streaming import streaming_search
     from w2vbert.model.transducer import create_transducer
 
     encoder = _streaming_encoder(replace(preset(), num_contrastive_layers=1, num_mlm_layers=1))
@@ -163,9 +171,18 @@ def test_streaming_greedy_search_equals_greedy_over_the_chunked_full_forward(pre
         out, out_lens = encoder(x, lens, chunk_size=2, left_chunks=2)
     expected = greedy_search_batch(model, out, out_lens)
     assert sum(len(h) for h in expected) > 10
-    assert streaming_greedy_search(model, x, lens, 2, 2) == expected
+    assert streaming_search(model, x, lens, 2, 2) == expected
     # greedy over frames cut anywhere carries its state exactly
     state = greedy_start(model, 3)
     for a, b in ((0, 3), (3, 4), (4, out.size(1))):
         state = greedy_search_chunk(model, out[:, a:b], (out_lens - a).clamp(0, b - a), state)
     assert state.hyps == expected
+    beam = modified_beam_search(model, out, out_lens, beam=3)
+    assert beam != expected  # (the beam finds other hypotheses: a test that can tell them apart)
+    assert streaming_search(model, x, lens, 2, 2, method="modified_beam_search", beam=3) == beam
+    state = beam_start(model, 3, 3)
+    for a, b in ((0, 3), (3, 4), (4, out.size(1))):
+        state = modified_beam_search_chunk(
+            model, out[:, a:b], (out_lens - a).clamp(0, b - a), state
+        )
+    assert beam_best(model, state) == beam
