@@ -222,3 +222,45 @@ def test_dynamic_chunk_finetuning_resumes_exactly_and_decoding_warns_for_untrain
     check = json.loads((exp / "export-check-checkpoint-4-streaming.json").read_text())
     assert check["passed"] and check["chunk_size"] == 1 and check["left_context_chunks"] == 1
     assert [r["identical_to_pytorch"] for r in check["runs"]] == [2, 2]
+
+
+def test_w2v_bert_2_weights_fine_tune_as_a_streaming_model(setup, tmp_path):
+    """From a (tiny random) Hugging Face w2v-BERT 2.0 directory: the stacked front end and the
+    causal conv stream as they are, only the input statistics are new; chunks in ms are 20 ms
+    steps."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local"))
+    import make_tiny_w2v_bert_2
+
+    from w2vbert.data.datasets import AsrDataset, create_input_strategy
+    from w2vbert.data.tokenizer import BpeTokenizer
+    from w2vbert.model.streaming import stream_encode
+    from w2vbert.training.finetuning import make_finetune_loss
+
+    hf = tmp_path / "w2v-bert-2.0-tiny"
+    make_tiny_w2v_bert_2.main(["--out-dir", str(hf), "--layers", "2", "--dim", "32"])
+    options = FinetuneOptions(
+        init_from=str(hf),
+        bpe_model=setup["bpe"],
+        decoder_dim=16,
+        joiner_dim=16,
+        chunk_sizes="80ms,-1",
+        left_context_chunks=2,
+    )
+    data = DataConfig(train_cuts=(setup["train"],), on_the_fly_feats=True)
+    task = build_finetune_task(options, {"input_norm": "global"}, data, torch.device("cpu"))
+    assert task.params["streaming"] == {"chunk_sizes": [4, -1], "left_context_chunks": 2}
+    encoder = task.model.encoder.eval()
+    assert float(encoder.feature_encoder.input_stats.mean.abs().sum()) > 0  # estimated
+    x, lens = torch.randn(2, 57, 80), torch.tensor([57, 30])
+    with torch.no_grad():
+        full, full_lens = encoder(x, lens, chunk_size=4, left_chunks=2)
+    streamed, _ = stream_encode(encoder, x, lens, 4, 2)
+    for i, n in enumerate(full_lens.tolist()):
+        torch.testing.assert_close(streamed[i, :n], full[i, :n], atol=1e-5, rtol=0)
+    task.model.train()
+    tokenizer = BpeTokenizer(setup["bpe"])
+    strategy = create_input_strategy(True, "w2v-bert-2.0")
+    batch = AsrDataset(tokenizer, strategy)[CutSet.from_file(setup["train"]).subset(first=2)]
+    loss, _, _ = make_finetune_loss(options, (4,), 2)(task.model, batch, 3)  # 4 steps a chunk
+    loss.backward()
+    assert torch.isfinite(loss)
