@@ -161,7 +161,6 @@ class RotarySelfAttention(nn.Module):
         h = h.transpose(1, 2).reshape(n, s, m)  # (N, H, S, D) -> (N, S, M)
         return dropout(self.out(h), self.dropout_p, self.training)
 
-
     def _shaw_scores(self, q: Tensor) -> Tensor:
         """(N, H, S, D) queries -> (N, H, S, P) scores with the P relative position keys."""
         assert self.rel_k is not None

@@ -85,14 +85,6 @@ class FinetuneOptions:
     joiner_dim: int = flag(512, "Joiner dim.")
     decoder_type: str = flag("stateless", "Prediction network.", choices=("stateless", "lstm"))
     joiner_activation: str = flag("tanh", "Joiner activation.", choices=("tanh", "swish"))
-    freeze_encoder_steps: int = flag(0, "Optimizer steps during which the encoder's lr is 0.")
-    freeze_encoder_layers: int = flag(
-        0,
-        "Keep the feature encoder and the first N conformer blocks fixed for the whole run (no "
-        "gradients, no Adam state: the memory a 0.6B encoder needs on one GPU).",
-    )
-    encoder_lr_scale: float = flag(1.0, "lr of the encoder = this x lr of the new layers.")
-    spec_augment: bool = flag(True, "Lhotse SpecAugment on training features.")
     chunk_sizes: str = flag(
         "-1",
         "Dynamic chunk training: the encoder's attention chunk, drawn per update from this list "
@@ -108,6 +100,14 @@ class FinetuneOptions:
         "--input-norm global: training cuts whose frames give the stored input statistics when "
         "the initial encoder has none.",
     )
+    freeze_encoder_steps: int = flag(0, "Optimizer steps during which the encoder's lr is 0.")
+    freeze_encoder_layers: int = flag(
+        0,
+        "Keep the feature encoder and the first N conformer blocks fixed for the whole run (no "
+        "gradients, no Adam state: the memory a 0.6B encoder needs on one GPU).",
+    )
+    encoder_lr_scale: float = flag(1.0, "lr of the encoder = this x lr of the new layers.")
+    spec_augment: bool = flag(True, "Lhotse SpecAugment on training features.")
 
 
 
