@@ -35,7 +35,9 @@ from w2vbert.decoding.search import (
     greedy_search_batch,
     modified_beam_search,
 )
-from w2vbert.model.factory import load_transducer
+from w2vbert.model.chunking import FULL_CONTEXT, chunk_steps
+from w2vbert.model.config import streaming_problems
+from w2vbert.model.factory import config_from_params, load_transducer
 from w2vbert.objectives.rnnt_backend import backend_name
 from w2vbert.util.atomic import atomic_write_text
 from w2vbert.util.dataclass_args import (
@@ -60,6 +62,14 @@ class DecodeConfig:
     )
     decoding_method: str = flag("greedy_search", "Search.", choices=METHODS)
     beam_size: int = flag(4, "Beam of modified_beam_search / fast_beam_search.")
+    decode_chunk_size: str = flag(
+        "-1",
+        "Streaming: the encoder's attention chunk, in encoder steps or ms (e.g. 16 or 640ms); "
+        "-1 = full context. A size the model was not trained with is a warning.",
+    )
+    left_context_chunks: int = flag(
+        -1, "Streaming: chunks of left context each chunk attends (-1 = all)."
+    )
     max_duration: float = flag(300.0, "Seconds of audio per batch.")
     device: str = flag("auto", "auto, cpu or cuda.", choices=("auto", "cpu", "cuda"))
     cuts: tuple[str, ...] = flag(
@@ -120,6 +130,42 @@ def _search(
     return fast_beam_search(model, enc, lens, beam=float(beam))
 
 
+def decoding_chunks(config: DecodeConfig, params: dict[str, Any]) -> tuple[int, int]:
+    """``(chunk_size, left_chunks)`` in encoder steps / chunks from ``--decode-chunk-size`` and
+    ``--left-context-chunks``; errors name the option, and a setting the model was not trained
+    with (``params["streaming"]``, written by dynamic chunk fine-tuning) is a warning."""
+    frame_stride = params["model_config"].get("frame_stride", 4)
+    chunk = chunk_steps(config.decode_chunk_size, 10 * frame_stride, option="--decode-chunk-size")
+    left = config.left_context_chunks
+    if left != FULL_CONTEXT and left < 1:
+        raise ValueError(
+            "`--left-context-chunks` must be a positive number of chunks or -1 (all), "
+            f"but is {left}."
+        )
+    if chunk == FULL_CONTEXT:
+        return chunk, left
+    trained = params.get("streaming") or {"chunk_sizes": [FULL_CONTEXT], "left_context_chunks": -1}
+    if chunk not in trained["chunk_sizes"]:
+        logger.warning(
+            f"--decode-chunk-size {config.decode_chunk_size} ({chunk} encoder steps): the model "
+            "was "
+            f"never trained with this chunk size (trained: {trained['chunk_sizes']}, in steps; "
+            "-1 = full context); expect a higher error rate."
+        )
+    if left != trained["left_context_chunks"]:
+        logger.warning(
+            f"--left-context-chunks {left}: the model was trained with "
+            f"{trained['left_context_chunks']} (-1 = all)."
+        )
+    problems = streaming_problems(config_from_params(params))
+    if problems:
+        logger.info(
+            "The model cannot stream (" + " ".join(problems) + "): its chunked decoding is the "
+            "full forward with the chunk mask (a simulation of streaming, not a real one)."
+        )
+    return chunk, left
+
+
 def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
     """Decode every test set of ``config.cuts``; returns ``{set: results dict}`` (also written as JSON)."""
     if config.decoding_method == "fast_beam_search" and backend_name() != "k2":
@@ -132,6 +178,11 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
     suffix = config.model.suffix
     if config.decoding_method != "greedy_search":
         suffix += f"-beam-size-{config.beam_size}"
+    chunk_size, left_chunks = decoding_chunks(config, params)
+    chunks = {}
+    if chunk_size != FULL_CONTEXT:
+        suffix += f"-chunk-{chunk_size}-left-{left_chunks}"
+        chunks = {"chunk_size": chunk_size, "left_chunks": left_chunks}
     device = torch.device(
         "cuda"
         if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
@@ -156,7 +207,7 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
         with torch.inference_mode():
             for batch in dl:
                 enc, lens = model.encoder(
-                    batch["features"].to(device), batch["feature_lens"].to(device)
+                    batch["features"].to(device), batch["feature_lens"].to(device), **chunks
                 )
                 finite = torch.isfinite(enc).flatten(1).all(dim=1).tolist()
                 non_finite += [c for c, ok in zip(batch["cut_ids"], finite) if not ok]
@@ -193,6 +244,8 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
             "audio_seconds": audio,
             "num_utterances": len(results),
             "device": str(device),
+            "chunk_size": chunk_size,
+            "left_context_chunks": left_chunks,
         }
         atomic_write_text(
             out_dir / f"results-{name}-{suffix}.json", json.dumps(info, indent=2) + "\n"

@@ -47,8 +47,11 @@ class W2VBertConfig:
     """Input frames per encoder step: 4 (40 ms, the paper) or 2 (20 ms; w2v-BERT 2.0)."""
     feature_encoder_channels: int = 256
     """Channels of the two Conv2d layers."""
-    input_norm: Literal["utterance", "frame", "none"] = "utterance"
-    """Input normalisation: per-utterance mean/var per bin, per-frame LayerNorm, or none."""
+    input_norm: Literal["utterance", "frame", "global", "none"] = "utterance"
+    """Input normalisation: per-utterance mean/var per bin, per-frame LayerNorm (conv2d front
+    end), per-bin statistics stored in the model (``"global"``: streamable, see
+    :func:`streaming_problems`), or none (conv2d). The stacked front end knows ``"utterance"``
+    (any value but ``"global"``) and ``"global"``."""
 
     # Conformer
     model_dim: int = 1024
@@ -234,9 +237,9 @@ class W2VBertConfig:
                 )
             if self.mask_noise_std < 0.0:
                 p.append(f"`mask_noise_std` must be >= 0, but is {self.mask_noise_std} instead.")
-        if self.input_norm not in ("utterance", "frame", "none"):
+        if self.input_norm not in ("utterance", "frame", "global", "none"):
             p.append(
-                f"`input_norm` must be 'utterance', 'frame' or 'none', but is "
+                f"`input_norm` must be 'utterance', 'frame', 'global' or 'none', but is "
                 f"{self.input_norm!r} instead."
             )
         if self.num_heads >= 1 and (
@@ -300,6 +303,34 @@ class W2VBertConfig:
         names = ("contrastive_weight", "mlm_weight", "diversity_weight", "num_distractors",
                  "logit_temp", "block_same_code")  # fmt: skip
         return {name: getattr(self, name) for name in names}
+
+
+def streaming_problems(config: W2VBertConfig) -> list[str]:
+    """Why an encoder of ``config`` cannot run chunk by chunk (empty if it can): it needs a
+    causal convolution, an input normalisation without future frames and a front end without
+    look-ahead past a step's own frames (:mod:`w2vbert.model.streaming`)."""
+    p = []
+    if not config.conv_causal:
+        p.append("`conv_causal` must be True for streaming (a centred kernel reads future steps).")
+    streamable = ("global",) if config.frontend == "stacked" else ("frame", "global", "none")
+    if config.input_norm not in streamable:
+        p.append(
+            f"`input_norm` must be one of {streamable} for streaming with the {config.frontend} "
+            f"front end (per-utterance statistics need the whole utterance), but is "
+            f"{config.input_norm!r} instead."
+        )
+    if config.frontend == "conv2d" and config.frame_stride != 4:
+        p.append(
+            f"`frame_stride` must be 4 for streaming with the conv2d front end (with 2 a step "
+            f"reads 2 frames past its own), but is {config.frame_stride} instead."
+        )
+    return p
+
+
+def with_streaming(config: W2VBertConfig) -> W2VBertConfig:
+    """``config`` made streamable with the same weights: causal depthwise convolution and input
+    statistics stored in the model (``input_norm="global"``)."""
+    return replace(config, conv_causal=True, input_norm="global")
 
 
 def xl() -> W2VBertConfig:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from w2vbert.model.chunking import FULL_CONTEXT
 from w2vbert.model.config import W2VBertConfig
 from w2vbert.model.conformer import ConformerBlock, ConformerEncoder
 from w2vbert.model.feature_encoder import FbankFeatureEncoder, StackedFbankFrontend
@@ -56,20 +57,31 @@ class W2VBertEncoder(nn.Module):
         """Encoder steps for ``x_lens`` fbank frames."""
         return self.feature_encoder.output_lengths(x_lens)
 
-    def forward(self, x: Tensor, x_lens: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self,
+        x: Tensor,
+        x_lens: Tensor,
+        *,
+        chunk_size: int = FULL_CONTEXT,
+        left_chunks: int = FULL_CONTEXT,
+    ) -> tuple[Tensor, Tensor]:
         """Encode fbank.
 
         Args:
             x: (N, T, 80) log-mel filterbanks.
             x_lens: (N,) valid frames.
+            chunk_size, left_chunks: chunked attention in encoder steps / chunks, -1 = full
+                context (:mod:`w2vbert.model.chunking`); what :mod:`w2vbert.model.streaming`
+                computes chunk by chunk.
 
         Returns:
             encoder_out (N, S, M) and encoder_out_lens (N,).
         """
         seqs, seq_lens = self.feature_encoder(x, x_lens)
         padding_mask = padding_mask_or_none(seq_lens, seqs.size(1))
-        seqs = self.contrastive(seqs, padding_mask)
-        seqs = self.mlm(seqs, padding_mask)
+        chunks = {"chunk_size": chunk_size, "left_chunks": left_chunks}
+        seqs = self.contrastive(seqs, padding_mask, **chunks)
+        seqs = self.mlm(seqs, padding_mask, **chunks)
         return seqs, seq_lens
 
 
@@ -264,6 +276,7 @@ def create_w2vbert_encoder(config: W2VBertConfig) -> W2VBertEncoder:
             num_mel_bins=config.num_mel_bins,
             model_dim=config.model_dim,
             frame_stride=config.frame_stride,
+            input_norm=config.input_norm,
             dropout_p=config.feature_dropout_p,
         )
     else:
