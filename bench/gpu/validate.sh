@@ -52,8 +52,8 @@ while [ $# -gt 0 ]; do
 done
 work=${VALIDATE_WORK:-/tmp/w2vbert-validate}
 logs=$work/logs
-mkdir -p "$out" "$logs"
-rm -f "$logs/parts.tsv"
+rm -rf "$logs" "$work"/{data,exp-*,resume,xl,w2v-bert-2.0-tiny}; mkdir -p "$out" "$logs" "$work/data"
+cp -r "$carry/data/manifests" "$work/data/" 2>/dev/null || echo "validate.sh: no $carry/data/manifests (run 'bench/gpu/validate.sh prepare')"
 t0=$(date +%s)
 
 setup_part() {  # the device has no network and no recipe venv: set one up from .gpu-carry
@@ -72,12 +72,13 @@ recipe_part() {
 }
 
 resume_part() {  # torchrun, 1 process (nccl on a GPU, gloo on the CPU); SIGTERM, then resume
-  local fb=$work/data/fbank d=$work/resume
+  local fb=$work/data/fbank d=$work/resume epochs=6  # 6 batches an epoch
+  [ "$dev" = cuda ] || epochs=2
   [ -f "$fb/tiny_cuts_pretrain.jsonl.gz" ] || ./run.sh --corpus tiny --stage 2 --stop-stage 2 \
     --data-dir "$work/data" --download-dir .gpu-carry/download --exp-dir "$work/exp-fbank" || return 1
   local cmd=(torchrun --standalone --nproc-per-node 1 -m w2vbert.pretrain --world-size 1
     --train-cuts "$fb/tiny_cuts_pretrain.jsonl.gz" --valid-cuts "$fb/tiny_cuts_dev-mini.jsonl.gz"
-    --model-preset tiny --num-epochs 6 --max-duration 20 --num-buckets 2 --warmup-steps 10
+    --model-preset tiny --num-epochs $epochs --max-duration 20 --num-buckets 2 --warmup-steps 10
     --save-every-n 2 --log-interval 1 --base-lr 1e-3 --seed 0 --no-tensorboard $amp --exp-dir)
   rm -rf "$d"; mkdir -p "$d"
   for x in straight straight2; do
@@ -86,15 +87,15 @@ resume_part() {  # torchrun, 1 process (nccl on a GPU, gloo on the CPU); SIGTERM
   "${cmd[@]}" "$d/killed" > "$d/killed-first.log" 2>&1 & local pid=$!  # (torchrun's own pid)
   while kill -0 $pid 2>/dev/null && [ ! -f "$d/killed/checkpoint-2.pt" ]; do sleep 0.1; done
   kill -TERM $pid 2>/dev/null; wait $pid; local rc=$? finished=false
-  [ -f "$d/killed/epoch-6.pt" ] && finished=true  # the signal came too late to test anything
+  [ -f "$d/killed/epoch-$epochs.pt" ] && finished=true  # the signal came too late to test anything
   echo "SIGTERM after checkpoint-2.pt: torchrun exited $rc (finished before it: $finished)"
   grep -h "Stopped by" "$d/killed-first.log"
   "${cmd[@]}" "$d/killed" > "$d/killed.log" 2>&1 || { tail -30 "$d/killed.log"; return 1; }
-  python3 - "$d" "$rc" "$finished" <<'PY'
+  python3 - "$d" "$rc" "$finished" "$epochs" <<'PY'
 import json, sys, torch
-d, rc, finished = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "true"
+d, rc, finished, epochs = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "true", sys.argv[4]
 def final(name):
-    return torch.load(f"{d}/{name}/epoch-6.pt", map_location="cpu", weights_only=False)
+    return torch.load(f"{d}/{name}/epoch-{epochs}.pt", map_location="cpu", weights_only=False)
 def diff(a, b):  # max abs difference over model and averaged model; equal: bit-identical
     return max(float((a[k][n].float() - b[k][n].float()).abs().max()) for k in ("model", "model_avg") for n in a[k])
 s, s2, r = final("straight"), final("straight2"), final("killed")
@@ -139,6 +140,7 @@ run_part() {  # run_part NAME FUNCTION CAP: logged, timed, cut at CAP or at the 
     printf '%s\tskipped\t0\tnot run: %s s of the %s s budget left\n' "$name" "$left" "$budget" >> "$logs/parts.tsv"
     echo "== $name: skipped (time budget)"; return
   fi
+  [ "${dev:-cuda}" = cuda ] || cap=$(( cap * 3 ))  # the CPU dry run is slower
   [ "$cap" -gt "$left" ] && cap=$left
   echo "== $name (at most $cap s; log $logs/$name.log)"
   start=$(date +%s)
@@ -154,8 +156,9 @@ export -f setup_part recipe_part resume_part w2v2_finetune_part w2v2_vs_hf_part 
 given_budget=$budget budget=${budget:-510}
 if [ -z "${W2VBERT_VENV:-}" ] && [ ! -f .venv/.w2vbert-setup-done ]; then
   # no recipe venv (the GPU machine): set up into the python3 that holds torch, as the active env
-  mkdir -p "$work/bin"; ln -sf "$(command -v python3)" "$work/bin/python"
-  export PATH=$work/bin:$PATH W2VBERT_USE_ACTIVE_ENV=1 VIRTUAL_ENV=${VIRTUAL_ENV:-$(python3 -c 'import sys; print(sys.prefix)')}
+  mkdir -p "$work/bin"; ln -sf "$(command -v python3)" "$work/bin/python"  # (setup_env.sh: python)
+  export PATH=$work/bin:$(python3 -c 'import os, sys; print(os.path.dirname(sys.executable))'):$PATH
+  export W2VBERT_USE_ACTIVE_ENV=1 VIRTUAL_ENV=${VIRTUAL_ENV:-$(python3 -c 'import sys; print(sys.prefix)')}
 fi
 finish() {  # summary.md, summary.json and logs.tgz in $out
   python3 bench/gpu/validate_summary.py "$logs" "$out" "$work" "$(( $(date +%s) - t0 ))" "${dev:-none}"
