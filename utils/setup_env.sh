@@ -106,8 +106,12 @@ else
     else
       say "$name $version: building from the PyPI sdist (kaldifeat ~4 min, fast_rnnt ~1 min on 2 cores)"
       local work; work=$(mktemp -d)
-      "$py" -m pip download -q --no-deps --no-binary :all: -d "$work" "$name==$version" pybind11==3.1.0 \
-        2> >(grep -v "is ignored: it is neither" >&2)
+      if [ -n "$offline" ]; then  # (pip download would build pybind11's metadata: scikit-build-core)
+        cp "$offline/$name-$version.tar.gz" "$offline/pybind11-3.1.0.tar.gz" "$work/"
+      else
+        "$py" -m pip download -q --no-deps --no-binary :all: -d "$work" "$name==$version" pybind11==3.1.0 \
+          2> >(grep -v "is ignored: it is neither" >&2)
+      fi
       (cd "$work" && tar xzf pybind11-3.1.0.tar.gz)
       local inc; inc=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
       local args="-DCMAKE_BUILD_TYPE=Release -DFETCHCONTENT_FULLY_DISCONNECTED=ON"

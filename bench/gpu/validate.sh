@@ -158,6 +158,7 @@ if [ -z "${W2VBERT_VENV:-}" ] && [ ! -f .venv/.w2vbert-setup-done ]; then
   # no recipe venv (the GPU machine): set up into the python3 that holds torch, as the active env
   mkdir -p "$work/bin"; ln -sf "$(command -v python3)" "$work/bin/python"  # (setup_env.sh: python)
   export PATH=$work/bin:$(python3 -c 'import os, sys; print(os.path.dirname(sys.executable))'):$PATH
+  [ -x /usr/local/cuda/bin/nvcc ] && PATH=$PATH:/usr/local/cuda/bin  # fast_rnnt's CUDA build
   export W2VBERT_USE_ACTIVE_ENV=1 VIRTUAL_ENV=${VIRTUAL_ENV:-$(python3 -c 'import sys; print(sys.prefix)')}
 fi
 finish() {  # summary.md, summary.json and logs.tgz in $out
