@@ -11,7 +11,8 @@ over the GPU's dense bf16 peak (H100 SXM / H200: 989 TFLOP/s, NVIDIA's spec shee
 ``--peak-tflops``), and against the best bf16 8192^3 matmul timed on the same GPU. Writes
 ``bench/gpu/gpu_xl_step[-compile].json`` (and ``$OUT/gpu_xl_step.json`` when ``$OUT`` is set);
 ``bench/report.py`` tabulates every ``bench/gpu/*.json``. Without CUDA it prints a message and
-exits 0. Eager: ~1.5 min for the 4 default batches on an H200; ``--compile``: ~2.5 min per batch.
+exits 0. Eager: ~1.5 min for the 4 default batches on an H200; ``--compile`` (the whole model):
+~2.5 min per batch; ``--compile-blocks`` (each block, as the training command's ``--compile``).
 Needs only torch: imports nothing but ``w2vbert.model`` and ``w2vbert.objectives``.
 """
 
@@ -73,6 +74,11 @@ def run_config(batch: int, a, torch, device) -> dict:
     x = torch.randn(batch, frames, cfg.num_mel_bins, device=device)
     x_lens = torch.full((batch,), frames, dtype=torch.int64, device=device)
     step_model = torch.compile(model) if a.compile else model
+    if a.compile_blocks:  # what the training command's --compile does
+        from w2vbert.model.conformer import ConformerEncoder
+        from w2vbert.training.runner import compile_blocks
+
+        compile_blocks([m for m in model.modules() if isinstance(m, ConformerEncoder)])
     loss_kwargs = cfg.loss_kwargs()
 
     def forward_backward():
@@ -136,6 +142,12 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--compile", action="store_true", help="torch.compile the model (slow start)")
+    p.add_argument(
+        "--compile-blocks",
+        action="store_true",
+        help="torch.compile each conformer block (dynamic shapes), as the training command's "
+        "--compile does: one block's compile serves all of them, a much faster start",
+    )
     p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of the GPU")
     p.add_argument(
         "--out",
@@ -155,7 +167,8 @@ def main() -> int:
     )
     a = p.parse_args()
     if a.out is None:
-        a.out = HERE / "gpu" / ("gpu_xl_step-compile.json" if a.compile else "gpu_xl_step.json")
+        compiled = a.compile or a.compile_blocks
+        a.out = HERE / "gpu" / ("gpu_xl_step-compile.json" if compiled else "gpu_xl_step.json")
 
     import torch
     from _harness import matmul_gflops
@@ -186,7 +199,8 @@ def main() -> int:
             512 if a.cpu_dry_run else 8192, device=device.type, dtype="bfloat16"
         )
         / 1000,
-        "compile": a.compile,
+        "compile": a.compile or a.compile_blocks,
+        "compile_blocks": a.compile_blocks,
         "configs": [],
     }
     t_start = time.perf_counter()

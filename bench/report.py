@@ -266,6 +266,19 @@ def _gpu(out_dir: Path, out: list[str]) -> None:
         "step after warm-up). MFU = FlopCounterMode FLOPs of forward + backward per second over "
         "the dense bf16 spec peak (989 TFLOP/s for H100 SXM / H200), and over a bf16 8192^3 "
         "matmul timed on the same GPU where the run measured one.",
+        "",
+        "The whole recipe on one GPU is one prepared script, `bench/gpu/validate.sh` (issue 29): "
+        "stages 2-7 of `--corpus tiny` with `--fbank-device cuda`, bf16 and `--compile`; a "
+        "torchrun (NCCL) pre-training stopped by SIGTERM and resumed, against an uninterrupted "
+        "run; a fine-tune from a tiny w2v-BERT 2.0 directory; `bench/w2v_bert_2_vs_hf.py --full "
+        "--device cuda`; this XL step eager (batches 32, 64) and `--compile-blocks` (64, with "
+        "a profile). Run `bench/gpu/validate.sh prepare` where pip works (writes `.gpu-carry/`: "
+        "wheels the GPU image lacks, the kaldifeat/fast_rnnt sdists, the tiny corpus), then one "
+        "device call: command `bench/gpu/validate.sh`, carry `[\".gpu-carry\"]`, timeout_s 570 "
+        "(parts stop at a 510 s budget, least important last). It writes `$OUT/summary.md`, "
+        "`summary.json` (rc and seconds per part, the resume's weight differences, the "
+        "benchmarks' numbers) and `logs.tgz`; copy its XL JSONs into `bench/gpu/` to list them "
+        "here. Without CUDA it runs every part but the compiled XL step on the CPU at tiny size.",
     ]
     rows = []
     for path in sorted((out_dir / "gpu").glob("*.json")):
@@ -286,6 +299,7 @@ def _gpu(out_dir: Path, out: list[str]) -> None:
     ]
     for name, r, c in rows:
         mode = "torch.compile" if r.get("compile") else "eager"
+        mode += " (per block)" if r.get("compile_blocks") else ""
         if "error" in c:
             out.append(f"| {name} | {r.get('device')} | {mode} | {c['batch']} | {c['error']} |")
             continue

@@ -91,3 +91,42 @@ def test_report_tabulates_gpu_runs(tmp_path: Path) -> None:
     assert "out of memory" in text
     assert "| MFU >= 40% (dense bf16 spec peak) | 35.4% (batch 64) | **missed** |" in text
     assert "| MFU >= 40% (bf16 matmul peak measured on the same GPU) | 43.8% | met |" in text
+
+
+def test_report_names_the_per_block_compile(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCH))
+    from report import _gpu
+
+    (tmp_path / "gpu").mkdir()
+    c = {"batch": 64, "seconds": 15.0, "max_duration": 960.0, "sec_per_step": 0.3,
+         "audio_sec_per_sec": 3200.0, "tflops_per_s": 300.0}  # fmt: skip
+    run = {"device": "NVIDIA H100", "compile": True, "compile_blocks": True, "configs": [c]}
+    (tmp_path / "gpu" / "h100.json").write_text(json.dumps(run))
+    out: list[str] = []
+    _gpu(tmp_path, out)
+    assert "| h100.json | NVIDIA H100 | torch.compile (per block) | 64 x 15 (960) |" in "\n".join(out)
+
+
+def test_validate_summary_collects_rcs_results_stages_and_xl_runs(tmp_path: Path) -> None:
+    sys.path.insert(0, str(BENCH / "gpu"))
+    from validate_summary import main
+
+    logs, work = tmp_path / "work" / "logs", tmp_path / "work"
+    (work / "exp-recipe" / "log").mkdir(parents=True)
+    (work / "exp-recipe" / "log" / "stage-2-fbank.done").touch()
+    (work / "xl").mkdir()
+    xl = {"measured_matmul_tflops": 700.0, "configs": [{"batch": 64, "audio_sec_per_sec": 2700.0,
+          "peak_gpu_mem_gb": 60.7, "mfu": 0.26, "mfu_vs_measured": 0.33}, {"batch": 96, "error": "out of memory"}]}  # fmt: skip
+    (work / "xl" / "eager.json").write_text(json.dumps(xl))
+    logs.mkdir()
+    (logs / "resume.log").write_text('training...\nRESULT {"resume_bit_identical": true}\nStopped by SIGTERM\n')
+    (logs / "parts.tsv").write_text("recipe\t0\t120\tresults: RESULTS.md\nresume\t1\t60\tStopped by SIGTERM\n"
+                                    "xl-compile\tskipped\t0\tnot run: 5 s of the 510 s budget left\n")  # fmt: skip
+    main(logs, tmp_path, work, 500, "cpu")
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert [(p["part"], p["rc"]) for p in s["parts"]] == [("recipe", "0"), ("resume", "1"), ("xl-compile", "skipped")]
+    assert s["parts"][1]["results"] == [{"resume_bit_identical": True}]
+    assert s["stages_done"] == ["exp-recipe/log/stage-2-fbank.done"]
+    md = (tmp_path / "summary.md").read_text()
+    assert "| resume | 1 | 60 | Stopped by SIGTERM |" in md
+    assert "batch 64: 2700.0 audio-s/s, 60.7 GB, MFU 0.26 (vs measured matmul 0.33); batch 96: out of memory" in md

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up the Python environment of the recipe. Idempotent, offline-safe (PyPI + apt only).
 #
-#   utils/setup_env.sh [--venv DIR] [--no-apt] [--force]
+#   utils/setup_env.sh [--venv DIR] [--no-apt] [--force] [--offline DIR]
 #
 # - creates DIR (default: <repo>/.venv, or $W2VBERT_VENV) unless it exists;
 #   W2VBERT_USE_ACTIVE_ENV=1 installs into the already active venv/conda instead;
@@ -12,19 +12,24 @@
 #   ${W2VBERT_WHEEL_CACHE:-~/.cache/w2vbert/wheels}, so a second set-up takes seconds;
 # - installs espeak-ng + English text sources from Debian when root (the mini corpus needs them);
 # - ends by importing everything and printing versions and the RNN-T backend.
+# --offline DIR: a machine without network (a GPU node): pip reads only DIR (wheels of what is
+#   missing and the kaldifeat/fast_rnnt/pybind11 sdists, as `bench/gpu/validate.sh prepare`
+#   writes), an importable torch is kept (else torch==2.13.0 from DIR), no apt, no pip upgrade.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${W2VBERT_VENV:-$repo/.venv}
 use_apt=true
 force=false
+offline=""
 while [ $# -gt 0 ]; do
   case $1 in
     --venv) venv=$2; shift 2 ;;
     --no-apt) use_apt=false; shift ;;
     --force) force=true; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
-    *) echo "setup_env.sh: unknown option '$1' (expected --venv DIR, --no-apt or --force)" >&2; exit 2 ;;
+    --offline) offline=$(cd "$2" && pwd) || exit 2; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "setup_env.sh: unknown option '$1' (expected --venv DIR, --no-apt, --force or --offline DIR)" >&2; exit 2 ;;
   esac
 done
 
@@ -32,6 +37,10 @@ say() { echo "[setup_env $(date +%H:%M:%S)] $*"; }
 t_start=$(date +%s)
 cache=${W2VBERT_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/w2vbert/wheels}
 mkdir -p "$cache"
+if [ -n "$offline" ]; then  # pip reads these in every call below (build_one's downloads too)
+  export PIP_NO_INDEX=1 PIP_FIND_LINKS=$offline
+  use_apt=false
+fi
 
 # --- 1. Debian packages for the mini corpus ------------------------------------------
 need_pkgs=()
@@ -75,8 +84,12 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$reqs_sum" ] && [ "$force" != true 
   say "environment up to date ($venv)"
 else
   say "installing pinned dependencies (requirements.txt)"
-  pip_ --upgrade pip setuptools wheel
-  pip_ torch==2.13.0
+  if [ -z "$offline" ]; then
+    pip_ --upgrade pip setuptools wheel
+    pip_ torch==2.13.0
+  elif ! "$py" -c 'import torch' 2>/dev/null; then
+    pip_ torch==2.13.0
+  fi
   pip_ -r "$repo/requirements.txt"
   pip_ -r "$repo/requirements-test.txt"  # the tests' independent references (transformers)
 
@@ -93,16 +106,31 @@ else
     else
       say "$name $version: building from the PyPI sdist (kaldifeat ~4 min, fast_rnnt ~1 min on 2 cores)"
       local work; work=$(mktemp -d)
-      "$py" -m pip download -q --no-deps --no-binary :all: -d "$work" "$name==$version" pybind11==3.1.0 \
-        2> >(grep -v "is ignored: it is neither" >&2)
+      if [ -n "$offline" ]; then  # (pip download would build pybind11's metadata: scikit-build-core)
+        cp "$offline/$name-$version.tar.gz" "$offline/pybind11-3.1.0.tar.gz" "$work/"
+      else
+        "$py" -m pip download -q --no-deps --no-binary :all: -d "$work" "$name==$version" pybind11==3.1.0 \
+          2> >(grep -v "is ignored: it is neither" >&2)
+      fi
       (cd "$work" && tar xzf pybind11-3.1.0.tar.gz)
       local inc; inc=$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
       local args="-DCMAKE_BUILD_TYPE=Release -DFETCHCONTENT_FULLY_DISCONNECTED=ON"
       args+=" -DFETCHCONTENT_SOURCE_DIR_PYBIND11=$work/pybind11-3.1.0 -DCMAKE_CXX_STANDARD=17"
       args+=" -DCMAKE_CXX_FLAGS=-I$inc -D$cudaflag=$with_cuda"
       [ "$name" = fast_rnnt ] && args+=" -DFT_BUILD_TESTS=OFF"
+      (cd "$work" && tar xzf "$name-$version.tar.gz")
+      if [ "$name" = fast_rnnt ] && [ "$with_cuda" = ON ]; then
+        # its CMakeLists compiles for sm_35..sm_86, which CUDA >= 12.9 refuses and which miss
+        # Hopper: build for the GPU present (else the archs torch was built for) instead
+        local archs; archs=$("$py" -c 'import torch; c = torch.cuda
+print(" ".join("%d%d" % c.get_device_capability(i) for i in range(c.device_count())) if c.is_available()
+      else " ".join(a[3:] for a in c.get_arch_list() if a.startswith("sm_")))')
+        say "fast_rnnt: CUDA archs $archs"
+        sed -i -e "s/set(FT_COMPUTE_ARCH_CANDIDATES 35 50 60 61 70 75)/set(FT_COMPUTE_ARCH_CANDIDATES $archs)/" \
+          -e "s/list(APPEND FT_COMPUTE_ARCH_CANDIDATES 80 86)//" "$work/$name-$version/CMakeLists.txt"
+      fi
       env "$envvar=$args" MAKEFLAGS="-j$(nproc)" \
-        "$py" -m pip wheel -q --no-deps --no-build-isolation -w "$dest" "$work/$name-$version.tar.gz" \
+        "$py" -m pip wheel -q --no-deps --no-build-isolation -w "$dest" "$work/$name-$version" \
         > "$work/build.log" 2>&1 || { tail -40 "$work/build.log" >&2; say "ERROR: building $name failed (log: $work/build.log)"; exit 1; }
       rm -rf "$work"
     fi
@@ -111,7 +139,8 @@ else
   "$py" -c 'import kaldifeat' 2>/dev/null || build_one kaldifeat 1.24 KALDIFEAT_CMAKE_ARGS KALDIFEAT_WITH_CUDA
   "$py" -c 'import fast_rnnt' 2>/dev/null || build_one fast_rnnt 1.3 FT_CMAKE_ARGS FT_WITH_CUDA
   say "installing the recipe's package (editable)"
-  "$py" -m pip install --disable-pip-version-check -q --no-deps -e "$repo" > "$venv/.w2vbert-editable.log" 2>&1 \
+  # (offline: with the installed setuptools, not one fetched into an isolated build)
+  "$py" -m pip install --disable-pip-version-check -q --no-deps ${offline:+--no-build-isolation} -e "$repo" > "$venv/.w2vbert-editable.log" 2>&1 \
     || { cat "$venv/.w2vbert-editable.log" >&2; exit 1; }
   echo "$reqs_sum" > "$stamp"
 fi
