@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from w2vbert.checkpoint.identity import input_record, state_dict_digest
 from w2vbert.data.datasets import (
     AsrDataset,
     create_input_strategy,
@@ -186,6 +187,8 @@ def build_finetune_task(
         "subsampling_factor": config.frame_stride,
         "init_from": options.init_from,
         "finetune_options": config_to_dict(options),
+        # what the model depends on, by content (w2vbert/checkpoint/identity.py)
+        "inputs": {"tokenizer": input_record(tokenizer.digest(), str(options.bpe_model))},
     }
     model = build_transducer_from_params(params)
     if init is not None:
@@ -193,6 +196,9 @@ def build_finetune_task(
         if init.get(key) is None:
             raise ValueError(f"--init-from {options.init_from} has no {key!r}.")
         load_encoder_weights(model.encoder, init[key], f"{options.init_from} ({key})")
+        params["inputs"]["init"] = input_record(
+            state_dict_digest(init[key]), f"{options.init_from} ({key})"
+        )
     frozen = freeze_encoder_layers(model.encoder, options.freeze_encoder_layers)
     if frozen:
         logger.info(f"Frozen for the whole run: {frozen} encoder tensors (feature encoder + "
