@@ -2,7 +2,8 @@
 
 A training checkpoint's ``params["inputs"]`` maps each input to ``{"sha256": ..., "source": ...}``:
 
-- ``tokenizer``: the BPE model's pieces, in id order (:meth:`w2vbert.data.tokenizer.BpeTokenizer.digest`);
+- ``tokenizer``: the BPE model's pieces and scores, in id order
+  (:meth:`w2vbert.data.tokenizer.BpeTokenizer.digest`);
 - ``init``: the weights the model started from (``--init-from``: :func:`state_dict_digest` of the
   tensors loaded);
 - ``train_cuts``: the training cuts' ids and transcripts, hashed while the start-up scan reads them

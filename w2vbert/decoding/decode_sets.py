@@ -140,7 +140,8 @@ def _reading_cuts(name: str, path: Path) -> Iterator[None]:
     except (EOFError, gzip.BadGzipFile, zlib.error, json.JSONDecodeError) as e:
         raise ValueError(
             f"--cuts {name}={path}: cannot read the cuts ({type(e).__name__}: {e}); the file is "
-            "truncated or corrupt (re-run the stage that wrote it). No result of this set was written."
+            "truncated or corrupt (re-run the stage that wrote it). No result of this set was "
+            "written."
         ) from e
 
 

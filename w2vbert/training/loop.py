@@ -309,7 +309,9 @@ class Trainer:
                 f"start again with {self.dist.world_size} ranks from {earlier}, or train in "
                 "another --exp-dir."
             )
-        stale = checkpoints.changed_inputs(ckpt["params"].get("inputs"), self.params.get("inputs", {}))
+        stale = checkpoints.changed_inputs(
+            ckpt["params"].get("inputs"), self.params.get("inputs", {})
+        )
         if stale:
             raise StaleInputsError(
                 f"Cannot resume from {path}: it was trained on other inputs: " + "; ".join(stale)
@@ -432,12 +434,13 @@ class Trainer:
         s, asked = self.state, self.config.num_epochs
         done = s.epoch - 1 + (s.batch_idx_in_epoch > 0)  # epochs begun
         if done > asked:
+            partial = s.batch_idx_in_epoch
             logger.warning(
                 f"{path.name} has trained {s.epoch - 1} epoch(s)"
-                + (f" and {s.batch_idx_in_epoch} batch(es) of epoch {s.epoch}" if s.batch_idx_in_epoch else "")
-                + f", more than --num-epochs {asked}: nothing is trained, the exp dir's model stays "
-                f"that one and config.json is left as it is. For a {asked}-epoch model, decode "
-                f"--epoch {asked} (epoch-{asked}.pt, if kept) or train in another --exp-dir."
+                + (f" and {partial} batch(es) of epoch {s.epoch}" if partial else "")
+                + f", more than --num-epochs {asked}: nothing is trained, the exp dir's model "
+                f"stays that one and config.json is left as it is. For a {asked}-epoch model, "
+                f"decode --epoch {asked} (epoch-{asked}.pt, if kept) or train in another --exp-dir."
             )
 
     # ------------------------------------------------------------------ steps
@@ -710,6 +713,8 @@ class Trainer:
 
     def _train(self) -> TrainState:
         c, s = self.config, self.state
+        if self.finished():  # (--max-steps reached: not one more step)
+            return self.state
         stop = False
         while self.state.epoch <= c.num_epochs and not stop:
             s = self.state
