@@ -43,7 +43,9 @@ def test_a_done_stage_whose_output_is_missing_runs_again_and_so_do_later_ones(tm
     (work / "out.txt").unlink()
     out = _run(cmd)
     assert out.returncode == 0, out.stderr
-    assert f"stage 1 (make): marked done, but its output {work / 'out.txt'} is missing: running it again" in out.stdout
+    missing = work / "out.txt"
+    said = f"stage 1 (make): marked done, but its output {missing} is missing: running it again"
+    assert said in out.stdout
     assert (_runs(work, 1), _runs(work, 2)) == (2, 2)
 
 
@@ -76,7 +78,8 @@ def test_a_second_run_of_a_running_stage_stops_before_it_touches_its_log(tmp_pat
         first.communicate(timeout=60)
         raise
     assert second.returncode == 1, second.stdout
-    assert f"ERROR: stage 1 (make) is running in another ./run.sh (pid {first.pid}); its log {log} is left as it is" in second.stdout
+    refused = f"ERROR: stage 1 (make) is running in another ./run.sh (pid {first.pid}); its log"
+    assert f"{refused} {log} is left as it is" in second.stdout
     (work / "hold").unlink()
     out, err = first.communicate(timeout=60)
     assert first.returncode == 0, err

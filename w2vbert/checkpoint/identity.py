@@ -6,8 +6,8 @@ A training checkpoint's ``params["inputs"]`` maps each input to ``{"sha256": ...
   (:meth:`w2vbert.data.tokenizer.BpeTokenizer.digest`);
 - ``init``: the weights the model started from (``--init-from``: :func:`state_dict_digest` of the
   tensors loaded);
-- ``train_cuts``: the training cuts' ids and transcripts, hashed while the start-up scan reads them
-  anyway (absent with ``--no-scan-cuts``).
+- ``train_cuts``: the training cuts' ids (and transcripts, for fine-tuning), hashed while the
+  start-up scan reads them anyway (absent with ``--no-scan-cuts`` and for Shar shards split by rank).
 
 ``source`` (a path, for messages) is never compared: a file re-made at the same path is another
 input, and the same content at another path is the same one. Resume compares them
@@ -24,7 +24,7 @@ import torch
 INPUT_NAMES = {
     "tokenizer": "the BPE model's pieces",
     "init": "the initial weights (--init-from)",
-    "train_cuts": "the training cuts (ids and transcripts)",
+    "train_cuts": "the training cuts",
 }
 
 
@@ -66,8 +66,8 @@ def changed_inputs(saved: Mapping[str, Any] | None, now: Mapping[str, Any]) -> l
         old, new = saved[key], now[key]  # type: ignore[index]
         if old["sha256"] != new["sha256"]:
             out.append(
-                f"{INPUT_NAMES.get(key, key)} changed: the checkpoint's come from {old['source']} "
-                f"(sha256 {old['sha256'][:12]}), this run's from {new['source']} "
-                f"(sha256 {new['sha256'][:12]})"
+                f"{INPUT_NAMES.get(key, key)} changed: {old['source']} (sha256 "
+                f"{old['sha256'][:12]}) when the checkpoint was trained, {new['source']} (sha256 "
+                f"{new['sha256'][:12]}) now"
             )
     return out

@@ -315,7 +315,7 @@ class Trainer:
         if stale:
             raise StaleInputsError(
                 f"Cannot resume from {path}: it was trained on other inputs: " + "; ".join(stale)
-                + f". Its model is not one of this run's inputs: train in another --exp-dir, or "
+                + f". Its model is not a model of this run's inputs: train in another --exp-dir, or "
                 f"re-run with --stale-inputs set-aside to move its checkpoints to "
                 f"{self.exp_dir}/stale-<time>/ and train from scratch (nothing in {self.exp_dir} "
                 "was changed).",

@@ -87,11 +87,14 @@ class _HeldRecords(logging.Handler):
         self.records = []
 
 
-def _hashing(cuts: Iterable[Any], digest: Any) -> Iterator[Any]:
-    """``cuts``, feeding each one's id and transcripts into ``digest`` on the way."""
+def _hashing(cuts: Iterable[Any], digest: Any, texts: bool) -> Iterator[Any]:
+    """``cuts``, feeding each one's id (and transcripts, with ``texts``) into ``digest`` on the
+    way."""
     for cut in cuts:
-        texts = [s.text or "" for s in getattr(cut, "supervisions", None) or ()]
-        digest.update("\t".join([cut.id, *texts]).encode() + b"\n")
+        fields = [cut.id]
+        if texts:
+            fields += [s.text or "" for s in getattr(cut, "supervisions", None) or ()]
+        digest.update("\t".join(fields).encode() + b"\n")
         yield cut
 
 
@@ -197,9 +200,13 @@ def run_training(
             scan_cuts = (
                 load_cuts(paths[0], "--train-cuts", manifest_only=True) if shar else train_cuts
             )
-            ids = hashlib.sha256()  # what it trains on: ids and transcripts, read by the scan
+            # what it trains on: the ids (and the transcripts that fine-tuning learns), read by
+            # the scan anyway
+            ids = hashlib.sha256()
             _, epoch_seconds = scan(
-                _hashing(scan_cuts, ids), task.make_cut_filter(), f"--train-cuts {train_names}"
+                _hashing(scan_cuts, ids, texts=task.kind == "finetune"),
+                task.make_cut_filter(),
+                f"--train-cuts {train_names}",
             )
             if not rank_local:  # (a rank's own shards differ from the other ranks')
                 inputs = task.params.setdefault("inputs", {})
