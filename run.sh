@@ -52,6 +52,11 @@ init_pretrain_args=""    # stage-4 flags used only with --init-from (default: th
 pretrain_shar=""         # none | features | audio: pre-train from Lhotse Shar shards (default: the conf's)
 shar_shard_size=1000     # cuts per Shar shard
 fbank_device=""          # stage 2's kaldifeat device: cpu (default) or cuda[:N]
+# Streaming (issue 28): stages 5-7 fine-tune with dynamic chunks into exp/finetune-streaming,
+# decode at each chunk size and export for sherpa-onnx's online recogniser
+streaming=false
+streaming_chunk_sizes="320ms,640ms,-1"   # --chunk-sizes of stage 5 (steps or ms; -1 = full context)
+streaming_left_chunks=4                  # --left-context-chunks
 
 help_message=$(cat <<'HELP'
 Usage: ./run.sh [options]
@@ -109,6 +114,13 @@ Options:
                              per epoch (default: features for librilight, else none)
   --shar-shard-size N        cuts per Shar shard (default 1000)
   --fbank-device DEV         stage 2 computes the fbank on DEV: cpu (default) or cuda[:N]
+  --streaming true           stages 5-7 build a streaming recogniser in <exp-dir>/finetune-streaming:
+                             causal conv + stored input statistics, dynamic chunk fine-tuning,
+                             greedy decoding at each chunk size, export for sherpa-onnx's
+                             OnlineRecognizer checked on the first test set fed in 0.1 s pieces
+  --streaming-chunk-sizes L  chunk sizes drawn in fine-tuning, decoded in stage 6; the smallest
+                             positive one is exported (default 320ms,640ms,-1)
+  --streaming-left-chunks N  left context in chunks (default 4)
   Defaults per corpus: egs/librispeech/conf/<corpus>.sh.
 Each stage logs to <exp-dir>/log/stage-N-NAME.log; a finished stage leaves stage-N-NAME.done.
 HELP

@@ -269,7 +269,10 @@ def _gpu(out_dir: Path, out: list[str]) -> None:
     ]
     rows = []
     for path in sorted((out_dir / "gpu").glob("*.json")):
-        r = json.loads(path.read_text())
+        r, problem = _read_json(path)
+        if problem:
+            out += ["", problem]
+            continue
         for c in r.get("configs", []):
             rows.append((path.name, r, c))
     if not rows:
@@ -404,8 +407,40 @@ _DATA_PREP_NOTE = (
 
 def _data_prep(out_dir: Path, out: list[str]) -> None:
     path = out_dir / "data_prep" / "memory.json"
-    if path.is_file():
-        out += data_prep_lines(json.loads(path.read_text()))
+    if not path.is_file():
+        return
+    r, problem = _read_json(path)
+    if problem:
+        out += ["## 6. Data preparation memory", "", problem, ""]
+        return
+    out += data_prep_lines(r)
+
+
+def _read_json(path: Path) -> tuple[dict, str]:
+    """``(data, "")``, or ``({}, a line that says what is wrong with the file and where)``: an
+    optional section's unreadable input must not cost the whole report."""
+    try:
+        return json.loads(path.read_text()), ""
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return {}, f"**Not rendered**: `{path.as_posix()}` is unreadable ({type(e).__name__}: {e})."
+
+
+def _section(render, source, out: list[str]) -> None:
+    """Appends one section rendered from ``source`` (the results dict or the bench directory);
+    a section whose input is malformed says so in place of its table, and the others are still
+    written."""
+    part: list[str] = []
+    try:
+        render(source, part)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        name = render.__name__.lstrip("_")
+        part = [
+            "",
+            f"**Not rendered**: section `{name}` failed on its input ({type(e).__name__}: {e}; "
+            "raw numbers in `bench/results.json`, inputs under `bench/`).",
+            "",
+        ]
+    out += part
 
 
 def write_report(results: dict, path: Path) -> None:
@@ -436,11 +471,11 @@ def write_report(results: dict, path: Path) -> None:
             "Peers (own venvs under `~/.cache/w2vbert/bench-venvs/`): " + "; ".join(desc) + ".",
             "",
         ]
-    _pretrain(results, out)
-    _rnnt(results, out)
-    _fbank(results, out)
-    _decode(results, out)
-    _gpu(path.parent, out)
-    _data_prep(path.parent, out)
-    _profile(results, out)
-    path.write_text("\n".join(out).rstrip() + "\n")
+    for render in (_pretrain, _rnnt, _fbank, _decode):
+        _section(render, results, out)
+    _section(_gpu, path.parent, out)
+    _section(_data_prep, path.parent, out)
+    _section(_profile, results, out)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(out).rstrip() + "\n")
+    tmp.replace(path)

@@ -329,6 +329,28 @@ def main() -> None:
         f"wrote {a.out_dir / 'results.json'} and {a.out_dir / 'BENCHMARKS.md'} "
         f"in {results['total_wall_s']:.0f} s"
     )
+    failed = failed_measurements(results)
+    if failed:
+        log(f"{len(failed)} measurement(s) failed (see their logs in {log_dir}): {', '.join(failed)}")
+        sys.exit(1)
+
+
+def failed_measurements(results: dict) -> list[str]:
+    """Names of the measurements that ended in an error (``row/system[/round]``); the report is
+    written either way, the exit status says whether every measurement succeeded."""
+    failed = []
+    for row in ROWS + ("matmul", "matmul_after"):
+        value = results.get(row)
+        if not isinstance(value, dict):
+            continue
+        if "error" in value:
+            failed.append(row)
+        elif row == "pretrain":
+            for name, runs in value.get("runs", {}).items():
+                failed += [f"pretrain/{name}/{i + 1}" for i, r in enumerate(runs) if "error" in r]
+        else:
+            failed += [f"{row}/{k}" for k, r in value.items() if isinstance(r, dict) and "error" in r]
+    return failed
 
 
 if __name__ == "__main__":

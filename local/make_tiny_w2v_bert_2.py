@@ -2,6 +2,8 @@
 """Write a randomly initialised, w2v-BERT 2.0-shaped Hugging Face model directory.
 
     python local/make_tiny_w2v_bert_2.py --out-dir exp/w2v-bert-2.0-tiny [--layers 3 --dim 32]
+    # the real width with 2 blocks: --layers 2 --dim 1024 --heads 16 --ffn-dim 4096 --kernel 31 \\
+    #     --shaw-left 64 --shaw-right 8
 
 What ``huggingface-cli download facebook/w2v-bert-2.0`` leaves, at a size a CPU trains in
 minutes: ``config.json`` + ``model.safetensors`` of a ``transformers.Wav2Vec2BertModel`` with
@@ -26,6 +28,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--heads", type=int, default=2, help="Attention heads.")
     p.add_argument("--ffn-dim", type=int, default=64, help="Feed-forward inner dim.")
     p.add_argument("--kernel", type=int, default=5, help="Depthwise conv kernel (odd).")
+    p.add_argument("--shaw-left", type=int, default=6, help="Shaw: largest left offset (real: 64).")
+    p.add_argument("--shaw-right", type=int, default=2, help="Shaw: largest right offset (real: 8).")
     p.add_argument("--seed", type=int, default=0, help="Seed of the random weights.")
     return p
 
@@ -41,7 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     config = Wav2Vec2BertConfig(
         hidden_size=args.dim, num_hidden_layers=args.layers, num_attention_heads=args.heads,
         intermediate_size=args.ffn_dim, conv_depthwise_kernel_size=args.kernel,
-        left_max_position_embeddings=6, right_max_position_embeddings=2, layerdrop=0.0,
+        left_max_position_embeddings=args.shaw_left,
+        right_max_position_embeddings=args.shaw_right, layerdrop=0.0,
     )  # fmt: skip
     model = Wav2Vec2BertModel(config).eval()
     with torch.no_grad():  # LayerNorms at 1/0 and zero biases would hide mapping mistakes

@@ -141,6 +141,69 @@ def test_a_mismatched_or_partial_hf_source_is_an_error_listing_why(hf_dir, tmp_p
         load_pretraining_weights(model, state, "test")
 
 
+def test_a_missing_hf_key_is_an_error_naming_it(hf_dir):
+    from safetensors.torch import load_file
+
+    from w2vbert.model.w2v_bert_2 import config_from_hf, convert_hf_state
+
+    config = config_from_hf(json.loads((hf_dir / "config.json").read_text()))
+    state = load_file(str(hf_dir / "model.safetensors"))
+    del state["encoder.layers.1.self_attn.linear_k.weight"]
+    with pytest.raises(CheckpointFormatError) as e:
+        convert_hf_state(state, config)
+    assert "1 keys are missing (first: ['encoder.layers.1.self_attn.linear_k.weight']" in str(e.value)
+    assert "linear_q" not in str(e.value) and "linear_v" not in str(e.value)
+    assert "no place in the model" not in str(e.value)  # nothing in it is unexpected
+    state["encoder.layers.1.self_attn.extra.weight"] = torch.zeros(1)
+    with pytest.raises(CheckpointFormatError, match=r"linear_k\.weight'\].*; 1 keys have no place "
+                                                    r"in the model \(first: \['encoder\.layers\.1\."
+                                                    r"self_attn\.extra\.weight'\]\)"):  # fmt: skip
+        convert_hf_state(state, config)
+
+
+# ---- continued pre-training objective ------------------------------------------------------
+
+
+def test_w2v_bert_2_continues_with_mlm_on_the_first_codebook_and_two_mask_spans(hf_dir):
+    preset = get_w2vbert_config("w2v-bert-2.0")
+    assert (preset.num_codebooks, preset.num_target_codebooks, preset.min_num_mask_spans) == (2, 1, 2)
+    config = config_from_params(load_init_checkpoint(str(hf_dir))["params"])  # --init-from DIR
+    assert (config.num_target_codebooks, config.min_num_mask_spans) == (1, 2)
+    v = config.num_codebook_entries
+    model = create_pretraining_model(config).eval()
+    assert model.mlm_head.out_features == v  # one softmax over the first codebook
+    x, lens = _padded_fbank(_waves())
+    with torch.no_grad():
+        out = model(x, lens, generator=torch.Generator().manual_seed(0))
+        loss = w2vbert_loss(out, **config.loss_kwargs(), generator=torch.Generator().manual_seed(1))
+    assert out.target_ids.shape[1] == 2 and out.mlm_logits.shape[1:] == (1, v)
+    expected = torch.nn.functional.cross_entropy(out.mlm_logits[:, 0], out.target_ids[:, 0])
+    assert torch.allclose(loss.mlm, expected)
+    assert model.min_num_mask_spans == 2
+
+    import dataclasses
+
+    both = dataclasses.replace(config, num_target_codebooks=2)  # --num-target-codebooks 2
+    model = create_pretraining_model(both).eval()
+    assert model.mlm_head.out_features == 2 * v
+    with torch.no_grad():
+        out = model(x, lens, generator=torch.Generator().manual_seed(0))
+        loss = w2vbert_loss(out, **both.loss_kwargs(), generator=torch.Generator().manual_seed(1))
+    expected = torch.nn.functional.cross_entropy(out.mlm_logits.reshape(-1, v), out.target_ids.reshape(-1))
+    assert out.mlm_logits.shape[1:] == (2, v) and torch.allclose(loss.mlm, expected)
+    with pytest.raises(ValueError, match=r"`num_target_codebooks` must be in \[1, num_codebooks=2\]"):
+        dataclasses.replace(config, num_target_codebooks=3).validate()
+
+
+def test_pretrain_cli_flag_sets_the_target_codebooks():
+    from w2vbert.training.cli import model_overrides
+
+    args = pretrain.get_parser().parse_args(
+        ["--train-cuts", "x", "--model-preset", "w2v-bert-2.0", "--num-target-codebooks", "2"]
+    )
+    assert model_overrides(args)["num_target_codebooks"] == 2
+
+
 # ---- fairseq conformer_shaw.pt -------------------------------------------------------------
 
 
@@ -193,13 +256,14 @@ def test_fairseq_checkpoint_restores_quantizer_and_mlm_head_and_three_steps_lowe
     ckpt = load_init_checkpoint(str(shaw_pt))
     config = config_from_params(ckpt["params"])
     assert (config.num_contrastive_layers, config.num_mlm_layers, config.model_dim) == (1, 2, 32)
+    assert config.num_target_codebooks == 1  # its MLM head: 16 outputs = 1 codebook of 16
     model = create_pretraining_model(config)
     fresh = load_pretraining_weights(model, ckpt["model"], str(shaw_pt))
-    assert fresh == ["mlm_head.weight (16 rows)", "mlm_head.bias (16 rows)"]  # the 2nd codebook's
+    assert fresh == []  # everything restored: the head predicts the first codebook, as the source's
     sd = model.state_dict()
     assert torch.equal(sd["quantizer.codebooks"], source["quantizer.vars"].reshape(2, 16, 8))
     assert torch.equal(sd["quantizer.weight_proj.weight"], source["quantizer.weight_proj.weight"])
-    assert torch.equal(sd["mlm_head.weight"][:16], source["mlm_proj.weight"])
+    assert torch.equal(sd["mlm_head.weight"], source["mlm_proj.weight"])
     assert torch.equal(sd["target_proj.weight"], source["project_q.weight"])
     assert torch.equal(sd["mask_embed"], source["mask_emb"])
     qkv = torch.cat([source[f"encoder.layers.1.self_attn.{p}.weight"] for p in ("q_proj", "k_proj", "v_proj")])
@@ -230,6 +294,24 @@ def test_fairseq_checkpoint_restores_quantizer_and_mlm_head_and_three_steps_lowe
         loss().backward()
         opt.step()
     assert float(loss()) < first
+
+
+def test_a_conformer_shaw_head_of_both_codebooks_sets_the_targets_and_is_reordered():
+    import dataclasses
+
+    from w2vbert.model.w2v_bert_2 import fit_mlm_head, from_fairseq
+
+    state = _conformer_shaw_state()
+    head = torch.randn(32, 32)  # 2 codebooks x 16 entries, rows (V, G) as fairseq2 views them
+    state["mlm_proj.weight"], state["mlm_proj.bias"] = head, torch.randn(32)
+    config, ours = from_fairseq({"model": state}, "conformer_shaw.pt")
+    assert config.num_target_codebooks == 2
+    for g in range(2):
+        for v in range(16):  # our row g * V + v is the source's row v * G + g
+            assert torch.equal(ours["mlm_head.weight"][g * 16 + v], head[v * 2 + g])
+    first = dataclasses.replace(config, num_target_codebooks=1)  # --num-target-codebooks 1
+    weight, _ = fit_mlm_head(head, state["mlm_proj.bias"], first)
+    assert torch.equal(weight, head.view(16, 2, 32)[:, 0])
 
 
 COMMON = ["--max-duration", "4", "--num-buckets", "2", "--warmup-steps", "5", "--log-interval",

@@ -105,13 +105,31 @@ _finetune() {  # _finetune EXP_DIR INIT_FROM [more flags]: stage 5's command (al
 }
 
 _decode() {  # _decode EXP_DIR METHOD...: decode every dev and test part
-  local dir=$1 method sets=(); shift
+  local dir=$1 method sets=() more=(); shift
+  read -r -a more <<< "${decode_extra_args:-}"  # (_decode_streaming's chunk flags)
   for part in $dev_parts $test_parts; do sets+=("$part=$(_cuts "$part")"); done
   for method in "$@"; do
     python -m w2vbert.decode --exp-dir "$dir" --epoch "$decode_epoch" --avg "$decode_avg" \
       --use-averaged-model --bpe-model "$lang_dir/bpe.model" --decoding-method "$method" \
-      --beam-size 4 --cuts "${sets[@]}" || return 1
+      --beam-size 4 --cuts "${sets[@]}" "${more[@]}" || return 1
   done
+}
+
+_decode_streaming() {  # _decode_streaming EXP_DIR: greedy search at each chunk size (-1: full)
+  local dir=$1 chunk
+  for chunk in ${streaming_chunk_sizes//,/ }; do
+    decode_extra_args="--decode-chunk-size $chunk --left-context-chunks $streaming_left_chunks" \
+      _decode "$dir" greedy_search || return 1
+  done
+}
+
+_streaming_chunk() {  # the chunk size the streaming export uses: the first positive one listed
+  local chunk
+  for chunk in ${streaming_chunk_sizes//,/ }; do
+    [ "$chunk" != -1 ] && { echo "$chunk"; return 0; }
+  done
+  echo "run.sh: --streaming-chunk-sizes '$streaming_chunk_sizes' lists no positive chunk size" >&2
+  return 1
 }
 
 _report() {  # writes $exp_dir/RESULTS.md and plots from whatever has run
@@ -220,15 +238,38 @@ run_recipe_stage() {
       # a re-made pre-trained model, BPE model or cuts (even at the same path) re-run it
       local ft_inputs="$start $lang_dir/bpe.model $(_finetune_train_cuts) $(_cuts "$(_first $dev_parts)")"
       [ "$start" = none ] && ft_inputs=${ft_inputs#none }
+      if [ "${streaming:-false}" = true ]; then
+        stage_settings="$(_settings finetune)$(printf 'streaming=%q ' "$streaming_chunk_sizes/$streaming_left_chunks")" \
+          stage_inputs=$ft_inputs stage_outputs=$exp_dir/finetune-streaming/epoch-$finetune_epochs.pt \
+          run_stage 5 finetune-streaming _finetune "$exp_dir/finetune-streaming" "$start" \
+          --chunk-sizes "$streaming_chunk_sizes" --left-context-chunks "$streaming_left_chunks" \
+          --conv-causal --input-norm global
+        return 0
+      fi
       stage_settings=$(_settings finetune) stage_inputs=$ft_inputs \
         stage_outputs=$exp_dir/finetune/epoch-$finetune_epochs.pt \
         run_stage 5 finetune _finetune "$exp_dir/finetune" "$start" ;;
     6)
       local sets=() p; for p in $dev_parts $test_parts; do sets+=("$(_cuts "$p")"); done
+      if [ "${streaming:-false}" = true ]; then
+        stage_settings="$(_settings decode)$(printf 'streaming=%q ' "$streaming_chunk_sizes/$streaming_left_chunks")" \
+          stage_inputs="$exp_dir/finetune-streaming/epoch-$decode_epoch.pt $lang_dir/bpe.model ${sets[*]}" \
+          run_stage 6 decode-streaming _decode_streaming "$exp_dir/finetune-streaming"
+        return 0
+      fi
       stage_settings=$(_settings decode) stage_outputs=$(_decode_outputs) \
         stage_inputs="$exp_dir/finetune/epoch-$decode_epoch.pt $lang_dir/bpe.model ${sets[*]}" \
         run_stage 6 decode _decode "$exp_dir/finetune" $decoding_methods ;;
     7)
+      if [ "${streaming:-false}" = true ]; then
+        local chunk; chunk=$(_streaming_chunk) || return 2
+        stage_inputs="$exp_dir/finetune-streaming/epoch-$decode_epoch.pt $lang_dir/tokens.txt" \
+          run_stage 7 export-streaming python -m w2vbert.export_onnx --exp-dir "$exp_dir/finetune-streaming" \
+          --epoch "$decode_epoch" --avg "$decode_avg" --use-averaged-model --int8 \
+          --tokens "$lang_dir/tokens.txt" --check-cuts "$(_cuts "$(_first $test_parts)")" \
+          --streaming --decode-chunk-size "$chunk" --left-context-chunks "$streaming_left_chunks"
+        return 0
+      fi
       stage_inputs="$exp_dir/finetune/epoch-$decode_epoch.pt $lang_dir/tokens.txt" \
         run_stage 7 export python -m w2vbert.export_onnx --exp-dir "$exp_dir/finetune" \
         --epoch "$decode_epoch" --avg "$decode_avg" --use-averaged-model --int8 \

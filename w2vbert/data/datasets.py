@@ -20,7 +20,7 @@ import torch
 from lhotse import CutSet
 from lhotse.dataset import OnTheFlyFeatures, PrecomputedFeatures, SpecAugment
 
-from w2vbert.data.fbank import fbank_extractor
+from w2vbert.data.fbank import fbank_extractor, num_valid_frames
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +32,36 @@ def create_input_strategy(
 ) -> InputStrategy:
     """``OnTheFlyFeatures`` of fbank ``fbank`` when ``on_the_fly_feats`` (kaldifeat on
     ``device``: a GPU computes the batch's fbank there; only without DataLoader workers, which
-    cannot use CUDA), else ``PrecomputedFeatures()``."""
+    cannot use CUDA), else ``PrecomputedFeatures()``; for ``w2v-bert-2.0`` wrapped in
+    :class:`ValidFrames` (the model reads the extractor's frames, not Lhotse's count)."""
+    strategy: InputStrategy = PrecomputedFeatures()
     if on_the_fly_feats:
-        return OnTheFlyFeatures(fbank_extractor(device=str(device), kind=fbank))
-    return PrecomputedFeatures()
+        strategy = OnTheFlyFeatures(fbank_extractor(device=str(device), kind=fbank))
+    return ValidFrames(strategy, fbank) if fbank == "w2v-bert-2.0" else strategy
+
+
+class ValidFrames:
+    """An input strategy giving ``inner``'s features with the valid lengths the model reads,
+    :func:`w2vbert.data.fbank.num_valid_frames` per cut: for w2v-BERT 2.0 the extractor's own
+    frame count, which leaves the 2 filler frames Lhotse's count needs as padding."""
+
+    def __init__(self, inner: InputStrategy, fbank: str) -> None:
+        self.inner = inner
+        self.fbank = fbank
+
+    def __call__(self, cuts: CutSet) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.inner(cuts)
+        features, lhotse_lens = out[0], out[1]  # (N, T, F), (N,)
+        lens = torch.tensor(
+            [num_valid_frames(c, self.fbank) for c in cuts], dtype=lhotse_lens.dtype
+        )
+        for cut, n, m in zip(cuts, lens.tolist(), lhotse_lens.tolist()):
+            if n > m:
+                raise ValueError(
+                    f"Cut {cut.id}: {self.fbank} fbank of {cut.duration} s has {n} frames, but "
+                    f"its features hold only {m} (not computed as fbank {self.fbank!r}?)."
+                )
+        return features, lens
 
 
 class BatchLoadError(RuntimeError):

@@ -25,6 +25,7 @@ import torch
 from lhotse import KaldifeatFbank, KaldifeatFbankConfig
 from lhotse.features.base import register_extractor
 from lhotse.features.kaldifeat import KaldifeatFrameOptions, KaldifeatMelOptions
+from lhotse.utils import compute_num_frames, compute_num_samples
 
 NUM_MEL_BINS = 80
 SAMPLING_RATE = 16000
@@ -34,17 +35,29 @@ FRAME_SHIFT = 0.01  # seconds
 FBANK_KINDS = ("icefall", "w2v-bert-2.0")
 INT16_SCALE = 32768.0
 
+STORAGE_TICK_POWER = {"icefall": -5, "w2v-bert-2.0": -13}
+"""Stage 2 stores fbank with lilcom rounded to multiples of ``2 ** tick_power``. ``icefall``:
+Lhotse's default (-5, max error 0.016; its models train on those values). ``w2v-bert-2.0``: -13
+(max error 6e-5), because the released model was trained on exact features and decodes the
+extractor's (sherpa-onnx's) exact ones; -5 changed the outputs of a random encoder of its width
+by up to 0.16 (tests/test_w2v_bert_2_features.py), -13 by 5e-4. It costs ~1 byte per value more
+(1.4 -> 2.4 bytes per value on the test audio)."""
+
 
 @register_extractor
 class W2vBert2Fbank(KaldifeatFbank):
     """kaldifeat fbank of samples scaled to the 16-bit range (w2v-BERT 2.0's features).
 
-    With snip_edges True, N samples give ``floor((N - 240) / 160)`` frames, 2 fewer than Lhotse's
-    ``floor((N + 80) / 160)`` for any N >= 400, and Lhotse's manifests require its count. So
-    :meth:`extract` appends 2 frames that leave the per-utterance normalisation of the model's
-    front end unchanged: per bin ``mean + std`` and ``mean - std`` (unbiased std), which keep
-    both the mean and the unbiased variance exactly. The model thus normalises the real frames as
-    the reference does and sees one extra 20 ms step at the end. :meth:`extract_exact` gives the
+    With snip_edges True, N samples give ``1 + (N - 400) // 160`` frames
+    (:func:`snip_edges_num_frames`), 2 fewer than Lhotse's ``(N + 80) // 160`` for any
+    N >= 400, and Lhotse's manifests require its count. So :meth:`extract` (what stage 2 stores
+    and ``OnTheFlyFeatures`` computes) appends 2 filler frames, per bin ``mean + std`` and
+    ``mean - std`` (unbiased std, which keep both the mean and the unbiased variance). The model
+    never reads them: the recipe's input strategy
+    (:func:`w2vbert.data.datasets.create_input_strategy`) gives it :func:`num_valid_frames`,
+    the extractor's own count, as the valid length, so the fillers are padding (their values
+    matter only to readers outside the recipe that take Lhotse's count: for those they keep the
+    per-utterance normalisation of the real frames exact). :meth:`extract_exact` gives the
     frames alone (what ``SeamlessM4TFeatureExtractor`` and sherpa-onnx compute).
     """
 
@@ -86,6 +99,27 @@ def _pad_to_lhotse(feats, num_samples: int):
     return x.numpy() if as_numpy else x
 
 
+def snip_edges_num_frames(num_samples: int, sampling_rate: int = SAMPLING_RATE) -> int:
+    """Frames of a 25 ms window every 10 ms that fit inside ``num_samples`` (kaldifeat with
+    snip_edges True): ``1 + (N - 400) // 160`` at 16 kHz, 0 below one window."""
+    window, shift = round(0.025 * sampling_rate), round(FRAME_SHIFT * sampling_rate)
+    return 0 if num_samples < window else 1 + (num_samples - window) // shift
+
+
+def num_valid_frames(cut, kind: str) -> int:
+    """Fbank frames of ``cut`` the model reads, for fbank ``kind``: ``"icefall"``, Lhotse's count
+    (the cut's stored features, else ``(N + 80) // 160`` of its duration); ``"w2v-bert-2.0"``,
+    the extractor's own count :func:`snip_edges_num_frames` of the cut's samples (stored and
+    on-the-fly features hold 2 filler frames more, see :class:`W2vBert2Fbank`)."""
+    _check_kind(kind)
+    if kind == "w2v-bert-2.0":
+        rate = cut.sampling_rate
+        return snip_edges_num_frames(compute_num_samples(cut.duration, rate), rate)
+    if cut.has_features and cut.num_frames is not None:
+        return int(cut.num_frames)
+    return compute_num_frames(cut.duration, FRAME_SHIFT, cut.sampling_rate)
+
+
 def _check_kind(kind: str) -> None:
     if kind not in FBANK_KINDS:
         raise ValueError(f"`fbank` must be one of {list(FBANK_KINDS)}, but is {kind!r} instead.")
@@ -108,6 +142,12 @@ def fbank_config(device: str = "cpu", kind: str = "icefall") -> KaldifeatFbankCo
         ),
         device=device,
     )
+
+
+def storage_tick_power(kind: str) -> int:
+    """Lilcom precision stage 2 stores fbank ``kind`` with (:data:`STORAGE_TICK_POWER`)."""
+    _check_kind(kind)
+    return STORAGE_TICK_POWER[kind]
 
 
 def fbank_extractor(device: str = "cpu", kind: str = "icefall") -> KaldifeatFbank:

@@ -16,18 +16,17 @@ import zlib
 from collections import Counter
 from typing import Any, Callable
 
-from lhotse.utils import compute_num_frames
-
+from w2vbert.data.fbank import num_valid_frames
 from w2vbert.model.feature_encoder import output_lengths
 
 logger = logging.getLogger(__name__)
 
 
-def num_feature_frames(cut: Any, frame_shift: float = 0.01) -> int:
-    """Fbank frames of ``cut``: from its features if present, else from its duration (10 ms hop)."""
-    if cut.has_features and cut.num_frames is not None:
-        return int(cut.num_frames)
-    return compute_num_frames(cut.duration, frame_shift, cut.sampling_rate)
+def num_feature_frames(cut: Any, fbank: str = "icefall") -> int:
+    """Fbank frames of ``cut`` the model reads (:func:`w2vbert.data.fbank.num_valid_frames`):
+    from its features if present, else from its duration (10 ms hop); for ``w2v-bert-2.0`` the
+    extractor's own count."""
+    return num_valid_frames(cut, fbank)
 
 
 class CutFilter:
@@ -42,10 +41,12 @@ class CutFilter:
         max_duration: float = float("inf"),
         tokenize: Callable[[str], list[int]] | None = None,
         text_of: Callable[[Any], str] | None = None,
+        fbank: str = "icefall",
     ) -> None:
         """
         Args:
             frames_to_steps: fbank frames -> encoder steps (e.g. the feature encoder's output_lengths).
+            fbank: the model's fbank kind, which decides the frames it reads (:func:`num_feature_frames`).
             min_steps: fewest encoder steps a kept cut must have.
             min_duration, max_duration: duration bounds in seconds.
             tokenize, text_of: when given, drop cuts with more tokens than encoder steps.
@@ -53,13 +54,14 @@ class CutFilter:
         self.frames_to_steps = frames_to_steps
         self.min_steps, self.min_duration, self.max_duration = min_steps, min_duration, max_duration
         self.tokenize, self.text_of = tokenize, text_of
+        self.fbank = fbank
         self.kept = 0
         self.kept_seconds = 0.0
         self.dropped: Counter[str] = Counter()
 
     def reason(self, cut: Any) -> str | None:
         """Why ``cut`` is dropped, or None when it is kept."""
-        steps = int(self.frames_to_steps(num_feature_frames(cut)))
+        steps = int(self.frames_to_steps(num_feature_frames(cut, self.fbank)))
         if steps < self.min_steps:
             return f"fewer than {self.min_steps} encoder step{'s' if self.min_steps > 1 else ''}"
         if cut.duration < self.min_duration:
@@ -97,6 +99,7 @@ def encoder_cut_filter(
     tokenize: Callable[[str], list[int]] | None = None,
     text_of: Callable[[Any], str] | None = None,
     frontend: str = "conv2d",
+    fbank: str = "icefall",
 ) -> CutFilter:
     """A :class:`CutFilter` counting encoder steps as the model's front end does
     (:func:`w2vbert.model.feature_encoder.output_lengths` at ``frame_stride`` for ``conv2d``,
@@ -114,6 +117,7 @@ def encoder_cut_filter(
         max_duration=max_duration,
         tokenize=tokenize,
         text_of=text_of,
+        fbank=fbank,
     )
 
 

@@ -17,13 +17,13 @@ import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from lhotse.dataset import SimpleCutSampler
 
 from w2vbert.checkpoint.selection import CheckpointSelection
-from w2vbert.data.datasets import AsrDataset
+from w2vbert.data.datasets import AsrDataset, create_input_strategy
 from w2vbert.data.fbank import check_feature_types
 from w2vbert.data.sampling import create_dataloader, load_cuts
 from w2vbert.data.tokenizer import BpeTokenizer
@@ -38,7 +38,9 @@ from w2vbert.decoding.search import (
     greedy_search_batch,
     modified_beam_search,
 )
-from w2vbert.model.factory import load_transducer
+from w2vbert.model.chunking import FULL_CONTEXT, chunk_steps
+from w2vbert.model.config import streaming_problems
+from w2vbert.model.factory import config_from_params, load_transducer
 from w2vbert.objectives.rnnt_backend import backend_name
 from w2vbert.util.atomic import atomic_write_text
 from w2vbert.util.dataclass_args import (
@@ -63,6 +65,14 @@ class DecodeConfig:
     )
     decoding_method: str = flag("greedy_search", "Search.", choices=METHODS)
     beam_size: int = flag(4, "Beam of modified_beam_search / fast_beam_search.")
+    decode_chunk_size: str = flag(
+        "-1",
+        "Streaming: the encoder's attention chunk, in encoder steps or ms (e.g. 16 or 640ms); "
+        "-1 = full context. A size the model was not trained with is a warning.",
+    )
+    left_context_chunks: int = flag(
+        -1, "Streaming: chunks of left context each chunk attends (-1 = all)."
+    )
     max_duration: float = flag(300.0, "Seconds of audio per batch.")
     device: str = flag("auto", "auto, cpu or cuda.", choices=("auto", "cpu", "cuda"))
     cuts: tuple[str, ...] = flag(
@@ -96,6 +106,16 @@ def parse_test_sets(specs: tuple[str, ...]) -> dict[str, Path]:
             raise ValueError(f"--cuts entries must be name=path, but got {spec!r}.")
         out[name] = Path(path)
     return out
+
+
+def decode_batches(
+    cuts: Any, tokenize: Callable[[str], list[int]], fbank: str, max_duration: float
+) -> Iterable[dict[str, Any]]:
+    """Stage 6's batches of a test set: its stored features with the valid lengths the model
+    reads for fbank kind ``fbank`` (``features`` (N, T, 80), ``feature_lens`` (N,), ``texts``...,
+    see :class:`w2vbert.data.datasets.AsrDataset`)."""
+    sampler = SimpleCutSampler(cuts, max_duration=max_duration)
+    return create_dataloader(AsrDataset(tokenize, create_input_strategy(False, fbank)), sampler)
 
 
 def _search(
@@ -145,6 +165,42 @@ def _reading_cuts(name: str, path: Path) -> Iterator[None]:
         ) from e
 
 
+def decoding_chunks(config: DecodeConfig, params: dict[str, Any]) -> tuple[int, int]:
+    """``(chunk_size, left_chunks)`` in encoder steps / chunks from ``--decode-chunk-size`` and
+    ``--left-context-chunks``; errors name the option, and a setting the model was not trained
+    with (``params["streaming"]``, written by dynamic chunk fine-tuning) is a warning."""
+    frame_stride = params["model_config"].get("frame_stride", 4)
+    chunk = chunk_steps(config.decode_chunk_size, 10 * frame_stride, option="--decode-chunk-size")
+    left = config.left_context_chunks
+    if left != FULL_CONTEXT and left < 1:
+        raise ValueError(
+            "`--left-context-chunks` must be a positive number of chunks or -1 (all), "
+            f"but is {left}."
+        )
+    if chunk == FULL_CONTEXT:
+        return chunk, left
+    trained = params.get("streaming") or {"chunk_sizes": [FULL_CONTEXT], "left_context_chunks": -1}
+    if chunk not in trained["chunk_sizes"]:
+        logger.warning(
+            f"--decode-chunk-size {config.decode_chunk_size} ({chunk} encoder steps): the model "
+            "was "
+            f"never trained with this chunk size (trained: {trained['chunk_sizes']}, in steps; "
+            "-1 = full context); expect a higher error rate."
+        )
+    if left != trained["left_context_chunks"]:
+        logger.warning(
+            f"--left-context-chunks {left}: the model was trained with "
+            f"{trained['left_context_chunks']} (-1 = all)."
+        )
+    problems = streaming_problems(config_from_params(params))
+    if problems:
+        logger.info(
+            "The model cannot stream (" + " ".join(problems) + "): its chunked decoding is the "
+            "full forward with the chunk mask (a simulation of streaming, not a real one)."
+        )
+    return chunk, left
+
+
 def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
     """Decode every test set of ``config.cuts``; returns ``{set: results dict}`` (also written as JSON)."""
     if config.decoding_method == "fast_beam_search" and backend_name() != "k2":
@@ -157,6 +213,11 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
     suffix = config.model.suffix
     if config.decoding_method != "greedy_search":
         suffix += f"-beam-size-{config.beam_size}"
+    chunk_size, left_chunks = decoding_chunks(config, params)
+    chunks = {}
+    if chunk_size != FULL_CONTEXT:
+        suffix += f"-chunk-{chunk_size}-left-{left_chunks}"
+        chunks = {"chunk_size": chunk_size, "left_chunks": left_chunks}
     device = torch.device(
         "cuda"
         if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
@@ -172,13 +233,12 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
         cuts = load_cuts(path, f"--cuts {name}")
         with _reading_cuts(name, path):
             check_feature_types(cuts, fbank, f"--cuts {name}={path}")
-        sampler = SimpleCutSampler(cuts, max_duration=config.max_duration)
-        dl = create_dataloader(AsrDataset(tokenizer), sampler)
+        dl = decode_batches(cuts, tokenizer, fbank, config.max_duration)
         results, audio, start, non_finite = [], 0.0, time.time(), []
         with torch.inference_mode(), _reading_cuts(name, path):
             for batch in dl:
                 enc, lens = model.encoder(
-                    batch["features"].to(device), batch["feature_lens"].to(device)
+                    batch["features"].to(device), batch["feature_lens"].to(device), **chunks
                 )
                 finite = torch.isfinite(enc).flatten(1).all(dim=1).tolist()
                 non_finite += [c for c, ok in zip(batch["cut_ids"], finite) if not ok]
@@ -215,6 +275,8 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
             "audio_seconds": audio,
             "num_utterances": len(results),
             "device": str(device),
+            "chunk_size": chunk_size,
+            "left_context_chunks": left_chunks,
         }
         atomic_write_text(
             out_dir / f"results-{name}-{suffix}.json", json.dumps(info, indent=2) + "\n"

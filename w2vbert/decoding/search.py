@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -72,41 +73,59 @@ def _gather_state(state: State, index: Tensor) -> State:
     return tuple(s[index] for s in state)
 
 
-def _start(model: nn.Module, encoder_out: Tensor, encoder_out_lens: Tensor):
-    """What both searches begin with: ``(decoder, joiner, enc_proj (N, S, J) of the frames sorted
-    by decreasing length, active (S,) utterances per frame, order (N,), dec_out (N, D) after blank,
-    decoder state)``."""
-    _check_encoder_out(encoder_out, encoder_out_lens)
-    decoder: _StepDecoder = model.decoder
-    joiner = model.joiner
-    n, device = encoder_out.size(0), encoder_out.device
-    enc_sorted, active, order = _sorted_frames(encoder_out, encoder_out_lens)
-    enc_proj = joiner.encoder_proj(enc_sorted)  # (N, S, J)
-    blanks = torch.full((n,), decoder.blank_id, dtype=torch.int64, device=device)
-    dec_out, state = decoder.step(decoder.initial_state(n, device), blanks)
-    return decoder, joiner, enc_proj, active, order, dec_out, state
+@dataclass
+class GreedyState:
+    """What greedy search carries from one chunk of encoder frames to the next (batch order)."""
+
+    hyps: list[list[int]]
+    """N token-id lists so far (no blanks)."""
+    dec_proj: Tensor
+    """(N, J) the decoder output of each hypothesis after the joiner's ``decoder_proj``."""
+    decoder_state: State
+    """The decoder's state (batch-first tensors)."""
 
 
 @torch.no_grad()
-def greedy_search_batch(
-    model: nn.Module, encoder_out: Tensor, encoder_out_lens: Tensor, unk_id: int | None = None
-) -> list[list[int]]:
-    """Greedy search, at most one symbol per frame, batched over utterances.
+def greedy_start(
+    model: nn.Module, batch_size: int, device: torch.device | str = "cpu"
+) -> GreedyState:
+    """Greedy search before the first frame: the decoder after the blank context."""
+    decoder: _StepDecoder = model.decoder
+    blanks = torch.full((batch_size,), decoder.blank_id, dtype=torch.int64, device=device)
+    dec_out, state = decoder.step(decoder.initial_state(batch_size, device), blanks)
+    return GreedyState([[] for _ in range(batch_size)], model.joiner.decoder_proj(dec_out), state)
+
+
+@torch.no_grad()
+def greedy_search_chunk(
+    model: nn.Module,
+    encoder_out: Tensor,
+    encoder_out_lens: Tensor,
+    state: GreedyState,
+    unk_id: int | None = None,
+) -> GreedyState:
+    """Greedy search over one chunk of encoder frames, carrying ``state`` (streaming); over the
+    whole utterance at once it is :func:`greedy_search_batch`.
 
     Args:
         model: a :class:`~w2vbert.model.transducer.Transducer` (uses ``.decoder``, ``.joiner``).
-        encoder_out: (N, S, M); encoder_out_lens: (N,).
+        encoder_out: (N, S, M) frames of this chunk; encoder_out_lens: (N,) valid ones.
+        state: from :func:`greedy_start` or the previous chunk.
         unk_id: when given, this token is treated as blank (never emitted nor fed to the
             decoder), as sherpa-onnx does, so that both decode alike.
     Returns:
-        N token-id lists (no blanks), in the input order.
+        The state after the chunk (``.hyps``: the token ids so far).
     """
-    decoder, joiner, enc_proj, active, order, dec_out, state = _start(
-        model, encoder_out, encoder_out_lens
-    )
-    blank_id, n = decoder.blank_id, encoder_out.size(0)
-    dec_proj = joiner.decoder_proj(dec_out)  # (N, J)
-    hyps: list[list[int]] = [[] for _ in range(n)]
+    _check_encoder_out(encoder_out, encoder_out_lens)
+    decoder: _StepDecoder = model.decoder
+    joiner = model.joiner
+    blank_id = decoder.blank_id
+    enc_sorted, active, order = _sorted_frames(encoder_out, encoder_out_lens)
+    enc_proj = joiner.encoder_proj(enc_sorted)  # (N, S, J)
+    index = order.to(encoder_out.device)
+    dec_proj = state.dec_proj[index]  # (N, J) in the sorted order
+    dec_state = _gather_state(state.decoder_state, index)
+    hyps = [list(state.hyps[i]) for i in order.tolist()]
 
     for t, num_active in enumerate(active):
         if num_active == 0:
@@ -122,10 +141,29 @@ def greedy_search_batch(
             continue
         for i, tok in zip(emitted.tolist(), tokens[emitted].tolist()):
             hyps[i].append(tok)
-        new_out, new_state = decoder.step(_gather_state(state, emitted), tokens[emitted])
+        new_out, new_state = decoder.step(_gather_state(dec_state, emitted), tokens[emitted])
         dec_proj = dec_proj.index_copy(0, emitted, joiner.decoder_proj(new_out))
-        state = tuple(s.index_copy(0, emitted, ns) for s, ns in zip(state, new_state))
-    return _unsort(hyps, order)
+        dec_state = tuple(s.index_copy(0, emitted, ns) for s, ns in zip(dec_state, new_state))
+    unsort = torch.argsort(index)
+    return GreedyState(_unsort(hyps, order), dec_proj[unsort], _gather_state(dec_state, unsort))
+
+
+def greedy_search_batch(
+    model: nn.Module, encoder_out: Tensor, encoder_out_lens: Tensor, unk_id: int | None = None
+) -> list[list[int]]:
+    """Greedy search, at most one symbol per frame, batched over utterances.
+
+    Args:
+        model: a :class:`~w2vbert.model.transducer.Transducer` (uses ``.decoder``, ``.joiner``).
+        encoder_out: (N, S, M); encoder_out_lens: (N,).
+        unk_id: when given, this token is treated as blank (never emitted nor fed to the
+            decoder), as sherpa-onnx does, so that both decode alike.
+    Returns:
+        N token-id lists (no blanks), in the input order.
+    """
+    _check_encoder_out(encoder_out, encoder_out_lens)
+    state = greedy_start(model, encoder_out.size(0), encoder_out.device)
+    return greedy_search_chunk(model, encoder_out, encoder_out_lens, state, unk_id).hyps
 
 
 def _merge_candidates(
@@ -155,41 +193,68 @@ def _merge_candidates(
     return sorted((tuple(e) for e in merged.values()), key=lambda e: -e[1])  # type: ignore[misc]
 
 
+@dataclass
+class BeamState:
+    """What modified beam search carries from one chunk of encoder frames to the next (batch
+    order; hypothesis slot b of utterance i is row ``i * B + b``)."""
+
+    seqs: list[list[tuple[int, ...]]]
+    """N x B token sequences (``()`` in an empty slot)."""
+    log_probs: Tensor
+    """(N, B) log-probabilities; -inf = empty slot."""
+    dec_proj: Tensor
+    """(N*B, J) decoder outputs after ``decoder_proj``."""
+    decoder_state: State
+    """The decoder's state, rows N*B."""
+
+
 @torch.no_grad()
-def modified_beam_search(
+def beam_start(
+    model: nn.Module, batch_size: int, beam: int, device: torch.device | str = "cpu"
+) -> BeamState:
+    """Modified beam search before the first frame: one hypothesis (the blank context) per
+    utterance, ``beam - 1`` empty slots."""
+    if beam < 1:
+        raise ValueError(f"`beam` must be >= 1, but is {beam} instead.")
+    start = greedy_start(model, batch_size, device)
+    log_probs = torch.full((batch_size, beam), -math.inf, device=device)
+    log_probs[:, 0] = 0.0
+    return BeamState(
+        seqs=[[() for _ in range(beam)] for _ in range(batch_size)],
+        log_probs=log_probs,
+        dec_proj=start.dec_proj.repeat_interleave(beam, dim=0),
+        decoder_state=tuple(s.repeat_interleave(beam, dim=0) for s in start.decoder_state),
+    )
+
+
+def _slot_rows(index: Tensor, beam: int) -> Tensor:
+    """(N,) utterance indices -> (N*B,) their hypothesis rows."""
+    return (index.unsqueeze(1) * beam + torch.arange(beam, device=index.device)).reshape(-1)
+
+
+@torch.no_grad()
+def modified_beam_search_chunk(
     model: nn.Module,
     encoder_out: Tensor,
     encoder_out_lens: Tensor,
-    beam: int = 4,
+    state: BeamState,
     unk_id: int | None = None,
-) -> list[list[int]]:
-    """Beam search with at most one symbol per frame, batched over utterances and hypotheses.
-
-    At each frame every hypothesis is extended by every token (blank keeps it as it is), the
-    ``beam`` best (hypothesis, token) pairs of each utterance survive, and pairs that give the
-    same token sequence are merged by log-adding their probabilities.
-
-    Args:
-        model: a :class:`~w2vbert.model.transducer.Transducer`.
-        encoder_out: (N, S, M); encoder_out_lens: (N,).
-        beam: B, hypotheses kept per utterance.
-        unk_id: when given, extending by this token counts as blank (sherpa-onnx's rule).
-    Returns:
-        N token-id lists (the best hypothesis by length-normalised log-probability), in the
-        input order.
-    """
-    if beam < 1:
-        raise ValueError(f"`beam` must be >= 1, but is {beam} instead.")
-    decoder, joiner, enc_proj, active, order, dec_out, state = _start(
-        model, encoder_out, encoder_out_lens
-    )
-    blank_id, n, device = decoder.blank_id, encoder_out.size(0), encoder_out.device
-    # Hypothesis slots, flattened as (N*B, ...): slot b of utterance i is row i*B + b.
-    dec_proj = joiner.decoder_proj(dec_out).repeat_interleave(beam, dim=0)  # (N*B, J)
-    state = tuple(s.repeat_interleave(beam, dim=0) for s in state)
-    log_probs = torch.full((n, beam), -math.inf, device=device)  # (N, B); -inf = empty slot
-    log_probs[:, 0] = 0.0
-    seqs: list[list[tuple[int, ...]]] = [[() for _ in range(beam)] for _ in range(n)]
+) -> BeamState:
+    """Modified beam search over one chunk of encoder frames, carrying ``state`` (streaming);
+    see :func:`modified_beam_search`. encoder_out: (N, S, M); encoder_out_lens: (N,)."""
+    _check_encoder_out(encoder_out, encoder_out_lens)
+    decoder: _StepDecoder = model.decoder
+    joiner = model.joiner
+    blank_id, device = decoder.blank_id, encoder_out.device
+    beam = state.log_probs.size(1)
+    enc_sorted, active, order = _sorted_frames(encoder_out, encoder_out_lens)
+    enc_proj = joiner.encoder_proj(enc_sorted)  # (N, S, J)
+    index = order.to(device)
+    rows_sorted = _slot_rows(index, beam)
+    dec_proj = state.dec_proj[rows_sorted]  # (N*B, J) in the sorted order
+    dec_state = _gather_state(state.decoder_state, rows_sorted)
+    log_probs = state.log_probs[index]  # (N, B)
+    seqs = [list(state.seqs[i]) for i in order.tolist()]
 
     for t, num_active in enumerate(active):
         if num_active == 0:
@@ -231,22 +296,64 @@ def modified_beam_search(
 
         # Reorder the decoder state of the active slots, then advance the emitting ones.
         sub_proj = dec_proj[new_src_t]
-        sub_state = _gather_state(tuple(s[:rows] for s in state), new_src_t)
+        sub_state = _gather_state(tuple(s[:rows] for s in dec_state), new_src_t)
         emitted = (new_tok_t != blank_id).nonzero(as_tuple=True)[0]
         if emitted.numel() > 0:
             out, st = decoder.step(_gather_state(sub_state, emitted), new_tok_t[emitted])
             sub_proj = sub_proj.index_copy(0, emitted, joiner.decoder_proj(out))
             sub_state = tuple(s.index_copy(0, emitted, ns) for s, ns in zip(sub_state, st))
         dec_proj = torch.cat([sub_proj, dec_proj[rows:]])
-        state = tuple(torch.cat([ss, s[rows:]]) for ss, s in zip(sub_state, state))
+        dec_state = tuple(torch.cat([ss, s[rows:]]) for ss, s in zip(sub_state, dec_state))
 
-    # The winner is chosen by log-probability per symbol of the context-padded sequence, as
-    # icefall's and sherpa-onnx's `get_most_probable(length_norm=True)` do.
-    context_size = getattr(decoder, "context_size", 1)
-    lengths = torch.tensor([[context_size + len(seq) for seq in row] for row in seqs],
-                           dtype=log_probs.dtype, device=device)  # (N, B)
-    best = (log_probs / lengths).argmax(dim=-1).tolist()
-    return _unsort([list(seqs[i][b]) for i, b in enumerate(best)], order)
+    unsort = torch.argsort(index)
+    rows_back = _slot_rows(unsort, beam)
+    return BeamState(
+        seqs=_unsort(seqs, order),
+        log_probs=log_probs[unsort],
+        dec_proj=dec_proj[rows_back],
+        decoder_state=_gather_state(dec_state, rows_back),
+    )
+
+
+def beam_best(model: nn.Module, state: BeamState) -> list[list[int]]:
+    """The best hypothesis of each utterance by log-probability per symbol of the
+    context-padded sequence, as icefall's and sherpa-onnx's ``get_most_probable(length_norm=
+    True)`` do."""
+    context_size = getattr(model.decoder, "context_size", 1)
+    lengths = torch.tensor([[context_size + len(seq) for seq in row] for row in state.seqs],
+                           dtype=state.log_probs.dtype, device=state.log_probs.device)  # (N, B)
+    best = (state.log_probs / lengths).argmax(dim=-1).tolist()
+    return [list(state.seqs[i][b]) for i, b in enumerate(best)]
+
+
+def modified_beam_search(
+    model: nn.Module,
+    encoder_out: Tensor,
+    encoder_out_lens: Tensor,
+    beam: int = 4,
+    unk_id: int | None = None,
+) -> list[list[int]]:
+    """Beam search with at most one symbol per frame, batched over utterances and hypotheses.
+
+    At each frame every hypothesis is extended by every token (blank keeps it as it is), the
+    ``beam`` best (hypothesis, token) pairs of each utterance survive, and pairs that give the
+    same token sequence are merged by log-adding their probabilities.
+
+    Args:
+        model: a :class:`~w2vbert.model.transducer.Transducer`.
+        encoder_out: (N, S, M); encoder_out_lens: (N,).
+        beam: B, hypotheses kept per utterance.
+        unk_id: when given, extending by this token counts as blank (sherpa-onnx's rule).
+    Returns:
+        N token-id lists (the best hypothesis by length-normalised log-probability), in the
+        input order.
+    """
+    if beam < 1:
+        raise ValueError(f"`beam` must be >= 1, but is {beam} instead.")
+    _check_encoder_out(encoder_out, encoder_out_lens)
+    state = beam_start(model, encoder_out.size(0), beam, encoder_out.device)
+    state = modified_beam_search_chunk(model, encoder_out, encoder_out_lens, state, unk_id)
+    return beam_best(model, state)
 
 
 def fast_beam_search(

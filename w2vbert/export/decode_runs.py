@@ -205,6 +205,19 @@ def compute_fbank(samples: np.ndarray, fbank: str = "icefall") -> torch.Tensor:
     return torch.from_numpy(np.asarray(extract(samples, SAMPLING_RATE), dtype=np.float32))
 
 
+def fbank_batch(
+    samples: Sequence[np.ndarray], fbank: str = "icefall"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The PyTorch side's encoder input: (N, T, 80) fbank of kind ``fbank`` of each (L,) float32
+    samples at 16 kHz (:func:`compute_fbank`), padded with log(1e-10), and (N,) frame counts."""
+    feats = [compute_fbank(x, fbank) for x in samples]
+    x_lens = torch.tensor([f.size(0) for f in feats], dtype=torch.int64)
+    x = torch.nn.utils.rnn.pad_sequence(
+        feats, batch_first=True, padding_value=-23.025850929940457
+    )
+    return x, x_lens
+
+
 @torch.no_grad()
 def pytorch_decode(
     model: nn.Module,
@@ -231,11 +244,7 @@ def pytorch_decode(
     run = DecodeRun(name=name or f"pytorch {method}")
     for batch in _batches(utts, batch_size):
         start = time.perf_counter()
-        feats = [compute_fbank(u.samples, fbank) for u in batch]
-        x_lens = torch.tensor([f.size(0) for f in feats], dtype=torch.int64)
-        x = torch.nn.utils.rnn.pad_sequence(
-            feats, batch_first=True, padding_value=-23.025850929940457
-        )
+        x, x_lens = fbank_batch([u.samples for u in batch], fbank)
         encoder_out, encoder_out_lens = model.encoder(x, x_lens)  # (N, S, M), (N,)
         if method == "greedy_search":
             hyps = greedy_search_batch(model, encoder_out, encoder_out_lens, unk_id=unk_id)

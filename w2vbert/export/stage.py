@@ -7,6 +7,7 @@ Outputs in ``out_dir`` (default: the exp dir): ``{encoder,decoder,joiner}-<suffi
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +15,13 @@ from typing import Any
 
 from w2vbert.checkpoint.selection import CheckpointSelection
 from w2vbert.export.check import CheckConfig, run_check, write_check_report
-from w2vbert.export.decode_runs import METHODS, load_utterances
+from w2vbert.export.decode_runs import METHODS, load_utterances, read_tokens
 from w2vbert.export.onnx_export import export_transducer
+from w2vbert.export.onnx_streaming import check_streamable, export_streaming_transducer
+from w2vbert.export.streaming_check import run_streaming_check, streaming_report
+from w2vbert.model.chunking import chunk_steps
 from w2vbert.model.factory import load_transducer
+from w2vbert.util.atomic import atomic_write_text
 from w2vbert.util.dataclass_args import (
     add_dataclass_arguments,
     dataclass_from_args,
@@ -59,6 +64,21 @@ class ExportOptions:
     strict: bool = flag(
         False, "Exit with an error if a check fails (fp32 greedy differs, int8 WER +0.5)."
     )
+    streaming: bool = flag(
+        False,
+        "Export for sherpa-onnx's online recogniser (*-streaming.onnx, model_type conformer); the "
+        "check feeds the audio in 0.1 s pieces and compares with PyTorch's streaming greedy.",
+    )
+    decode_chunk_size: str | None = flag(
+        None,
+        "--streaming: chunk in encoder steps or ms (default: the model's smallest trained one).",
+    )
+    left_context_chunks: int | None = flag(
+        None, "--streaming: chunks of left context (default: the model's trained one)."
+    )
+    allow_offline_model: bool = flag(
+        False, "--streaming: export a model trained without chunks anyway (logged warning)."
+    )
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -95,12 +115,60 @@ def _stage6_recogs(options: ExportOptions, suffix: str) -> dict[str, Path]:
     return found
 
 
+def run_streaming_export(
+    options: ExportOptions, model, params: dict[str, Any], suffix: str
+) -> dict[str, Any]:
+    """``--streaming``: the online model and its check against PyTorch streaming greedy."""
+    check_streamable(params, allow_offline=options.allow_offline_model)
+    trained = params.get("streaming") or {"chunk_sizes": [], "left_context_chunks": -1}
+    frame_stride = params["model_config"].get("frame_stride", 4)
+    chunk = min((c for c in trained["chunk_sizes"] if c > 0), default=None)
+    if options.decode_chunk_size is not None:
+        chunk = chunk_steps(
+            options.decode_chunk_size, 10 * frame_stride, option="--decode-chunk-size"
+        )
+    if chunk is None:
+        raise ValueError(
+            "--streaming needs --decode-chunk-size (the model has no trained chunk size)."
+        )
+    left = options.left_context_chunks
+    left = trained["left_context_chunks"] if left is None else left
+    if chunk not in trained["chunk_sizes"]:
+        logger.warning(f"--decode-chunk-size {chunk} steps: the model was never trained with it "
+                       f"(trained: {trained['chunk_sizes']}).")  # fmt: skip
+    tokens = options.tokens or Path(params["bpe_model"]).parent / "tokens.txt"
+    out_dir = Path(options.out_dir or options.exp_dir)
+    fp32, int8 = export_streaming_transducer(
+        model, out_dir, suffix, tokens, chunk_size=chunk, left_chunks=left, int8=options.int8
+    )
+    files = [str(p) for f in (fp32, int8) if f for p in (f.encoder, f.decoder, f.joiner)]
+    out: dict[str, Any] = {"suffix": f"{suffix}-streaming", "files": files + [str(fp32.tokens)]}
+    if options.check_cuts is None:
+        return out
+    utts = load_utterances(options.check_cuts, options.max_utterances)
+    result = run_streaming_check(
+        model, fp32, int8, utts, read_tokens(fp32.tokens), chunk_size=chunk, left_chunks=left,
+        num_threads=options.num_threads, fbank=params["model_config"].get("fbank", "icefall"),
+    )  # fmt: skip
+    name = f"export-check-{suffix}-streaming"
+    atomic_write_text(out_dir / f"{name}.json", json.dumps(result, indent=2) + "\n")
+    atomic_write_text(out_dir / f"{name}.md", f"# sherpa-onnx online check of {suffix}\n\n"
+                      + streaming_report(result))  # fmt: skip
+    logger.info(f"Streaming check written to {out_dir / name}.md:\n{streaming_report(result)}")
+    if not result["passed"] and options.strict:
+        raise RuntimeError(f"The streaming check did not pass (see {out_dir / name}.md).")
+    out["check"] = result
+    return out
+
+
 def run_export(options: ExportOptions) -> dict[str, Any]:
     """Exports (and checks, with a test set); returns ``{"suffix", "files", "check"}``."""
     if options.check_cuts is not None and options.check_manifest is not None:
         raise ValueError("Give --check-cuts or --check-manifest, not both.")
     state, params = options.model.load(options.exp_dir)
     model, suffix = load_transducer(state, params), options.model.suffix
+    if options.streaming:
+        return run_streaming_export(options, model, params, suffix)
     tokens = options.tokens or Path(params["bpe_model"]).parent / "tokens.txt"
     out_dir = Path(options.out_dir or options.exp_dir)
     comment = f"w2v-BERT pruned RNN-T, {suffix}, from {options.model.checkpoint or options.exp_dir}"

@@ -47,8 +47,11 @@ class W2VBertConfig:
     """Input frames per encoder step: 4 (40 ms, the paper) or 2 (20 ms; w2v-BERT 2.0)."""
     feature_encoder_channels: int = 256
     """Channels of the two Conv2d layers."""
-    input_norm: Literal["utterance", "frame", "none"] = "utterance"
-    """Input normalisation: per-utterance mean/var per bin, per-frame LayerNorm, or none."""
+    input_norm: Literal["utterance", "frame", "global", "none"] = "utterance"
+    """Input normalisation: per-utterance mean/var per bin, per-frame LayerNorm (conv2d front
+    end), per-bin statistics stored in the model (``"global"``: streamable, see
+    :func:`streaming_problems`), or none (conv2d). The stacked front end knows ``"utterance"``
+    (any value but ``"global"``) and ``"global"``."""
 
     # Conformer
     model_dim: int = 1024
@@ -128,6 +131,10 @@ class W2VBertConfig:
     own projection and its own MLM softmax)."""
     num_codebook_entries: int = 1024
     """Entries V per codebook."""
+    num_target_codebooks: int | None = None
+    """w2v-BERT: MLM targets are the code ids of the first ``num_target_codebooks`` codebooks
+    (fairseq2's ``W2VBertConfig.num_target_codebooks``; the MLM head has that many softmaxes of
+    V); ``None``: all ``num_codebooks``. BEST-RQ predicts all of its codebooks."""
     codebook_dim: int = 1024
     """Gumbel: codevector dim C (concatenation over codebooks; multiple of num_codebooks).
     BEST-RQ: the dim of each codebook's projection and entries."""
@@ -230,9 +237,9 @@ class W2VBertConfig:
                 )
             if self.mask_noise_std < 0.0:
                 p.append(f"`mask_noise_std` must be >= 0, but is {self.mask_noise_std} instead.")
-        if self.input_norm not in ("utterance", "frame", "none"):
+        if self.input_norm not in ("utterance", "frame", "global", "none"):
             p.append(
-                f"`input_norm` must be 'utterance', 'frame' or 'none', but is "
+                f"`input_norm` must be 'utterance', 'frame', 'global' or 'none', but is "
                 f"{self.input_norm!r} instead."
             )
         if self.num_heads >= 1 and (
@@ -252,6 +259,13 @@ class W2VBertConfig:
             p.append(
                 f"`codebook_dim` must be a multiple of `num_codebooks` ({self.num_codebooks}), "
                 f"but is {self.codebook_dim} instead."
+            )
+        if self.num_target_codebooks is not None and not (
+            1 <= self.num_target_codebooks <= max(self.num_codebooks, 1)
+        ):
+            p.append(
+                f"`num_target_codebooks` must be in [1, num_codebooks={self.num_codebooks}] (or "
+                f"None: all), but is {self.num_target_codebooks} instead."
             )
         if not 0.0 < self.gumbel_min_temp <= self.gumbel_max_temp:
             p.append(
@@ -277,11 +291,46 @@ class W2VBertConfig:
         if p:
             raise ValueError("Invalid W2VBertConfig: " + " ".join(p))
 
+    @property
+    def mlm_num_codebooks(self) -> int:
+        """Codebooks the MLM head predicts: ``num_target_codebooks``, or all (BEST-RQ: all)."""
+        if self.method == "best-rq" or self.num_target_codebooks is None:
+            return self.num_codebooks
+        return self.num_target_codebooks
+
     def loss_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``w2vbert_loss`` taken from this configuration."""
         names = ("contrastive_weight", "mlm_weight", "diversity_weight", "num_distractors",
                  "logit_temp", "block_same_code")  # fmt: skip
         return {name: getattr(self, name) for name in names}
+
+
+def streaming_problems(config: W2VBertConfig) -> list[str]:
+    """Why an encoder of ``config`` cannot run chunk by chunk (empty if it can): it needs a
+    causal convolution, an input normalisation without future frames and a front end without
+    look-ahead past a step's own frames (:mod:`w2vbert.model.streaming`)."""
+    p = []
+    if not config.conv_causal:
+        p.append("`conv_causal` must be True for streaming (a centred kernel reads future steps).")
+    streamable = ("global",) if config.frontend == "stacked" else ("frame", "global", "none")
+    if config.input_norm not in streamable:
+        p.append(
+            f"`input_norm` must be one of {streamable} for streaming with the {config.frontend} "
+            f"front end (per-utterance statistics need the whole utterance), but is "
+            f"{config.input_norm!r} instead."
+        )
+    if config.frontend == "conv2d" and config.frame_stride != 4:
+        p.append(
+            f"`frame_stride` must be 4 for streaming with the conv2d front end (with 2 a step "
+            f"reads 2 frames past its own), but is {config.frame_stride} instead."
+        )
+    return p
+
+
+def with_streaming(config: W2VBertConfig) -> W2VBertConfig:
+    """``config`` made streamable with the same weights: causal depthwise convolution and input
+    statistics stored in the model (``input_norm="global"``)."""
+    return replace(config, conv_causal=True, input_norm="global")
 
 
 def xl() -> W2VBertConfig:
@@ -362,6 +411,12 @@ def w2v_bert_2_0() -> W2VBertConfig:
     w2v-BERT split of fairseq2's ``w2vbert_600m`` (the contrastive loss after block 8, MLM on the
     last 16); quantizer 2 codebooks x 320 entries, quantized and final dim 768, Gumbel temperature
     2.0 -> 0.1 x 0.999995 per update, diversity weight 0.2; masked spans of 10 steps.
+
+    The continued-pre-training objective is the one it was trained with (README, "Start from
+    w2v-BERT 2.0"): contrastive + diversity over both codebooks, MLM over the first codebook
+    only (fairseq2 ``W2VBertConfig.num_target_codebooks = 1``), at least 2 masked spans per
+    utterance (``min_num_temporal_mask_spans = 2`` of ``conformer_shaw_600m``).
+    ``--num-target-codebooks 2`` predicts both codebooks (this recipe's behaviour before).
     """
     return replace(
         xl(),
@@ -381,6 +436,8 @@ def w2v_bert_2_0() -> W2VBertConfig:
         num_mlm_layers=16,
         num_codebooks=2,
         num_codebook_entries=320,
+        num_target_codebooks=1,
+        min_num_mask_spans=2,
         codebook_dim=768,
         gumbel_min_temp=0.1,
         diversity_weight=0.2,
@@ -462,6 +519,7 @@ def with_objective(config: W2VBertConfig, objective: Objective) -> W2VBertConfig
             mlm_weight=1.0,
             quantizer_input="fbank",
             num_codebooks=1,
+            num_target_codebooks=None,
             num_codebook_entries=BEST_RQ_CODEBOOK_SIZE,
             codebook_dim=BEST_RQ_CODE_DIM,
             mask_p=1.0 - (1.0 - BEST_RQ_FRAME_MASK_P) ** stride,

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
+from w2vbert.model.chunking import FULL_CONTEXT, chunk_attention_mask
 from w2vbert.model.dropout import dropout
 from w2vbert.model.shaw_attention import shaw_attention, shaw_bias
 from w2vbert.model.silu_mlp import silu_mlp
@@ -143,19 +144,13 @@ class RotarySelfAttention(nn.Module):
         mask: Tensor | None = attn_mask
         if self.rel_k is None:
             assert cos is not None and sin is not None
-            cos_h = cos.reshape(s, -1).to(qkv.dtype)  # (S, D/2)
-            sin_h = sin.reshape(s, -1).to(qkv.dtype)
-            cos_f = torch.cat((cos_h, cos_h), dim=-1)  # (S, D)
-            sin_f = torch.cat((-sin_h, sin_h), dim=-1)  # sign of the rotation folded into the table
-            x1, x2 = qk.chunk(2, dim=-1)
-            qk = qk * cos_f + torch.cat((x2, x1), dim=-1) * sin_f  # = apply_rotary, two multiplies
-            q, k = qk.unbind(0)  # (N, H, S, D) each
+            q, k = _rotate(qk, cos.reshape(s, -1), sin.reshape(s, -1)).unbind(0)  # (N, H, S, D)
         else:
             q, k = qk.unbind(0)
             left, right = self.shaw_window  # type: ignore[misc]
             # scores of every query with each of the P offset keys, then spread over the (S, S)
             # offsets: (N, H, S, D) @ (D, P) -> (N, H, S, P) -> (N, H, S, S)
-            rel = torch.matmul(q, self.rel_k.weight.to(q.dtype).t()) * self.head_dim**-0.5
+            rel = self._shaw_scores(q)
             offsets = shaw_offsets(s, left, right, x.device)
             if dropout_p == 0.0:  # the same SDPA call, no (N, H, S, S) tensor kept for backward
                 h = shaw_attention(q, k, v, rel, offsets, attn_mask)
@@ -165,6 +160,64 @@ class RotarySelfAttention(nn.Module):
             h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
         h = h.transpose(1, 2).reshape(n, s, m)  # (N, H, S, D) -> (N, S, M)
         return dropout(self.out(h), self.dropout_p, self.training)
+
+    def _shaw_scores(self, q: Tensor) -> Tensor:
+        """(N, H, S, D) queries -> (N, H, S, P) scores with the P relative position keys."""
+        assert self.rel_k is not None
+        return torch.matmul(q, self.rel_k.weight.to(q.dtype).t()) * self.head_dim**-0.5
+
+    def forward_chunk(
+        self,
+        x: Tensor,
+        cache: Tensor,
+        cos: Tensor | None,
+        sin: Tensor | None,
+        attn_mask: Tensor,
+    ) -> Tensor:
+        """Self-attention of one chunk over the cached steps and its own (streaming, eval mode).
+
+        Keys and values are recomputed from the cached *inputs* (what sherpa-onnx's one
+        (left_context, N, M) cache per layer can hold); positions count from the first cached
+        step (scores depend on offsets only).
+
+        Args:
+            x: (N, C, M) the chunk's steps.
+            cache: (N, L, M) this module's inputs at the L steps before the chunk.
+            cos, sin: (L + C, D/2) rotary tables of positions 0 .. L + C - 1 (``None``: Shaw).
+            attn_mask: (N, 1, C, L + C) bool, ``True`` = may be attended.
+
+        Returns:
+            (N, C, M).
+        """
+        window = torch.cat((cache, x), dim=1)  # (N, W, M), W = L + C
+        n, w, m = window.shape
+        c = x.size(1)
+        qkv = self.qkv(self.norm(window)).view(n, w, 3, self.num_heads, self.head_dim)
+        qk, v = qkv.permute(2, 0, 3, 1, 4).split((2, 1), dim=0)  # (2, N, H, W, D), (1, ...)
+        v = v.squeeze(0)
+        mask = attn_mask
+        if self.rel_k is None:
+            assert cos is not None and sin is not None
+            q, k = _rotate(qk, cos, sin).unbind(0)
+            q = q[:, :, w - c :]  # (N, H, C, D)
+        else:
+            q, k = qk.unbind(0)
+            q = q[:, :, w - c :]
+            left, right = self.shaw_window  # type: ignore[misc]
+            offsets = shaw_offsets(w, left, right, x.device)[w - c :]  # (C, W)
+            mask = shaw_bias(self._shaw_scores(q), offsets, attn_mask)  # (N, H, C, W)
+        h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        h = h.transpose(1, 2).reshape(n, c, m)  # (N, H, C, D) -> (N, C, M)
+        return self.out(h)
+
+
+def _rotate(qk: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotary embedding of stacked queries and keys: (2, N, H, S, D) with (S, D/2) tables."""
+    cos_h, sin_h = cos.to(qk.dtype), sin.to(qk.dtype)
+    cos_f = torch.cat((cos_h, cos_h), dim=-1)  # (S, D)
+    sin_f = torch.cat((-sin_h, sin_h), dim=-1)  # sign of the rotation folded into the table
+    x1, x2 = qk.chunk(2, dim=-1)
+    return qk * cos_f + torch.cat((x2, x1), dim=-1) * sin_f  # = apply_rotary, two multiplies
 
 
 class ConvModule(nn.Module):
@@ -211,6 +264,24 @@ class ConvModule(nn.Module):
         h = self.pointwise2(F.silu(self.depthwise_norm(h)))
         return dropout(h, self.dropout_p, self.training)
 
+    def forward_chunk(self, x: Tensor, valid: Tensor, cache: Tensor) -> tuple[Tensor, Tensor]:
+        """One chunk of a causal conv module (streaming, eval mode; the caller checks
+        ``causal``).
+
+        Args:
+            x: (N, C, M); valid: (N, C, 1), 1 at valid steps.
+            cache: (N, M, K - 1) the masked GLU outputs of the K - 1 previous steps (zeros
+                before the start: the offline left padding).
+
+        Returns:
+            (N, C, M) and the new cache (N, M, K - 1).
+        """
+        h = F.glu(self.pointwise1(self.norm(x)), dim=-1) * valid  # (N, C, M)
+        h = torch.cat((cache, h.transpose(1, 2)), dim=2)  # (N, M, K - 1 + C)
+        new_cache = h[:, :, h.size(2) - cache.size(2) :]
+        h = self.depthwise(h).transpose(1, 2)  # (N, C, M)
+        return self.pointwise2(F.silu(self.depthwise_norm(h))), new_cache
+
 
 class ConformerBlock(nn.Module):
     """Macaron conformer block: FFN/2, MHSA (rotary or Shaw), conv module, FFN/2, final LayerNorm."""
@@ -255,6 +326,47 @@ class ConformerBlock(nn.Module):
         x = x + 0.5 * self.ffn2(x)
         return self.final_norm(x)
 
+    def forward_chunk(
+        self,
+        x: Tensor,
+        cos: Tensor | None,
+        sin: Tensor | None,
+        attn_mask: Tensor,
+        valid: Tensor,
+        attn_cache: Tensor,
+        conv_cache: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """One chunk (N, C, M) -> (N, C, M), the attention input (N, C, M) to cache and the new
+        conv cache; arguments as :meth:`RotarySelfAttention.forward_chunk` (``attn_cache``) and
+        :meth:`ConvModule.forward_chunk` (``conv_cache``)."""
+        x = x + 0.5 * self.ffn1(x)
+        attn_input = x
+        x = x + self.attn.forward_chunk(x, attn_cache, cos, sin, attn_mask)
+        h, conv_cache = self.conv.forward_chunk(x, valid, conv_cache)
+        x = x + h
+        x = x + 0.5 * self.ffn2(x)
+        return self.final_norm(x), attn_input, conv_cache
+
+
+def _with_chunks(
+    key_mask: Tensor | None,
+    padding_mask: Tensor | None,
+    chunk_size: int,
+    left_chunks: int,
+    num_steps: int,
+    device: torch.device,
+) -> Tensor:
+    """The chunk mask (1, 1, S, S) combined with the key mask (N, 1, 1, S): (N, 1, S, S) bool.
+
+    A padded query may attend every key (its output is unspecified anyway): a row with no key
+    at all would give NaN, which the next conv module would spread into valid steps.
+    """
+    allowed = chunk_attention_mask(num_steps, chunk_size, left_chunks, device)
+    allowed = allowed.view(1, 1, num_steps, num_steps)
+    if key_mask is None or padding_mask is None:
+        return allowed
+    return (allowed & key_mask) | padding_mask.view(-1, 1, num_steps, 1)
+
 
 class ConformerEncoder(nn.Module):
     """A stack of :class:`ConformerBlock` sharing one rotary table (none when the blocks use Shaw
@@ -270,12 +382,22 @@ class ConformerEncoder(nn.Module):
         self.activation_checkpointing = False
         """Training: recompute each block in the backward pass (set by the training loop)."""
 
-    def forward(self, seqs: Tensor, padding_mask: Tensor | None) -> Tensor:
+    def forward(
+        self,
+        seqs: Tensor,
+        padding_mask: Tensor | None,
+        *,
+        chunk_size: int = FULL_CONTEXT,
+        left_chunks: int = FULL_CONTEXT,
+    ) -> Tensor:
         """Encode.
 
         Args:
             seqs: (N, S, M).
             padding_mask: (N, S) bool, ``True`` = padding; ``None`` if no step is padding.
+            chunk_size, left_chunks: streaming attention (:mod:`w2vbert.model.chunking`): each
+                query sees its own chunk of ``chunk_size`` steps and ``left_chunks`` chunks
+                before it; -1 = full context / all chunks.
 
         Returns:
             (N, S, M); values at padded steps are unspecified.
@@ -293,6 +415,10 @@ class ConformerEncoder(nn.Module):
         else:
             attn_mask = (~padding_mask).view(n, 1, 1, s)
             valid = (~padding_mask).unsqueeze(2).to(seqs.dtype)  # (N, S, 1)
+        if chunk_size != FULL_CONTEXT:
+            attn_mask = _with_chunks(
+                attn_mask, padding_mask, chunk_size, left_chunks, s, seqs.device
+            )
         recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for block in self.blocks:
             if recompute:
@@ -302,3 +428,36 @@ class ConformerEncoder(nn.Module):
             else:
                 seqs = block(seqs, cos, sin, attn_mask, valid)
         return seqs
+
+    def forward_chunk(
+        self,
+        seqs: Tensor,
+        attn_mask: Tensor,
+        valid: Tensor,
+        attn_caches: list[Tensor],
+        conv_caches: list[Tensor],
+    ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """One chunk through every block (streaming, eval mode; :mod:`w2vbert.model.streaming`).
+
+        Args:
+            seqs: (N, C, M) the chunk's steps.
+            attn_mask: (N, 1, C, L + C) bool, ``True`` = may be attended.
+            valid: (N, C, 1), 1 at valid steps.
+            attn_caches: per block (N, L, M) attention inputs of the L cached steps.
+            conv_caches: per block (N, M, K - 1) conv history.
+
+        Returns:
+            (N, C, M), per block the chunk's attention inputs (N, C, M), the new conv caches.
+        """
+        w = attn_mask.size(-1)
+        cos = sin = None
+        if len(self.blocks) > 0 and self.blocks[0].attn.rel_k is None:
+            cos, sin = rotary_tables(w, self.head_dim, self.rotary_base, seqs.device, seqs.dtype)
+        attn_inputs, new_conv = [], []
+        for block, attn_cache, conv_cache in zip(self.blocks, attn_caches, conv_caches):
+            seqs, attn_input, conv = block.forward_chunk(
+                seqs, cos, sin, attn_mask, valid, attn_cache, conv_cache
+            )
+            attn_inputs.append(attn_input)
+            new_conv.append(conv)
+        return seqs, attn_inputs, new_conv

@@ -75,13 +75,25 @@ def state_mismatches(
     return missing, unexpected, shapes
 
 
+INPUT_STATS = "encoder.feature_encoder.input_stats."
+"""State entries of the stored input statistics (``input_norm="global"``)."""
+
+
 def load_encoder_weights(
-    encoder: nn.Module, model_state: dict[str, torch.Tensor], source: str
+    encoder: nn.Module,
+    model_state: dict[str, torch.Tensor],
+    source: str,
+    *,
+    may_miss: tuple[str, ...] = (),
 ) -> None:
-    """Load ``encoder.*`` entries of ``model_state`` into ``encoder``; list every mismatch in the error."""
+    """Load ``encoder.*`` entries of ``model_state`` into ``encoder``; list every mismatch in the
+    error. Entries of ``encoder`` under the prefixes ``may_miss`` (model-state keys, e.g.
+    :data:`INPUT_STATS`) may be absent from ``model_state``: they keep their values."""
     state = {k[len("encoder.") :]: v for k, v in model_state.items() if k.startswith("encoder.")}
     own = encoder.state_dict()
     missing, unexpected, shapes = state_mismatches(own, state)
+    missing = [k for k in missing if not ("encoder." + k).startswith(may_miss)]
+    state = {**{k: v for k, v in own.items() if k not in state}, **state}
     if missing or unexpected or shapes:
         raise ValueError(
             f"Encoder weights of {source} do not fit the encoder: missing {missing[:20]}, "

@@ -8,12 +8,15 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from w2vbert.model.dropout import Dropout
 from w2vbert.model.masking import make_padding_mask
 
-InputNorm = Literal["utterance", "frame", "none"]
+InputNorm = Literal["utterance", "frame", "global", "none"]
+STREAMABLE_INPUT_NORMS = ("frame", "global", "none")
+"""Input normalisations that need no future frames (per-utterance statistics do)."""
 
 
 def _halve(lens: Tensor | int) -> Tensor | int:
@@ -49,6 +52,47 @@ def min_input_frames(num_steps: int, frame_stride: int = 4) -> int:
     return (num_steps - 1) * frame_stride + 1
 
 
+class StoredInputNorm(nn.Module):
+    """Per-bin normalisation with statistics stored in the model: ``(x - mean) * inv_std``.
+
+    The streaming counterpart of the per-utterance normalisation: it needs no future frame, and
+    it is what the per-utterance mean and variance tend to on long utterances, so an encoder
+    pre-trained with per-utterance statistics sees nearly the input it was trained on (a
+    per-frame LayerNorm over the mel bins would give it another input altogether). The
+    statistics are buffers (saved with the model, constants in an exported graph), identity
+    until :meth:`set_statistics` is called (fine-tuning estimates them on its training data).
+    """
+
+    def __init__(self, num_mel_bins: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(num_mel_bins))
+        self.register_buffer("inv_std", torch.ones(num_mel_bins))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, T, F) -> (N, T, F)."""
+        return (x - self.mean.to(x.dtype)) * self.inv_std.to(x.dtype)
+
+    @torch.no_grad()
+    def set_statistics(
+        self, total: Tensor, total_sq: Tensor, count: int, eps: float = 1e-5
+    ) -> None:
+        """From per-bin sums ``total``, ``total_sq`` (F,) over ``count`` valid frames."""
+        if count < 2:
+            raise ValueError(f"Input statistics need >= 2 frames, but got {count}.")
+        mean = total.double() / count
+        var = (total_sq.double() / count - mean.square()).clamp(min=0.0)
+        self.mean.copy_(mean.to(self.mean.dtype))
+        self.inv_std.copy_(torch.rsqrt(var + eps).to(self.inv_std.dtype))
+
+
+def frame_sums(x: Tensor, x_lens: Tensor) -> tuple[Tensor, Tensor, int]:
+    """Per-bin sums and sums of squares (F,) float64 over the valid frames of (N, T, F), and
+    their number: what :meth:`StoredInputNorm.set_statistics` takes, summed over batches."""
+    valid = (~make_padding_mask(x_lens, x.size(1))).unsqueeze(2).to(torch.float64)
+    xd = x.double() * valid
+    return xd.sum(dim=(0, 1)), (xd * x.double()).sum(dim=(0, 1)), int(x_lens.sum())
+
+
 class FbankFeatureEncoder(nn.Module):
     """Input normalisation, two Conv2d (+ReLU) over (time, mel), Linear to M, LayerNorm, dropout.
 
@@ -59,7 +103,14 @@ class FbankFeatureEncoder(nn.Module):
 
     Input normalisation (so raw log-mel needs no global CMVN):
     ``"utterance"``: per-utterance mean/variance per mel bin over the valid frames;
-    ``"frame"``: LayerNorm over the mel bins of each frame; ``"none"``.
+    ``"frame"``: LayerNorm over the mel bins of each frame; ``"global"``: per-bin statistics
+    stored in the model (:class:`StoredInputNorm`); ``"none"``.
+
+    Look-ahead (streaming): with ``frame_stride=4`` step s reads frames ``4s - 3 .. 4s + 3``,
+    i.e. its own four frames and three before them, so it needs **no** frame of a later step;
+    :meth:`forward_chunk` computes chunk after chunk from a cache of one normalised frame and
+    one conv1 output. With ``frame_stride=2`` step s reads frames ``2s - 3 .. 2s + 3``: two
+    frames (20 ms) of look-ahead past its own, which :meth:`forward_chunk` refuses.
     """
 
     def __init__(
@@ -75,15 +126,16 @@ class FbankFeatureEncoder(nn.Module):
         super().__init__()
         if frame_stride not in (2, 4):
             raise ValueError(f"`frame_stride` must be 2 or 4, but is {frame_stride} instead.")
-        if input_norm not in ("utterance", "frame", "none"):
+        if input_norm not in ("utterance", "frame", "global", "none"):
             raise ValueError(
-                "`input_norm` must be 'utterance', 'frame' or 'none', "
+                "`input_norm` must be 'utterance', 'frame', 'global' or 'none', "
                 f"but is {input_norm!r} instead."
             )
         self.num_mel_bins = num_mel_bins
         self.frame_stride = frame_stride
         self.input_norm = input_norm
         self.frame_norm = nn.LayerNorm(num_mel_bins) if input_norm == "frame" else None
+        self.input_stats = StoredInputNorm(num_mel_bins) if input_norm == "global" else None
         self.conv1 = nn.Conv2d(1, num_channels, kernel_size=3, stride=2, padding=1)
         time_stride2 = 2 if frame_stride == 4 else 1
         self.conv2 = nn.Conv2d(
@@ -112,6 +164,8 @@ class FbankFeatureEncoder(nn.Module):
             return centred * torch.rsqrt(var + 1e-5)
         if self.frame_norm is not None:
             x = self.frame_norm(x)
+        if self.input_stats is not None:
+            x = self.input_stats(x)
         return x if valid is None else x * valid
 
     def normalize(self, x: Tensor, x_lens: Tensor) -> Tensor:
@@ -181,15 +235,70 @@ class FbankFeatureEncoder(nn.Module):
         h = self.conv2(h).relu_()  # (N, C, T1, F1) -> (N, C, S, F2)
         seq_lens = lens1 if self.frame_stride == 2 else _halve(lens1)
 
+        return self._project(h), seq_lens
+
+    def _project(self, h: Tensor) -> Tensor:
+        """(N, C, S, F2) conv2 output -> (N, S, M)."""
         n, c, s, f = h.shape
         h = h.permute(0, 2, 1, 3).reshape(n, s, c * f)  # (N, C, S, F2) -> (N, S, C*F2)
-        seqs = self.dropout(self.layer_norm(self.proj(h)))  # (N, S, M)
-        return seqs, seq_lens
+        return self.dropout(self.layer_norm(self.proj(h)))  # (N, S, M)
+
+    def empty_cache(
+        self, batch_size: int, device: torch.device, dtype: torch.dtype
+    ) -> tuple[Tensor, ...]:
+        """Streaming cache before the first chunk: ``(frame (N, 1, F), conv1 (N, C, 1, F1))``,
+        zeros as the offline zero padding. Raises if this front end cannot stream."""
+        if self.frame_stride != 4:
+            raise ValueError(
+                "`frame_stride` must be 4 for streaming with the conv2d front end (with 2 each "
+                "step reads 2 frames past its own), but is 2 instead."
+            )
+        if self.input_norm not in STREAMABLE_INPUT_NORMS:
+            raise ValueError(
+                f"`input_norm` must be one of {STREAMABLE_INPUT_NORMS} for streaming (per-"
+                "utterance statistics need the whole utterance), but is "
+                f"{self.input_norm!r} instead."
+            )
+        channels, bins1 = self.conv1.out_channels, int(_halve(self.num_mel_bins))
+        return (
+            torch.zeros(batch_size, 1, self.num_mel_bins, device=device, dtype=dtype),
+            torch.zeros(batch_size, channels, 1, bins1, device=device, dtype=dtype),
+        )
+
+    def forward_chunk(
+        self, x: Tensor, x_lens: Tensor, cache: tuple[Tensor, ...]
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """Encode one chunk of 4C frames into C steps, exactly as :meth:`forward` (eval mode).
+
+        Args:
+            x: (N, 4C, F) the chunk's frames; x_lens: (N,) valid frames in the chunk (the rest
+                is padding; 0 once an utterance has ended). Chunks start at multiples of 4C.
+            cache: from :meth:`empty_cache` or the previous chunk.
+
+        Returns:
+            (N, C, M) and the cache for the next chunk.
+        """
+        n, t, _ = x.shape
+        if t % 4 != 0:
+            raise ValueError(f"`x` must hold whole steps of 4 frames, but holds {t} frames.")
+        valid = (~make_padding_mask(x_lens, t)).unsqueeze(2).to(x.dtype)  # (N, 4C, 1)
+        x = self._normalize(x, valid, x_lens)  # per frame (empty_cache refused "utterance")
+        frames = torch.cat((cache[0], x), dim=1)  # (N, 1 + 4C, F): frame offset - 1 first
+        # conv1 step j reads frames 2j-1 .. 2j+1: the chunk's 2C steps from the frames above
+        h = F.conv2d(frames.unsqueeze(1), self.conv1.weight, self.conv1.bias, stride=2,
+                     padding=(0, 1)).relu_()  # fmt: skip  # (N, C1, 2C, F1)
+        lens1 = _halve(x_lens)  # valid conv1 steps of the chunk (it starts at an even frame)
+        h = h * (~make_padding_mask(lens1, h.size(2))).view(n, 1, -1, 1).to(h.dtype)
+        h2 = F.conv2d(torch.cat((cache[1], h), dim=2), self.conv2.weight, self.conv2.bias,
+                      stride=2, padding=(0, 1)).relu_()  # fmt: skip  # (N, C1, C, F2)
+        return self._project(h2), (x[:, -1:], h[:, :, -1:])
 
 
 class StackedFbankFrontend(nn.Module):
     """w2v-BERT 2.0's front end: per-utterance normalisation, ``frame_stride`` frames stacked,
-    LayerNorm, Linear to M, dropout (no convolution).
+    LayerNorm, Linear to M, dropout (no convolution). ``input_norm="global"`` normalises with
+    statistics stored in the model instead (:class:`StoredInputNorm`, streamable); any other
+    value is the per-utterance normalisation. No look-ahead: step s reads its own frames.
 
     The normalisation is per mel bin over the valid frames with the unbiased variance and
     ``eps`` inside the square root, as ``SeamlessM4TFeatureExtractor`` (``(x - mean) /
@@ -207,11 +316,14 @@ class StackedFbankFrontend(nn.Module):
         frame_stride: int = 2,
         eps: float = 1e-7,
         layer_norm_eps: float = 1e-5,
+        input_norm: InputNorm = "utterance",
         dropout_p: float = 0.0,
     ) -> None:
         super().__init__()
         if frame_stride < 1:
             raise ValueError(f"`frame_stride` must be >= 1, but is {frame_stride} instead.")
+        self.input_norm = input_norm
+        self.input_stats = StoredInputNorm(num_mel_bins) if input_norm == "global" else None
         self.num_mel_bins = num_mel_bins
         self.frame_stride = frame_stride
         self.eps = eps
@@ -229,6 +341,8 @@ class StackedFbankFrontend(nn.Module):
         """(N, T, F) -> (N, T, F): zero mean, unit (unbiased) variance per utterance and bin over
         the valid frames; zero beyond ``x_lens``."""
         valid = (~make_padding_mask(x_lens, x.size(1))).unsqueeze(2).to(x.dtype)  # (N, T, 1)
+        if self.input_stats is not None:  # stored statistics: per frame, streamable
+            return self.input_stats(x) * valid
         count = x_lens.to(x.dtype).view(-1, 1, 1)  # (N, 1, 1)
         mean = (x * valid).sum(dim=1, keepdim=True) / count.clamp(min=1.0)
         centred = (x - mean) * valid
@@ -258,3 +372,23 @@ class StackedFbankFrontend(nn.Module):
             x = self.normalize(x, x_lens)
         seqs = self.dropout(self.proj(self.layer_norm(self.stack(x))))  # (N, S, M)
         return seqs, self.output_lengths(x_lens)
+
+    def empty_cache(
+        self, batch_size: int, device: torch.device, dtype: torch.dtype
+    ) -> tuple[Tensor, ...]:
+        """No streaming cache (a step reads only its own frames); raises unless the
+        normalisation is ``"global"``."""
+        if self.input_stats is None:
+            raise ValueError(
+                "`input_norm` must be 'global' for streaming with the stacked front end (per-"
+                f"utterance statistics need the whole utterance), but is {self.input_norm!r}."
+            )
+        return ()
+
+    def forward_chunk(
+        self, x: Tensor, x_lens: Tensor, cache: tuple[Tensor, ...]
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """(N, stride * C, F) chunk, (N,) valid frames in it -> (N, C, M), as :meth:`forward`."""
+        if x.size(1) % self.frame_stride != 0:
+            raise ValueError(f"`x` must hold whole steps of {self.frame_stride} frames.")
+        return self.forward(x, x_lens)[0], cache

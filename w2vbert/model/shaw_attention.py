@@ -9,7 +9,9 @@ recomputes the probabilities from the saved q, k and ``rel`` (one more (S, S) ma
 so only O(N H S (D + P)) is kept per block. Gradients equal autograd's to rounding.
 
 Shapes: q, k, v (N, H, S, D); ``rel`` (N, H, S, P); ``offsets`` (S, S) int64 index into P;
-``key_mask`` (N, 1, 1, S) bool (True = may be attended) or None. No attention dropout.
+``key_mask`` (N, 1, 1, S) or, with chunked attention, (N, 1, S, S) bool (True = may be attended)
+or None. No attention dropout. :func:`shaw_bias` also takes S queries against S' keys (streaming:
+offsets (S, S'), key mask (N, 1, S, S')).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from torch import Tensor
 def shaw_bias(rel: Tensor, offsets: Tensor, key_mask: Tensor | None) -> Tensor:
     """(N, H, S, S) additive scores: ``rel[..., i, offsets[i, j]]``, -inf at masked keys (masked
     in place: gather makes a new tensor, which its backward does not need)."""
-    n, h, s, _ = rel.shape
-    bias = rel.gather(3, offsets.expand(n, h, s, s))
+    n, h = rel.shape[:2]
+    bias = rel.gather(3, offsets.expand(n, h, *offsets.shape))  # (N, H, S, S')
     if key_mask is not None:
         bias.masked_fill_(~key_mask, float("-inf"))
     return bias
@@ -55,8 +57,9 @@ class _ShawAttention(torch.autograd.Function):
         del probs
         grad_q = torch.matmul(grad_scores, k).mul_(scale)
         grad_k = torch.matmul(grad_scores.transpose(-1, -2), q).mul_(scale)
-        n, h, s, _ = rel.shape
-        grad_rel = torch.zeros_like(rel).scatter_add_(3, offsets.expand(n, h, s, s), grad_scores)
+        n, h = rel.shape[:2]
+        index = offsets.expand(n, h, *offsets.shape)
+        grad_rel = torch.zeros_like(rel).scatter_add_(3, index, grad_scores)
         return grad_q, grad_k, grad_v, grad_rel, None, None
 
 

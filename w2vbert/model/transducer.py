@@ -275,11 +275,21 @@ class Transducer(nn.Module):
         self.simple_lm_proj = nn.Linear(decoder_dim, vocab_size)
         self.ctc_output: nn.Linear | None = nn.Linear(encoder_dim, vocab_size) if ctc else None
 
-    def forward(self, x: Tensor, x_lens: Tensor, y: list[list[int]]) -> TransducerOutput:
+    def forward(
+        self,
+        x: Tensor,
+        x_lens: Tensor,
+        y: list[list[int]],
+        *,
+        chunk_size: int = -1,
+        left_chunks: int = -1,
+    ) -> TransducerOutput:
         """
         Args:
             x: (N, T, 80) fbank features; x_lens: (N,) valid frames.
             y: N token-id sequences (no blank, no sos/eos).
+            chunk_size, left_chunks: the encoder's chunked attention (encoder steps, chunks;
+                -1 = full context), passed on only when set (dynamic chunk training).
         Returns:
             :class:`TransducerOutput`, what :func:`w2vbert.objectives.rnnt.transducer_loss` needs.
         """
@@ -287,7 +297,12 @@ class Transducer(nn.Module):
             raise ValueError(
                 f"`y` must hold {x.size(0)} sequences (batch size), but holds {len(y)}."
             )
-        encoder_out, encoder_out_lens = self.encoder(x, x_lens)  # (N, S, M), (N,)
+        if chunk_size == -1 and left_chunks == -1:
+            encoder_out, encoder_out_lens = self.encoder(x, x_lens)  # (N, S, M), (N,)
+        else:
+            encoder_out, encoder_out_lens = self.encoder(
+                x, x_lens, chunk_size=chunk_size, left_chunks=left_chunks
+            )
         return self.outputs_from_encoder_out(encoder_out, encoder_out_lens, y)
 
     def outputs_from_encoder_out(

@@ -199,16 +199,24 @@ def _convert(
             out[f"{global_map[name]}.{kind}"] = value
         else:
             unexpected.append(key)
+    missing: list[str] = []
     for (layer, kind), parts in sorted(qkv_parts.items()):
-        if len(parts) != 3:
-            unexpected += [f"{layer_prefix}{layer}.{p}.{kind}" for p in parts]
+        if len(parts) != 3:  # our fused qkv needs all three
+            missing += [f"{layer_prefix}{layer}.{p}.{kind}" for p in qkv if p not in parts]
             continue
         out[f"{_block_name(config, layer)}.attn.qkv.{kind}"] = torch.cat([parts[p] for p in qkv])
-    if unexpected:
-        raise CheckpointFormatError(
-            f"{source}: {len(unexpected)} keys have no place in the model "
-            f"(first: {sorted(unexpected)[:20]})."
+    problems = []
+    if missing:
+        problems.append(
+            f"{len(missing)} keys are missing (first: {sorted(missing)[:20]}; a block's query, "
+            f"key and value projections are needed together)"
         )
+    if unexpected:
+        problems.append(
+            f"{len(unexpected)} keys have no place in the model (first: {sorted(unexpected)[:20]})"
+        )
+    if problems:
+        raise CheckpointFormatError(f"{source}: " + "; ".join(problems) + ".")
     return out
 
 
@@ -225,8 +233,7 @@ def convert_fairseq_state(
     state: dict[str, Tensor], config: W2VBertConfig
 ) -> dict[str, Tensor]:
     """A fairseq ``conformer_shaw.pt`` (or its fairseq2 conversion) model state -> our keys; the
-    codebooks become (G, V, C/G) and an MLM head of fewer codebooks than the quantizer's is
-    reordered to ours (see :func:`fit_mlm_head`)."""
+    codebooks become (G, V, C/G) and the MLM head is reordered to ours (see :func:`fit_mlm_head`)."""
     if "final_target_proj.weight" in state or "w2v2_model.final_target_proj.weight" in state:
         prefix = "w2v2_model."
         if any(k.startswith(prefix) for k in state):
@@ -249,23 +256,24 @@ def convert_fairseq_state(
 
 
 def fit_mlm_head(weight: Tensor, bias: Tensor, config: W2VBertConfig) -> tuple[Tensor, Tensor]:
-    """A source MLM head of ``G_tgt`` target codebooks, rows ordered (V, G_tgt) as fairseq2 views
-    its logits ->
-    our (G * V, M) head ordered (G, V). Codebooks the source does not predict (w2v-BERT 2.0
-    predicts the first of its 2) keep NaN rows, which the loader replaces by fresh values."""
-    g, v = config.num_codebooks, config.num_codebook_entries
-    g_tgt = weight.size(0) // v
-    if weight.size(0) % v != 0 or g_tgt > g:
+    """A source MLM head of ``G_src`` target codebooks, rows ordered (V, G_src) as fairseq2 views
+    its logits -> our (G_tgt * V, M) head ordered (G_tgt, V), ``G_tgt =
+    config.mlm_num_codebooks``: the source's first G_tgt codebooks. Codebooks the source does
+    not predict keep NaN rows, which the loader replaces by fresh values."""
+    g_tgt, v = config.mlm_num_codebooks, config.num_codebook_entries
+    g_src = weight.size(0) // v
+    if weight.size(0) % v != 0 or not 1 <= g_src <= config.num_codebooks:
         raise CheckpointFormatError(
-            f"mlm head has {weight.size(0)} outputs: not a multiple <= {g} of the "
-            f"{v} codebook entries (num_codebook_entries)."
+            f"mlm head has {weight.size(0)} outputs: not 1 to {config.num_codebooks} "
+            f"(num_codebooks) times the {v} codebook entries (num_codebook_entries)."
         )
-    if g_tgt > 1:
-        weight = weight.reshape(v, g_tgt, -1).transpose(0, 1).reshape(g_tgt * v, -1)
-        bias = bias.reshape(v, g_tgt).t().reshape(-1)
-    full_w = weight.new_full((g * v, weight.size(1)), float("nan"))
-    full_b = bias.new_full((g * v,), float("nan"))
-    full_w[: g_tgt * v], full_b[: g_tgt * v] = weight, bias
+    if g_src > 1:
+        weight = weight.reshape(v, g_src, -1).transpose(0, 1).reshape(g_src * v, -1)
+        bias = bias.reshape(v, g_src).t().reshape(-1)
+    keep = min(g_src, g_tgt) * v
+    full_w = weight.new_full((g_tgt * v, weight.size(1)), float("nan"))
+    full_b = bias.new_full((g_tgt * v,), float("nan"))
+    full_w[:keep], full_b[:keep] = weight[:keep], bias[:keep]
     return full_w, full_b
 
 
@@ -376,6 +384,10 @@ def _config_from_fairseq_shapes(state: dict[str, Tensor]) -> W2VBertConfig:
         entries = first("quantizer.vars", "quantizer.entries")  # (1, G*V, C/G)
         g = base.num_codebooks
         changes.update(num_codebook_entries=entries.size(1) // g, codebook_dim=entries.size(2) * g)
+    head = state.get("mlm_proj.weight", state.get("final_bert_proj.weight"))  # (G_tgt*V, M)
+    v = changes.get("num_codebook_entries", base.num_codebook_entries)
+    if head is not None and head.size(0) % v == 0 and 1 <= head.size(0) // v <= base.num_codebooks:
+        changes["num_target_codebooks"] = head.size(0) // v  # the objective it was trained with
     return dataclasses.replace(base, **changes)
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from w2vbert.model.chunking import FULL_CONTEXT
 from w2vbert.model.config import W2VBertConfig
 from w2vbert.model.conformer import ConformerBlock, ConformerEncoder
 from w2vbert.model.feature_encoder import FbankFeatureEncoder, StackedFbankFrontend
@@ -56,20 +57,31 @@ class W2VBertEncoder(nn.Module):
         """Encoder steps for ``x_lens`` fbank frames."""
         return self.feature_encoder.output_lengths(x_lens)
 
-    def forward(self, x: Tensor, x_lens: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(
+        self,
+        x: Tensor,
+        x_lens: Tensor,
+        *,
+        chunk_size: int = FULL_CONTEXT,
+        left_chunks: int = FULL_CONTEXT,
+    ) -> tuple[Tensor, Tensor]:
         """Encode fbank.
 
         Args:
             x: (N, T, 80) log-mel filterbanks.
             x_lens: (N,) valid frames.
+            chunk_size, left_chunks: chunked attention in encoder steps / chunks, -1 = full
+                context (:mod:`w2vbert.model.chunking`); what :mod:`w2vbert.model.streaming`
+                computes chunk by chunk.
 
         Returns:
             encoder_out (N, S, M) and encoder_out_lens (N,).
         """
         seqs, seq_lens = self.feature_encoder(x, x_lens)
         padding_mask = padding_mask_or_none(seq_lens, seqs.size(1))
-        seqs = self.contrastive(seqs, padding_mask)
-        seqs = self.mlm(seqs, padding_mask)
+        chunks = {"chunk_size": chunk_size, "left_chunks": left_chunks}
+        seqs = self.contrastive(seqs, padding_mask, **chunks)
+        seqs = self.mlm(seqs, padding_mask, **chunks)
         return seqs, seq_lens
 
 
@@ -92,7 +104,8 @@ class W2VBertOutput:
     projected_context: Tensor | None
     """(B, C) context vectors projected to C; ``None`` without contrastive loss."""
     mlm_logits: Tensor | None
-    """(B, G, V) MLM head logits; ``None`` without MLM loss."""
+    """(B, G_tgt, V) MLM head logits for the first G_tgt <= G codebooks (the MLM targets are
+    ``target_ids[:, :G_tgt]``); ``None`` without MLM loss."""
     code_probs: Tensor
     """(G, V) batch-averaged soft code probabilities over masked steps (diversity loss)."""
     prob_perplexity: Tensor
@@ -125,7 +138,8 @@ class W2VBertModel(nn.Module):
         """
         Args:
             final_proj: Linear(M, C) on the context at masked steps; ``None`` = no contrastive loss.
-            mlm_head: Linear(M, G*V) on the MLM module's output at masked steps; ``None`` = no MLM.
+            mlm_head: Linear(M, G_tgt*V) on the MLM module's output at masked steps, predicting the
+                first G_tgt codebooks' ids; ``None`` = no MLM.
             target_proj: Linear(C, C) on the codevectors (contrastive targets); ``None`` = none.
             quantizer_input: ``"fbank"`` (stacked normalised fbank), ``"features"`` (the
                 feature encoder's output) or ``"frontend-norm"`` (the stacked front end's
@@ -198,8 +212,8 @@ class W2VBertModel(nn.Module):
         mlm_logits = None
         if self.mlm_head is not None:
             mlm_out = self.encoder.mlm(context, padding_mask)[mask]  # (B, M)
-            g, v = q.code_probs.shape
-            mlm_logits = self.mlm_head(mlm_out).view(-1, g, v)  # (B, G*V) -> (B, G, V)
+            v = q.code_probs.size(1)
+            mlm_logits = self.mlm_head(mlm_out).view(mlm_out.size(0), -1, v)  # (B, G_tgt, V)
 
         return W2VBertOutput(
             mask=mask,
@@ -262,6 +276,7 @@ def create_w2vbert_encoder(config: W2VBertConfig) -> W2VBertEncoder:
             num_mel_bins=config.num_mel_bins,
             model_dim=config.model_dim,
             frame_stride=config.frame_stride,
+            input_norm=config.input_norm,
             dropout_p=config.feature_dropout_p,
         )
     else:
@@ -304,7 +319,8 @@ def create_w2vbert_model(config: W2VBertConfig) -> W2VBertModel:
             target_proj = nn.Linear(config.codebook_dim, config.codebook_dim)
     mlm_head = None
     if config.mlm_weight > 0.0:
-        mlm_head = nn.Linear(config.model_dim, config.num_codebooks * config.num_codebook_entries)
+        num_outputs = config.mlm_num_codebooks * config.num_codebook_entries  # G_tgt * V
+        mlm_head = nn.Linear(config.model_dim, num_outputs)
     return W2VBertModel(
         encoder,
         quantizer,

@@ -31,7 +31,7 @@ class W2VBertLoss:
     diversity: Tensor
     """() L_d = (G*V - perplexity of the batch-averaged soft codes) / (G*V), in [0, 1)."""
     mlm: Tensor
-    """() L_m, cross-entropy over code ids averaged over masked steps and codebooks."""
+    """() L_m, cross-entropy over code ids averaged over masked steps and target codebooks."""
     contrastive_acc: float
     """Fraction of masked steps whose positive has the highest logit."""
     mlm_acc: float
@@ -197,8 +197,9 @@ def w2vbert_loss(
                 f"`mlm_weight` must be 0 for a model without MLM head, but is {mlm_weight} instead."
             )
         if num_masked > 0:
-            logits = output.mlm_logits.float().reshape(-1, v)  # (B, G, V) -> (B*G, V)
-            labels = output.target_ids.reshape(-1)  # (B*G,)
+            g_tgt = output.mlm_logits.size(1)  # the first G_tgt codebooks are the targets
+            logits = output.mlm_logits.float().reshape(-1, v)  # (B, G_tgt, V) -> (B*G_tgt, V)
+            labels = output.target_ids[:, :g_tgt].reshape(-1)  # (B*G_tgt,)
             mlm = F.cross_entropy(logits, labels)
             mlm_acc = float((logits.detach().argmax(dim=1) == labels).float().mean())
 

@@ -4,7 +4,8 @@ For each part: ``{prefix}_recordings_{part}.jsonl.gz`` + ``{prefix}_supervisions
 -> cuts streamed in constant memory (:mod:`w2vbert.prep.cut_stream`: one per supervision, 16 kHz
 mono, multi-channel audio downmixed, other rates resampled, both logged) -> length filter (logged
 counts) -> optional speed perturbation 0.9/1.1 -> kaldifeat fbank (:mod:`w2vbert.data.fbank`)
-stored with ``LilcomChunkyWriter`` in ``{prefix}_feats_{part}/`` -> ``{prefix}_cuts_{part}.jsonl.gz``.
+stored with ``LilcomChunkyWriter`` (precision per kind: ``storage_tick_power``) in
+``{prefix}_feats_{part}/`` -> ``{prefix}_cuts_{part}.jsonl.gz``.
 No manifest is held in memory: cuts go from the lazily read manifests to the features file and
 the cuts file one at a time.
 
@@ -37,7 +38,7 @@ from typing import Iterator, Sequence
 
 from lhotse import CutSet, LilcomChunkyWriter, load_manifest_lazy
 
-from w2vbert.data.fbank import check_feature_types, fbank_extractor
+from w2vbert.data.fbank import check_feature_types, fbank_extractor, storage_tick_power
 from w2vbert.data.filters import CutFilter, encoder_cut_filter
 from w2vbert.prep.cut_stream import (
     StreamError,
@@ -132,6 +133,8 @@ def _is_write_error(e: BaseException) -> bool:
 
 def _piece_filter(spec: PieceSpec) -> CutFilter:
     if spec.min_duration is None:
+        if spec.fbank == "w2v-bert-2.0":  # its stacked front end: 2 of its own frames per step
+            return encoder_cut_filter(2, frontend="stacked", fbank=spec.fbank)
         return encoder_cut_filter()
     return training_cut_filter(spec.min_duration, spec.max_duration)
 
@@ -163,7 +166,8 @@ def compute_piece(spec: PieceSpec) -> PieceResult:
             spec.start, spec.stop, result.stats,
         )  # fmt: skip
         try:
-            with LilcomChunkyWriter(spec.feats_path) as writer:
+            tick_power = storage_tick_power(spec.fbank)  # lilcom precision of this kind
+            with LilcomChunkyWriter(spec.feats_path, tick_power=tick_power) as writer:
                 for base in base_cuts:
                     copies = (
                         [base.perturb_speed(f) for f in SPEED_FACTORS] if spec.speed_perturb else []

@@ -1,7 +1,7 @@
 """The pre-training cuts as Lhotse Shar: tar shards of ``shard_size`` cuts, each shard's cuts in
 the (already globally shuffled) order of the cuts file, with the features (``features.*.tar``,
-lilcom) or the audio only (``recording.*.tar``, FLAC of each cut's 16 kHz mono span; training
-then computes fbank on the fly), plus ``cuts.*.jsonl.gz``.
+lilcom; w2v-BERT 2.0's exactly, as numpy) or the audio only (``recording.*.tar``, FLAC of each
+cut's 16 kHz mono span; training then computes fbank on the fly), plus ``cuts.*.jsonl.gz``.
 
 Written into a temporary directory renamed on success; then ``<dir>.json`` beside it records
 the source file (size, mtime) and the settings, so an up-to-date Shar directory is skipped on a
@@ -17,11 +17,20 @@ from pathlib import Path
 
 from lhotse import CutSet
 
+from w2vbert.data.fbank import W2vBert2Fbank
 from w2vbert.util.atomic import atomic_directory, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
 SHAR_FIELDS = {"features": {"features": "lilcom"}, "audio": {"recording": "flac"}}
+
+
+def _feature_type(cuts: CutSet) -> str | None:
+    """The feature type of the first cut with features (one kind per cuts file)."""
+    for cut in cuts:
+        if cut.has_features:
+            return cut.features.type
+    return None
 
 
 def info_file(shar_dir: Path) -> Path:
@@ -66,11 +75,15 @@ def write_shar(
         return out_dir
     info_path.unlink(missing_ok=True)  # the directory is about to change
     cuts = CutSet.from_jsonl_lazy(cuts_path)
+    shar_fields = SHAR_FIELDS[fields]
     if fields == "audio":
         cuts = cuts.drop_features()
+    elif _feature_type(cuts) == W2vBert2Fbank.name:
+        # Shar's lilcom would round to 2 ** -5 again (see STORAGE_TICK_POWER): store exactly
+        shar_fields = {"features": "numpy"}
     with atomic_directory(out_dir) as tmp:
         written = cuts.to_shar(
-            tmp, fields=SHAR_FIELDS[fields], shard_size=shard_size, warn_unused_fields=False
+            tmp, fields=shar_fields, shard_size=shard_size, warn_unused_fields=False
         )
     atomic_write_text(info_path, json.dumps(info, indent=1) + "\n")
     logger.info(

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from lhotse.dataset import SimpleCutSampler
 from torch import nn
 
 from w2vbert.checkpoint.identity import input_record, state_dict_digest
@@ -22,10 +24,18 @@ from w2vbert.data.datasets import (
     cut_text,
 )
 from w2vbert.data.filters import CutFilter, encoder_cut_filter
-from w2vbert.data.sampling import DataConfig
+from w2vbert.data.sampling import DataConfig, load_train_cuts
 from w2vbert.data.tokenizer import BpeTokenizer
-from w2vbert.model.config import W2VBertConfig, get_w2vbert_config, preset_names
+from w2vbert.model.chunking import FULL_CONTEXT, check_chunking, parse_chunk_sizes
+from w2vbert.model.config import (
+    W2VBertConfig,
+    get_w2vbert_config,
+    preset_names,
+    streaming_problems,
+)
+from w2vbert.model.feature_encoder import frame_sums
 from w2vbert.model.factory import (
+    INPUT_STATS,
     build_transducer_from_params,
     encoder_config_mismatches,
     load_encoder_weights,
@@ -76,6 +86,21 @@ class FinetuneOptions:
     joiner_dim: int = flag(512, "Joiner dim.")
     decoder_type: str = flag("stateless", "Prediction network.", choices=("stateless", "lstm"))
     joiner_activation: str = flag("tanh", "Joiner activation.", choices=("tanh", "swish"))
+    chunk_sizes: str = flag(
+        "-1",
+        "Dynamic chunk training: the encoder's attention chunk, drawn per update from this list "
+        "(comma-separated, encoder steps or ms, e.g. '8,16,-1' or '320ms,640ms,-1'; -1 = full "
+        "context). '-1' alone: offline. A positive size needs a streamable encoder "
+        "(--conv-causal --input-norm global). Validation uses the first size.",
+    )
+    left_context_chunks: int = flag(
+        -1, "Dynamic chunk training: chunks of left context each chunk attends (-1 = all)."
+    )
+    input_stats_cuts: int = flag(
+        200,
+        "--input-norm global: training cuts whose frames give the stored input statistics when "
+        "the initial encoder has none.",
+    )
     freeze_encoder_steps: int = flag(0, "Optimizer steps during which the encoder's lr is 0.")
     freeze_encoder_layers: int = flag(
         0,
@@ -93,10 +118,17 @@ def _init_checkpoint(options: FinetuneOptions) -> dict[str, Any] | None:
     return load_init_checkpoint(options.init_from)
 
 
+STREAMING_CHANGES = {"conv_causal": (True,), "input_norm": ("global",)}
+"""Encoder fields that fine-tuning may change from the initial checkpoint's, to these values
+only: they make a full-context encoder streamable with the same weights (the stored input
+statistics are then estimated on the training data)."""
+
+
 def resolve_encoder_config(
     options: FinetuneOptions, overrides: dict[str, Any], init: dict[str, Any] | None
 ) -> W2VBertConfig:
-    """Preset (or the checkpoint's config) + overrides; must match the checkpoint's encoder."""
+    """Preset (or the checkpoint's config) + overrides; must match the checkpoint's encoder
+    (but for :data:`STREAMING_CHANGES`)."""
     if init is None:
         if options.model_preset is None:
             raise ValueError("--init-from none trains from scratch and needs --model-preset.")
@@ -108,6 +140,11 @@ def resolve_encoder_config(
     config.validate()
     if init is not None:
         mismatched = encoder_config_mismatches(ckpt_config, config)
+        streaming = [m for m in mismatched if getattr(config, m.split()[0]) in
+                     STREAMING_CHANGES.get(m.split()[0], ())]  # fmt: skip
+        for m in streaming:
+            logger.warning(f"--init-from {options.init_from}: the encoder is made streamable: {m}")
+        mismatched = [m for m in mismatched if m not in streaming]
         if mismatched:
             raise ValueError(
                 f"--init-from {options.init_from} has another encoder configuration; "
@@ -134,10 +171,44 @@ def freeze_encoder_layers(encoder: nn.Module, num_layers: int) -> int:
     return len(params)
 
 
-def make_finetune_loss(options: FinetuneOptions):
+def training_chunks(options: FinetuneOptions, config: W2VBertConfig) -> tuple[int, ...]:
+    """The ``--chunk-sizes`` in encoder steps; raises naming the option for a bad value, and
+    for a positive size with an encoder that cannot stream."""
+    sizes = parse_chunk_sizes(options.chunk_sizes, 10 * config.frame_stride, option="--chunk-sizes")
+    check_chunking(FULL_CONTEXT, options.left_context_chunks)
+    problems = streaming_problems(config)
+    if any(size != FULL_CONTEXT for size in sizes) and problems:
+        raise ValueError(
+            f"--chunk-sizes {options.chunk_sizes} trains a streaming encoder, which needs: "
+            + " ".join(problems) + " (fine-tuning may switch a checkpoint's encoder to "
+            "--conv-causal --input-norm global)."
+        )
+    return sizes
+
+
+def draw_chunk_size(sizes: tuple[int, ...], seed: int, step: int) -> int:
+    """The chunk size of update ``step``: a function of ``(seed, step)`` only, so a resumed run
+    draws what the uninterrupted one drew."""
+    return random.Random(seed * 1_000_003 + step).choice(sizes)
+
+
+def make_finetune_loss(
+    options: FinetuneOptions,
+    chunk_sizes: tuple[int, ...] = (FULL_CONTEXT,),
+    left_chunks: int = FULL_CONTEXT,
+    seed: int = 0,
+):
+    """The loss of a batch; with ``chunk_sizes`` other than full context, the encoder attends
+    chunks of a size drawn per update in training (:func:`draw_chunk_size`), of the first size
+    in validation."""
+
     def compute_loss(model: nn.Module, batch: dict, step: int):
+        chunks = {}
+        if chunk_sizes != (FULL_CONTEXT,):
+            size = draw_chunk_size(chunk_sizes, seed, step) if model.training else chunk_sizes[0]
+            chunks = {"chunk_size": size, "left_chunks": left_chunks}
         out = transducer_loss(
-            model(batch["features"], batch["feature_lens"], batch["tokens"]),
+            model(batch["features"], batch["feature_lens"], batch["tokens"], **chunks),
             prune_range=options.prune_range,
             am_scale=options.am_scale,
             lm_scale=options.lm_scale,
@@ -161,11 +232,41 @@ def make_finetune_loss(options: FinetuneOptions):
     return compute_loss
 
 
+def estimate_input_statistics(
+    encoder: nn.Module, data: DataConfig, fbank: str, max_cuts: int
+) -> None:
+    """Set the stored input statistics (``input_norm="global"``) from the frames of the first
+    ``max_cuts`` training cuts (deterministic: a resumed run computes the same, and its
+    checkpoint's values replace them anyway)."""
+    if not data.train_cuts:
+        raise ValueError("--input-norm global needs --train-cuts to estimate its statistics.")
+    strategy = create_input_strategy(data.on_the_fly_feats, fbank)
+    cuts = load_train_cuts(data.train_cuts, "--train-cuts", needs_features=True)
+    cuts = cuts.subset(first=max_cuts)
+    total = total_sq = None
+    count = 0
+    for batch in SimpleCutSampler(cuts, max_cuts=16):
+        features, feature_lens = strategy(batch)[:2]
+        t, t2, n = frame_sums(features, feature_lens)
+        total = t if total is None else total + t
+        total_sq = t2 if total_sq is None else total_sq + t2
+        count += n
+    if total is None:
+        raise ValueError("--train-cuts hold no cuts to estimate the input statistics from.")
+    encoder.feature_encoder.input_stats.set_statistics(total, total_sq, count)
+    logger.info(f"Input statistics (--input-norm global) from {count} frames of the training cuts")
+
+
 def build_finetune_task(
-    options: FinetuneOptions, overrides: dict[str, Any], data: DataConfig, device: torch.device
+    options: FinetuneOptions,
+    overrides: dict[str, Any],
+    data: DataConfig,
+    device: torch.device,
+    seed: int = 0,
 ) -> TaskSpec:
     init = _init_checkpoint(options)
     config = resolve_encoder_config(options, overrides, init)
+    chunk_sizes = training_chunks(options, config)
     tokenizer = BpeTokenizer(options.bpe_model)
     blank_id = tokenizer.sp.piece_to_id("<blk>")
     if blank_id != 0:
@@ -190,15 +291,26 @@ def build_finetune_task(
         # what the model depends on, by content (w2vbert/checkpoint/identity.py)
         "inputs": {"tokenizer": input_record(tokenizer.digest(), str(options.bpe_model))},
     }
+    if chunk_sizes != (FULL_CONTEXT,):  # what decoding checks its chunk size against
+        params["streaming"] = {
+            "chunk_sizes": list(chunk_sizes),
+            "left_context_chunks": options.left_context_chunks,
+        }
     model = build_transducer_from_params(params)
+    stats_loaded = False
     if init is not None:
         key = "model_avg" if options.init_use_averaged_model else "model"
         if init.get(key) is None:
             raise ValueError(f"--init-from {options.init_from} has no {key!r}.")
-        load_encoder_weights(model.encoder, init[key], f"{options.init_from} ({key})")
+        stats_loaded = any(k.startswith(INPUT_STATS) for k in init[key])
+        load_encoder_weights(
+            model.encoder, init[key], f"{options.init_from} ({key})", may_miss=(INPUT_STATS,)
+        )
         params["inputs"]["init"] = input_record(
             state_dict_digest(init[key]), f"{options.init_from} ({key})"
         )
+    if config.input_norm == "global" and not stats_loaded:
+        estimate_input_statistics(model.encoder, data, config.fbank, options.input_stats_cuts)
     frozen = freeze_encoder_layers(model.encoder, options.freeze_encoder_layers)
     if frozen:
         logger.info(f"Frozen for the whole run: {frozen} encoder tensors (feature encoder + "
@@ -217,14 +329,14 @@ def build_finetune_task(
         limits = data.cut_duration_limits()
         return encoder_cut_filter(
             config.frame_stride, **limits, tokenize=tokenizer, text_of=cut_text,
-            frontend=config.frontend,
+            frontend=config.frontend, fbank=config.fbank,
         )
 
     strategy = create_input_strategy(data.on_the_fly_feats, config.fbank)
     return TaskSpec(
         kind="finetune",
         model=model,
-        compute_loss=make_finetune_loss(options),
+        compute_loss=make_finetune_loss(options, chunk_sizes, options.left_context_chunks, seed),
         param_groups=groups,
         train_dataset=AsrDataset(tokenizer, strategy, create_spec_augment(options.spec_augment)),
         valid_dataset=AsrDataset(tokenizer, strategy, None),
@@ -239,7 +351,7 @@ def run_finetuning(
 ) -> None:
     """One process of stage 5 (see :func:`w2vbert.training.runner.run_training`)."""
     run_training(
-        lambda device: build_finetune_task(options, overrides, data, device),
+        lambda device: build_finetune_task(options, overrides, data, device, train.seed),
         train,
         data,
         extra_config={"finetune": config_to_dict(options), "encoder_overrides": overrides},

@@ -243,7 +243,7 @@ def build_pretrain_task(
         limits = data.cut_duration_limits()
         return encoder_cut_filter(
             model_config.frame_stride, min_steps=options.min_encoder_steps, **limits,
-            frontend=model_config.frontend,
+            frontend=model_config.frontend, fbank=model_config.fbank,
         )
 
     fbank_device = device if device.type == "cuda" and data.num_workers == 0 else "cpu"
