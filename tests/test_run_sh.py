@@ -174,10 +174,32 @@ def test_compare_gives_the_w2vbert_feature_run_and_best_rq_their_own_args(tmp_pa
 
 
 
+# stands in for python: prints its command and makes the outputs that run.sh checks (the last
+# epoch-N.pt of training, the method directory of decoding, bpe.model)
+FAKE_OUTPUTS = r"""
+fake_outputs() {
+  local module=$2 exp="" epochs="" method=greedy_search lang="" prev=""
+  for a in "$@"; do
+    case $prev in
+      --exp-dir) exp=$a ;; --num-epochs) epochs=$a ;; --decoding-method) method=$a ;;
+      --lang-dir) lang=$a ;;
+    esac
+    prev=$a
+  done
+  case $module in
+    w2vbert.pretrain|w2vbert.finetune) mkdir -p "$exp"; : > "$exp/epoch-$epochs.pt" ;;
+    w2vbert.decode) mkdir -p "$exp/$method" ;;
+  esac
+  if [ -n "$lang" ]; then mkdir -p "$lang"; : > "$lang/bpe.model"; fi
+}
+"""
+
 FINGERPRINT_DRIVER = r"""
 set -euo pipefail
-python() {{ echo "python $*"; }}   # each stage's commands are only printed
+{fake}
+python() {{ echo "python $*"; fake_outputs "$@"; }}   # each stage's commands are only printed
 stage=4; stop_stage=6; force=false; dry_run=false; log_dir=$1
+cd "$(dirname "$log_dir")"
 exp_dir=exp; data_dir=data; prefix=tiny; seed=0; bpe_vocab_size=64
 train_parts=train-mini; dev_parts=dev-mini; test_parts=test-mini
 pretrain_preset=tiny; : "${{pretrain_epochs:=1}}"; pretrain_max_duration=60; pretrain_lr=1e-3
@@ -206,7 +228,7 @@ def _stages_that_ran(out: subprocess.CompletedProcess) -> dict[int, bool]:
 
 def test_function_stages_rerun_only_when_their_own_settings_change(tmp_path: Path) -> None:
     script = tmp_path / "fingerprint.sh"
-    script.write_text(FINGERPRINT_DRIVER.format(root=ROOT))
+    script.write_text(FINGERPRINT_DRIVER.format(root=ROOT, fake=FAKE_OUTPUTS))
     log_dir = tmp_path / "log"
 
     def ran(**settings: str) -> dict[int, bool]:
@@ -224,8 +246,11 @@ def test_function_stages_rerun_only_when_their_own_settings_change(tmp_path: Pat
 
 
 FAKE_PYTHON = r"""#!/usr/bin/env bash
-# stands in for python on PATH: prints its command; as w2vbert.report, writes an empty RESULTS.md
+# stands in for python on PATH: prints its command, makes the outputs run.sh checks; as
+# w2vbert.report, writes an empty RESULTS.md
 echo "python $*"
+""" + FAKE_OUTPUTS + r"""
+fake_outputs "$@"
 if [ "$1 $2" = "-m w2vbert.report" ]; then
   for ((i = 1; i < $#; i++)); do
     j=$((i + 1)); [ "${!i}" = --exp-dir ] && { mkdir -p "${!j}"; : > "${!j}/RESULTS.md"; }

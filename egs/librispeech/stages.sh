@@ -75,7 +75,8 @@ _pretrain() {  # _pretrain EXP_DIR [more flags]: stage 4's command (also used by
     features) train=("$(_shar_dir)") ;;
     audio) train=("$(_shar_dir)" --on-the-fly-feats) ;;  # fbank computed in training
   esac
-  launch_training w2vbert.pretrain --exp-dir "$dir" \
+  # (inputs that changed since its checkpoints: they move to $dir/stale-<time>/, training restarts)
+  launch_training w2vbert.pretrain --exp-dir "$dir" --stale-inputs set-aside \
     --train-cuts "${train[@]}" --valid-cuts "$(_cuts "$(_first $dev_parts)")" \
     --model-preset "$pretrain_preset" --num-epochs "$pretrain_epochs" \
     --max-duration "$pretrain_max_duration" --base-lr "$pretrain_lr" --seed "$seed" \
@@ -95,7 +96,8 @@ _finetune() {  # _finetune EXP_DIR INIT_FROM [more flags]: stage 5's command (al
   local train=("$(_cuts "$(_first $train_parts)")")
   # several fine-tuning parts: the globally shuffled union that stage 2 writes (--train-union)
   _several_train_parts && train=("$(_cuts train)")
-  launch_training w2vbert.finetune --exp-dir "$dir" --init-from "$init" "${args[@]}" \
+  launch_training w2vbert.finetune --exp-dir "$dir" --stale-inputs set-aside \
+    --init-from "$init" "${args[@]}" \
     --bpe-model "$lang_dir/bpe.model" \
     --train-cuts "${train[@]}" --valid-cuts "$(_cuts "$(_first $dev_parts)")" \
     --num-epochs "$finetune_epochs" --max-duration "$finetune_max_duration" \
@@ -163,6 +165,20 @@ _compare() {  # stage 8: (a) scratch, (c) contrastive only, (d) MLM only, (e) BE
   done
 }
 
+_pretrain_inputs() {  # the files stage 4 reads (stage_inputs)
+  local train
+  case ${pretrain_shar:-none} in none) train=$(_cuts pretrain) ;; *) train=$(_shar_dir) ;; esac
+  echo "$train $(_cuts "$(_first $dev_parts)") ${init_from:-}"
+}
+
+_finetune_train_cuts() {  # the cuts stage 5 trains on
+  if _several_train_parts; then _cuts train; else _cuts "$(_first $train_parts)"; fi
+}
+
+_decode_outputs() {  # the result directories of stage 6
+  local m; for m in $decoding_methods; do printf '%s ' "$exp_dir/finetune/$m"; done
+}
+
 run_recipe_stage() {
   local n=$1
   lang_dir=$data_dir/lang_bpe_$bpe_vocab_size
@@ -205,44 +221,57 @@ run_recipe_stage() {
         --pretrain-parts $unlabelled_parts "${tp[@]}" "${sp[@]}" "${sh[@]}" ;;
     3)
       local transcripts=(); for p in $train_parts; do transcripts+=("$(_cuts "$p")"); done
-      run_stage 3 bpe _forced python local/train_bpe.py --lang-dir "$lang_dir" --vocab-size "$bpe_vocab_size" \
+      stage_inputs="${transcripts[*]}" stage_outputs=$lang_dir/bpe.model \
+        run_stage 3 bpe _forced python local/train_bpe.py --lang-dir "$lang_dir" --vocab-size "$bpe_vocab_size" \
         --transcripts "${transcripts[@]}" ;;
     4)
       if [ -n "${init_from:-}" ] && [ "${continue_pretraining:-true}" != true ]; then
         log "stage 4 (pretrain): skipped (--continue-pretraining false: stage 5 starts from $init_from)"
         return 0
       fi
-      stage_settings=$(_settings pretrain) \
+      stage_settings=$(_settings pretrain) stage_inputs=$(_pretrain_inputs) \
+        stage_outputs=$exp_dir/pretrain/epoch-$pretrain_epochs.pt \
         run_stage 4 pretrain _pretrain "$exp_dir/pretrain" ;;
     5)
       local start=$exp_dir/pretrain/epoch-$pretrain_epochs.pt
       if [ -n "${init_from:-}" ] && [ "${continue_pretraining:-true}" != true ]; then start=$init_from; fi
+      # a re-made pre-trained model, BPE model or cuts (even at the same path) re-run it
+      local ft_inputs="$start $lang_dir/bpe.model $(_finetune_train_cuts) $(_cuts "$(_first $dev_parts)")"
+      [ "$start" = none ] && ft_inputs=${ft_inputs#none }
       if [ "${streaming:-false}" = true ]; then
         stage_settings="$(_settings finetune)$(printf 'streaming=%q ' "$streaming_chunk_sizes/$streaming_left_chunks")" \
+          stage_inputs=$ft_inputs stage_outputs=$exp_dir/finetune-streaming/epoch-$finetune_epochs.pt \
           run_stage 5 finetune-streaming _finetune "$exp_dir/finetune-streaming" "$start" \
           --chunk-sizes "$streaming_chunk_sizes" --left-context-chunks "$streaming_left_chunks" \
           --conv-causal --input-norm global
         return 0
       fi
-      stage_settings=$(_settings finetune) \
+      stage_settings=$(_settings finetune) stage_inputs=$ft_inputs \
+        stage_outputs=$exp_dir/finetune/epoch-$finetune_epochs.pt \
         run_stage 5 finetune _finetune "$exp_dir/finetune" "$start" ;;
     6)
+      local sets=() p; for p in $dev_parts $test_parts; do sets+=("$(_cuts "$p")"); done
       if [ "${streaming:-false}" = true ]; then
         stage_settings="$(_settings decode)$(printf 'streaming=%q ' "$streaming_chunk_sizes/$streaming_left_chunks")" \
+          stage_inputs="$exp_dir/finetune-streaming/epoch-$decode_epoch.pt $lang_dir/bpe.model ${sets[*]}" \
           run_stage 6 decode-streaming _decode_streaming "$exp_dir/finetune-streaming"
         return 0
       fi
-      stage_settings=$(_settings decode) run_stage 6 decode _decode "$exp_dir/finetune" $decoding_methods ;;
+      stage_settings=$(_settings decode) stage_outputs=$(_decode_outputs) \
+        stage_inputs="$exp_dir/finetune/epoch-$decode_epoch.pt $lang_dir/bpe.model ${sets[*]}" \
+        run_stage 6 decode _decode "$exp_dir/finetune" $decoding_methods ;;
     7)
       if [ "${streaming:-false}" = true ]; then
         local chunk; chunk=$(_streaming_chunk) || return 2
-        run_stage 7 export-streaming python -m w2vbert.export_onnx --exp-dir "$exp_dir/finetune-streaming" \
+        stage_inputs="$exp_dir/finetune-streaming/epoch-$decode_epoch.pt $lang_dir/tokens.txt" \
+          run_stage 7 export-streaming python -m w2vbert.export_onnx --exp-dir "$exp_dir/finetune-streaming" \
           --epoch "$decode_epoch" --avg "$decode_avg" --use-averaged-model --int8 \
           --tokens "$lang_dir/tokens.txt" --check-cuts "$(_cuts "$(_first $test_parts)")" \
           --streaming --decode-chunk-size "$chunk" --left-context-chunks "$streaming_left_chunks"
         return 0
       fi
-      run_stage 7 export python -m w2vbert.export_onnx --exp-dir "$exp_dir/finetune" \
+      stage_inputs="$exp_dir/finetune/epoch-$decode_epoch.pt $lang_dir/tokens.txt" \
+        run_stage 7 export python -m w2vbert.export_onnx --exp-dir "$exp_dir/finetune" \
         --epoch "$decode_epoch" --avg "$decode_avg" --use-averaged-model --int8 \
         --tokens "$lang_dir/tokens.txt" --check-cuts "$(_cuts "$(_first $test_parts)")" --test-set "$(_first $test_parts)" \
         --decode-dir "$exp_dir/finetune/greedy_search" ;;

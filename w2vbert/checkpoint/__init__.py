@@ -19,8 +19,10 @@ from w2vbert.checkpoint.files import (
     remove_old_epochs,
     remove_stale_temp_files,
     resume_candidates,
+    set_aside_all,
     set_aside_later,
 )
+from w2vbert.checkpoint.identity import changed_inputs
 from w2vbert.checkpoint.rng import (
     capture_rng_state,
     find_generators,
@@ -39,6 +41,7 @@ __all__ = [
     "averaged_model_from_epochs",
     "averaging_suffix",
     "capture_rng_state",
+    "changed_inputs",
     "find_checkpoints",
     "find_epoch_checkpoints",
     "find_generators",
@@ -51,6 +54,7 @@ __all__ = [
     "restore_rng_state",
     "resume_candidates",
     "seed_everything",
+    "set_aside_all",
     "set_aside_later",
     "update_averaged_model",
 ]

@@ -90,25 +90,33 @@ def find_epoch_checkpoints(exp_dir: Path | str) -> list[Path]:
     return _numbered(exp_dir, "epoch-*.pt", _EPOCH_RE)
 
 
-def _progress_key(path: Path) -> tuple[int, int, int] | None:
-    """``(batch_idx_train, epoch_done, mtime_ns)`` read without loading the tensors; None if unreadable."""
+def _progress_key(
+    path: Path, problems: dict[Path, str] | None = None
+) -> tuple[int, int, int] | None:
+    """``(batch_idx_train, epoch_done, mtime_ns)`` read without loading the tensors; None if
+    unreadable (the reason then goes to ``problems[path]``)."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
         ts = ckpt["train_state"]
         return int(ts["batch_idx_train"]), int(bool(ts["epoch_done"])), path.stat().st_mtime_ns
     except Exception as e:  # noqa: BLE001 - any failure means "not a usable checkpoint"
         logger.warning(f"Checkpoint {path} is unreadable ({type(e).__name__}: {e}); skipping it.")
+        if problems is not None:
+            problems[path] = f"{type(e).__name__}: {e}"
         return None
 
 
-def resume_candidates(exp_dir: Path | str) -> list[Path]:
+def resume_candidates(
+    exp_dir: Path | str, problems: dict[Path, str] | None = None
+) -> list[Path]:
     """All ``checkpoint-*.pt`` and ``epoch-*.pt`` files ordered newest first by training progress.
 
-    Unreadable files (e.g. truncated) are skipped with a warning naming them.
+    Unreadable files (e.g. truncated) are skipped with a warning naming them (and the reason in
+    ``problems[path]`` when given).
     """
     keyed = []
     for p in find_checkpoints(exp_dir) + find_epoch_checkpoints(exp_dir):
-        key = _progress_key(p)
+        key = _progress_key(p, problems)
         if key is not None:
             keyed.append((key, p))
     return [p for _, p in sorted(keyed, key=lambda kp: kp[0], reverse=True)]
@@ -141,6 +149,34 @@ def set_aside_later(exp_dir: Path | str, than: Path) -> list[Path]:
         f"{', ...' if len(later) > 5 else ''})"
     )
     return later
+
+
+# What a training run writes in its exp dir besides checkpoints (w2vbert.training): records of
+# that run, which move with its checkpoints.
+RUN_RECORDS = ("metrics.jsonl", "tensorboard", "config.json", "log")
+
+
+def set_aside_all(exp_dir: Path | str, why: str, reason: str) -> Path:
+    """Move every checkpoint of ``exp_dir`` (with its rank side files, ``bad-model-*.pt``) and the
+    run's records (:data:`RUN_RECORDS`) into ``<exp_dir>/<why>-<time>/``; returns that directory.
+    Nothing is deleted; ``reason`` is logged and written there as ``README``."""
+    exp_dir = Path(exp_dir)
+    target = exp_dir / time.strftime(f"{why}-%Y%m%d-%H%M%S")
+    target.mkdir()
+    moved = []
+    files = find_checkpoints(exp_dir) + find_epoch_checkpoints(exp_dir)
+    files += sorted(exp_dir.glob("bad-model-*.pt"))
+    for p in [*files, *(exp_dir / name for name in RUN_RECORDS)]:
+        for f in [p, *p.parent.glob(p.name + ".rank*")]:
+            if f.exists():
+                f.rename(target / f.name)
+                moved.append(f.name)
+    (target / "README").write_text(reason + "\n")
+    logger.warning(
+        f"{reason} Moved {len(moved)} file(s) of that run to {target} ({', '.join(moved[:6])}"
+        f"{', ...' if len(moved) > 6 else ''}); training from scratch."
+    )
+    return target
 
 
 def _remove_all_but_newest(newest_first: list[Path], keep: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +35,12 @@ class BpeTokenizer:
     @property
     def vocab_size(self) -> int:
         return int(self.sp.get_piece_size())
+
+    def digest(self) -> str:
+        """sha256 of the pieces and their scores in id order: equal for the same tokenizer
+        wherever its file lies, different for a re-trained one even of the same size."""
+        sp = self.sp
+        h = hashlib.sha256()
+        for i in range(sp.get_piece_size()):
+            h.update(f"{sp.id_to_piece(i)}\t{sp.get_score(i)!r}\n".encode())
+        return h.hexdigest()

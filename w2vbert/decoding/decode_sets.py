@@ -9,12 +9,15 @@ Outputs, under ``<exp_dir>/<decoding_method>/`` for each test set ``<set>``:
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import logging
 import time
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from lhotse.dataset import SimpleCutSampler
@@ -130,6 +133,38 @@ def _search(
     return fast_beam_search(model, enc, lens, beam=float(beam))
 
 
+def check_tokenizer(tokenizer: BpeTokenizer, params: dict[str, Any]) -> BpeTokenizer:
+    """``tokenizer`` if it is the one the model was trained with: the same number of pieces and,
+    where the checkpoint records them (``params["inputs"]``), the same pieces; else ValueError."""
+    if tokenizer.vocab_size != params["vocab_size"]:
+        raise ValueError(
+            f"BPE model {tokenizer.path} has {tokenizer.vocab_size} pieces, but the model was "
+            f"trained with {params['vocab_size']} ({params['bpe_model']}): decode with that one."
+        )
+    saved = (params.get("inputs") or {}).get("tokenizer")
+    if saved is not None and saved["sha256"] != tokenizer.digest():
+        raise ValueError(
+            f"BPE model {tokenizer.path} has other pieces than the model was trained with "
+            f"({saved['source']}, sha256 {saved['sha256'][:12]}; this one's "
+            f"{tokenizer.digest()[:12]}): its ids would be read as other words. Decode with the "
+            "model's own BPE model, or fine-tune again with this one."
+        )
+    return tokenizer
+
+
+@contextmanager
+def _reading_cuts(name: str, path: Path) -> Iterator[None]:
+    """A truncated or corrupt cuts file is a ValueError naming it (not a bare EOFError)."""
+    try:
+        yield
+    except (EOFError, gzip.BadGzipFile, zlib.error, json.JSONDecodeError) as e:
+        raise ValueError(
+            f"--cuts {name}={path}: cannot read the cuts ({type(e).__name__}: {e}); the file is "
+            "truncated or corrupt (re-run the stage that wrote it). No result of this set was "
+            "written."
+        ) from e
+
+
 def decoding_chunks(config: DecodeConfig, params: dict[str, Any]) -> tuple[int, int]:
     """``(chunk_size, left_chunks)`` in encoder steps / chunks from ``--decode-chunk-size`` and
     ``--left-context-chunks``; errors name the option, and a setting the model was not trained
@@ -189,22 +224,18 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
         else "cpu"
     )
     model = load_transducer(state, params).to(device)
-    tokenizer = BpeTokenizer(config.bpe_model or params["bpe_model"])
-    if tokenizer.vocab_size != params["vocab_size"]:
-        raise ValueError(
-            f"BPE model {tokenizer.path} has {tokenizer.vocab_size} pieces, but the model was "
-            f"trained with {params['vocab_size']} ({params['bpe_model']}): decode with that one."
-        )
+    tokenizer = check_tokenizer(BpeTokenizer(config.bpe_model or params["bpe_model"]), params)
     out_dir = Path(config.exp_dir) / config.decoding_method
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = {}
     fbank = params["model_config"].get("fbank", "icefall")
     for name, path in test_sets.items():
         cuts = load_cuts(path, f"--cuts {name}")
-        check_feature_types(cuts, fbank, f"--cuts {name}={path}")
+        with _reading_cuts(name, path):
+            check_feature_types(cuts, fbank, f"--cuts {name}={path}")
         dl = decode_batches(cuts, tokenizer, fbank, config.max_duration)
         results, audio, start, non_finite = [], 0.0, time.time(), []
-        with torch.inference_mode():
+        with torch.inference_mode(), _reading_cuts(name, path):
             for batch in dl:
                 enc, lens = model.encoder(
                     batch["features"].to(device), batch["feature_lens"].to(device), **chunks

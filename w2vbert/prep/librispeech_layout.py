@@ -83,8 +83,10 @@ def check_librispeech_part(part_dir: Path) -> Problems:
     if unnormalised:
         logger.warning(
             "%s: %d transcript(s) have characters other than A-Z, apostrophe and space "
-            "(LibriSpeech's normalisation; a BPE model trained on such text maps the others to "
-            "<unk>), e.g. %s",
+            "(LibriSpeech's normalisation). They are kept as written: stage 3's BPE model "
+            "learns pieces for those characters too (lower case apart from upper case), and "
+            "the WER compares them as written; normalise the transcripts if that is not "
+            "wanted. E.g. %s",
             part_dir, unnormalised, "; ".join(examples),
         )  # fmt: skip
     return problems
@@ -107,7 +109,7 @@ def read_librispeech_item(item: tuple[Path, str]) -> tuple[Recording, list[Super
     raises CorpusError naming the audio file when it cannot be read."""
     path, line = item
     utt_id, text = line.strip().split(maxsplit=1)
-    recording = read_recording(path, utt_id)
+    recording = read_recording(path.resolve(), utt_id)  # absolute, as Libri-Light's
     segment = SupervisionSegment(
         id=utt_id,
         recording_id=utt_id,

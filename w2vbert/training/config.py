@@ -36,6 +36,14 @@ class TrainingConfig:
     resume: bool = flag(
         True, "Resume automatically from the newest complete checkpoint in --exp-dir."
     )
+    stale_inputs: str = flag(
+        "refuse",
+        "When the newest checkpoint was trained on other inputs (BPE model, --init-from weights, "
+        "training cuts, compared by content): refuse to resume, naming them; or set-aside: move "
+        "the exp dir's checkpoints and records to <exp-dir>/stale-<time>/ and train from scratch "
+        "(run.sh does).",
+        choices=("refuse", "set-aside"),
+    )
     max_steps: int = flag(
         0, "Stop after this many updates (optimizer steps) in total (0: no limit: --num-epochs)."
     )

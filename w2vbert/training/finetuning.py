@@ -16,6 +16,7 @@ import torch
 from lhotse.dataset import SimpleCutSampler
 from torch import nn
 
+from w2vbert.checkpoint.identity import input_record, state_dict_digest
 from w2vbert.data.datasets import (
     AsrDataset,
     create_input_strategy,
@@ -287,6 +288,8 @@ def build_finetune_task(
         "subsampling_factor": config.frame_stride,
         "init_from": options.init_from,
         "finetune_options": config_to_dict(options),
+        # what the model depends on, by content (w2vbert/checkpoint/identity.py)
+        "inputs": {"tokenizer": input_record(tokenizer.digest(), str(options.bpe_model))},
     }
     if chunk_sizes != (FULL_CONTEXT,):  # what decoding checks its chunk size against
         params["streaming"] = {
@@ -302,6 +305,9 @@ def build_finetune_task(
         stats_loaded = any(k.startswith(INPUT_STATS) for k in init[key])
         load_encoder_weights(
             model.encoder, init[key], f"{options.init_from} ({key})", may_miss=(INPUT_STATS,)
+        )
+        params["inputs"]["init"] = input_record(
+            state_dict_digest(init[key]), f"{options.init_from} ({key})"
         )
     if config.input_norm == "global" and not stats_loaded:
         estimate_input_statistics(model.encoder, data, config.fbank, options.input_stats_cuts)

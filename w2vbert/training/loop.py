@@ -77,6 +77,15 @@ class TrainState:
         )
 
 
+class StaleInputsError(ValueError):
+    """The checkpoint to resume from was trained on other inputs (by content); ``changes``: one
+    line per input."""
+
+    def __init__(self, message: str, changes: list[str]) -> None:
+        super().__init__(message)
+        self.changes = changes
+
+
 class TrainingDivergedError(RuntimeError):
     """Raised after ``max_bad_steps`` consecutive steps with a non-finite loss or gradient."""
 
@@ -89,7 +98,7 @@ RESUMABLE_TRAINING_CHANGES = frozenset(
         "exp_dir", "num_epochs", "start_epoch", "start_batch", "resume", "max_steps",
         "save_every_n", "keep_last_k", "keep_last_epochs", "log_interval", "valid_interval",
         "tensorboard", "device", "master_port", "max_bad_steps", "world_size",
-        "activation_checkpointing", "compile", "dist_timeout_minutes",
+        "activation_checkpointing", "compile", "dist_timeout_minutes", "stale_inputs",
     }
 )  # fmt: skip
 # ... and these only at an epoch boundary (from epoch-N.pt): a new GPU count re-shards the data
@@ -300,8 +309,23 @@ class Trainer:
                 f"start again with {self.dist.world_size} ranks from {earlier}, or train in "
                 "another --exp-dir."
             )
-        saved_params = flatten_dict({k: v for k, v in ckpt["params"].items() if k != "world_size"})
-        params = flatten_dict(self.params)
+        stale = checkpoints.changed_inputs(
+            ckpt["params"].get("inputs"), self.params.get("inputs", {})
+        )
+        if stale:
+            raise StaleInputsError(
+                f"Cannot resume from {path}: it was trained on other inputs: " + "; ".join(stale)
+                + f". Its model is not a model of this run's inputs: train in another --exp-dir, or "
+                f"re-run with --stale-inputs set-aside to move its checkpoints to "
+                f"{self.exp_dir}/stale-<time>/ and train from scratch (nothing in {self.exp_dir} "
+                "was changed).",
+                stale,
+            )
+        not_settings = ("world_size", "inputs")  # compared above
+        saved_params = flatten_dict(
+            {k: v for k, v in ckpt["params"].items() if k not in not_settings}
+        )
+        params = flatten_dict({k: v for k, v in self.params.items() if k != "inputs"})
         changed = [
             _difference(key, saved_params.get(key), params.get(key))
             for key in sorted(set(saved_params) | set(params))
@@ -346,8 +370,11 @@ class Trainer:
             explicit = None
         if explicit is None and not c.resume:
             return None
+        problems: dict[Path, str] = {}  # checkpoint files that cannot be used, and why
         candidates = (
-            explicit if explicit is not None else checkpoints.resume_candidates(self.exp_dir)
+            explicit
+            if explicit is not None
+            else checkpoints.resume_candidates(self.exp_dir, problems)
         )
         for path in candidates:
             try:
@@ -359,12 +386,23 @@ class Trainer:
                 logger.warning(
                     f"Cannot load checkpoint {path} ({type(e).__name__}: {e}); trying an older one."
                 )
+                problems[path] = f"{type(e).__name__}: {e}"
                 ok = False
             if any_true(not ok, self.dist, self.device):
                 continue
             # the newest complete checkpoint decides: another world size or other settings are
             # refused here, never skipped (skipping every file would silently start over)
-            self.check_resumable(ckpt, path)
+            try:
+                self.check_resumable(ckpt, path)
+            except StaleInputsError as e:
+                if c.stale_inputs != "set-aside":
+                    raise
+                barrier(self.dist)  # every rank has read its checkpoint before it moves
+                if self.dist.is_main:
+                    why = f"{path} was trained on other inputs: " + "; ".join(e.changes) + "."
+                    checkpoints.set_aside_all(self.exp_dir, "stale", why)
+                barrier(self.dist)
+                return None
             if self.dist.rank > 0 and ckpt["params"].get("world_size", 1) == self.dist.world_size:
                 ckpt.update(
                     checkpoints.load_checkpoint(checkpoints.rank_side_path(path, self.dist.rank))
@@ -374,8 +412,36 @@ class Trainer:
                 if self.dist.is_main:
                     checkpoints.set_aside_later(self.exp_dir, path)
                 barrier(self.dist)
+            self._warn_if_trained_further(path)
             return path
+        if problems:  # checkpoints exist, but none can be used: never a silent fresh start
+            listed = "; ".join(f"{p.name} ({why})" for p, why in problems.items())
+            raise ValueError(
+                f"{self.exp_dir} has {len(problems)} checkpoint(s), but none can be resumed "
+                f"from: {listed}. Nothing was changed. To train from scratch, use a new --exp-dir, "
+                "or move them away (or re-run with --no-resume, which writes over them)."
+            )
         return None
+
+    def finished(self) -> bool:
+        """Whether the run has nothing left to train (its last epoch, or --max-steps, is done)."""
+        s, c = self.state, self.config
+        return s.epoch > c.num_epochs or (c.max_steps > 0 and s.num_updates >= c.max_steps)
+
+    def _warn_if_trained_further(self, path: Path) -> None:
+        """A resume of a run that has trained more epochs than --num-epochs asks for trains
+        nothing, and keeps its model: say so."""
+        s, asked = self.state, self.config.num_epochs
+        done = s.epoch - 1 + (s.batch_idx_in_epoch > 0)  # epochs begun
+        if done > asked:
+            partial = s.batch_idx_in_epoch
+            logger.warning(
+                f"{path.name} has trained {s.epoch - 1} epoch(s)"
+                + (f" and {partial} batch(es) of epoch {s.epoch}" if partial else "")
+                + f", more than --num-epochs {asked}: nothing is trained, the exp dir's model "
+                f"stays that one and config.json is left as it is. For a {asked}-epoch model, "
+                f"decode --epoch {asked} (epoch-{asked}.pt, if kept) or train in another --exp-dir."
+            )
 
     # ------------------------------------------------------------------ steps
     def _snapshot_norm_buffers(self) -> None:
@@ -647,6 +713,8 @@ class Trainer:
 
     def _train(self) -> TrainState:
         c, s = self.config, self.state
+        if self.finished():  # (--max-steps reached: not one more step)
+            return self.state
         stop = False
         while self.state.epoch <= c.num_epochs and not stop:
             s = self.state

@@ -40,10 +40,15 @@ class MetricSinks:
         self.enabled = enabled
         self.writer = None
         self.jsonl = exp_dir / jsonl_name
-        if enabled and tensorboard:
+        # the event file is made at the first value: a run refused at its start leaves none
+        self.tensorboard_dir = exp_dir / "tensorboard" if enabled and tensorboard else None
+
+    def _tensorboard(self):
+        if self.writer is None and self.tensorboard_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(exp_dir / "tensorboard"))
+            self.writer = SummaryWriter(log_dir=str(self.tensorboard_dir))
+        return self.writer
 
     def truncate_after(self, step: int) -> None:
         """Drop JSONL rows with ``step`` > ``step`` (rows written after the checkpoint we resume from)."""
@@ -62,9 +67,10 @@ class MetricSinks:
     def write(self, split: str, step: int, values: dict[str, float]) -> None:
         if not self.enabled:
             return
-        if self.writer is not None:
+        writer = self._tensorboard()
+        if writer is not None:
             for k, v in values.items():
-                self.writer.add_scalar(f"{split}/{k}", v, step)
+                writer.add_scalar(f"{split}/{k}", v, step)
         with open(self.jsonl, "a") as f:
             f.write(json.dumps({"split": split, "step": step, **values}) + "\n")
 

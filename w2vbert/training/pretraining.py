@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from w2vbert.checkpoint.identity import input_record, state_dict_digest
 from w2vbert.data.datasets import PretrainDataset, create_input_strategy
 from w2vbert.data.filters import CutFilter, encoder_cut_filter
 from w2vbert.data.sampling import DataConfig
@@ -218,9 +219,11 @@ def build_pretrain_task(
 ) -> TaskSpec:
     model = create_pretraining_model(model_config)
     restored_quantizer = False
+    inputs: dict[str, Any] = {}
     if options.init_from:  # a resume then restores its own checkpoint over these weights
         init = load_init_checkpoint(options.init_from)
         fresh = load_pretraining_weights(model, init["model"], f"--init-from {options.init_from}")
+        inputs["init"] = input_record(state_dict_digest(init["model"]), options.init_from)
         restored_quantizer = not any(k.startswith("quantizer.") for k in fresh)
     offset = gumbel_offset(options, model_config, restored_quantizer)
     if options.init_from and model_config.method == "w2vbert":
@@ -261,6 +264,7 @@ def build_pretrain_task(
             "gumbel_update_offset": offset,
             "model_config": dataclasses.asdict(model_config),
             "pretrain_options": config_to_dict(options),
+            "inputs": inputs,  # w2vbert/checkpoint/identity.py
         },
         # without the contrastive loss the Gumbel quantizer's codebooks get no gradient (BEST-RQ's
         # quantizer has no parameters)

@@ -8,14 +8,17 @@ logging, seeding, run provenance, data loading, the :class:`Trainer`, resume and
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import nn
 
 from w2vbert.checkpoint import seed_everything
+from w2vbert.checkpoint.identity import input_record
 from w2vbert.data.filters import CutFilter, scan
 from w2vbert.data.fbank import check_feature_types
 from w2vbert.data.shar import is_shar_dir
@@ -62,6 +65,39 @@ class TaskSpec:
     run_info: dict[str, Any] = field(default_factory=dict)  # extra entries for config.json
 
 
+class _HeldRecords(logging.Handler):
+    """Keeps the log records of the start-up until the log file exists (:meth:`replay_into`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def replay_into(self, path: Path | None) -> None:
+        """Write the kept records to the file handler of ``path`` (they went to stderr already)
+        and stop keeping them."""
+        root = logging.getLogger()
+        root.removeHandler(self)
+        for handler in root.handlers:
+            if path is not None and getattr(handler, "baseFilename", None) == str(path.absolute()):
+                for record in self.records:
+                    handler.handle(record)
+        self.records = []
+
+
+def _hashing(cuts: Iterable[Any], digest: Any, texts: bool) -> Iterator[Any]:
+    """``cuts``, feeding each one's id (and transcripts, with ``texts``) into ``digest`` on the
+    way."""
+    for cut in cuts:
+        fields = [cut.id]
+        if texts:
+            fields += [s.text or "" for s in getattr(cut, "supervisions", None) or ()]
+        digest.update("\t".join(fields).encode() + b"\n")
+        yield cut
+
+
 def resolve_device(kind: str, info: DistInfo) -> torch.device:
     if kind == "auto":
         kind = "cuda" if torch.cuda.is_available() else "cpu"
@@ -95,9 +131,12 @@ def run_training(
         else "cpu"
     )
     info = setup_distributed(kind, train_config.dist_timeout_minutes)
+    held = _HeldRecords()
     try:
         exp_dir = train_config.exp_dir
-        log_path = setup_logging(exp_dir / "log", "log-train", info.rank, info.world_size)
+        # stderr only until the run is known to go ahead: a refused run writes no log file
+        setup_logging(None, "log-train", info.rank, info.world_size)
+        logging.getLogger().addHandler(held)
         given_accum, recorded_data = train_config.accum_grad, data_config
         train_config, per_rank = resolve_accumulation(
             train_config, data_config.max_duration, info.world_size
@@ -161,9 +200,17 @@ def run_training(
             scan_cuts = (
                 load_cuts(paths[0], "--train-cuts", manifest_only=True) if shar else train_cuts
             )
+            # what it trains on: the ids (and the transcripts that fine-tuning learns), read by
+            # the scan anyway
+            ids = hashlib.sha256()
             _, epoch_seconds = scan(
-                scan_cuts, task.make_cut_filter(), f"--train-cuts {train_names}"
+                _hashing(scan_cuts, ids, texts=task.kind == "finetune"),
+                task.make_cut_filter(),
+                f"--train-cuts {train_names}",
             )
+            if not rank_local:  # (a rank's own shards differ from the other ranks')
+                inputs = task.params.setdefault("inputs", {})
+                inputs["train_cuts"] = input_record(ids.hexdigest(), train_names)
             logger.info(f"Training data per epoch: {epoch_seconds / 3600:.2f} h")
         train_dl = loader(
             train_cuts, f"--train-cuts {train_names}", task.train_dataset, True, rank_local
@@ -195,8 +242,17 @@ def run_training(
             rank_local_data=rank_local,
             data_settings=recorded_data.settings(),
         )
-        trainer.maybe_resume()  # refuses other settings before anything is written
-        if info.is_main:
+        trainer.maybe_resume()  # refuses other settings and inputs before anything is written
+        log_path = setup_logging(exp_dir / "log", "log-train", info.rank, info.world_size)
+        held.replay_into(log_path)
+        finished = trainer.finished()
+        if info.is_main and finished:
+            logger.info(
+                f"Nothing to train: {exp_dir} has finished its run (epoch "
+                f"{trainer.state.epoch - 1}, update {trainer.state.num_updates}); no checkpoint "
+                "is written, config.json is left as it is"
+            )
+        if info.is_main and not finished:
             config = {
                 "training": config_to_dict(train_config),
                 "data": config_to_dict(recorded_data),
@@ -227,4 +283,5 @@ def run_training(
         )
         return state
     finally:
+        logging.getLogger().removeHandler(held)
         cleanup_distributed()
