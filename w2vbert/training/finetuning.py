@@ -174,7 +174,7 @@ def training_chunks(options: FinetuneOptions, config: W2VBertConfig) -> tuple[in
     """The ``--chunk-sizes`` in encoder steps; raises naming the option for a bad value, and
     for a positive size with an encoder that cannot stream."""
     sizes = parse_chunk_sizes(options.chunk_sizes, 10 * config.frame_stride, option="--chunk-sizes")
-    check_chunking(FULL_CONTEXT, options.left_context_chunks)
+    check_chunking(FULL_CONTEXT, options.left_context_chunks, left_option="--left-context-chunks")
     problems = streaming_problems(config)
     if any(size != FULL_CONTEXT for size in sizes) and problems:
         raise ValueError(
