@@ -240,7 +240,9 @@ def estimate_input_statistics(
     if not data.train_cuts:
         raise ValueError("--input-norm global needs --train-cuts to estimate its statistics.")
     strategy = create_input_strategy(data.on_the_fly_feats, fbank)
-    cuts = load_train_cuts(data.train_cuts, "--train-cuts", needs_features=True)
+    cuts = load_train_cuts(
+        data.train_cuts, "--train-cuts", needs_features=not data.on_the_fly_feats
+    )  # audio-only cuts (a Shar directory of recordings) with --on-the-fly-feats
     cuts = cuts.subset(first=max_cuts)
     total = total_sq = None
     count = 0
