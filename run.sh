@@ -118,7 +118,7 @@ Options:
                              causal conv + stored input statistics, dynamic chunk fine-tuning,
                              greedy decoding at each chunk size, export for sherpa-onnx's
                              OnlineRecognizer checked on the first test set fed in 0.1 s pieces
-  --streaming-chunk-sizes L  chunk sizes drawn in fine-tuning, decoded in stage 6; the smallest
+  --streaming-chunk-sizes L  chunk sizes drawn in fine-tuning, decoded in stage 6; the first
                              positive one is exported (default 320ms,640ms,-1)
   --streaming-left-chunks N  left context in chunks (default 4)
   Defaults per corpus: egs/librispeech/conf/<corpus>.sh.

@@ -133,3 +133,62 @@ def test_exporting_an_offline_model_as_streaming_needs_the_explicit_flag(caplog)
     )
     with pytest.raises(ValueError, match="finite left context"):
         OnnxStreamingEncoder(_model(tiny).encoder, torch.nn.Linear(32, 16), 2, -1)
+
+
+@pytest.mark.parametrize("fbank", ["icefall", "w2v-bert-2.0"])
+def test_the_tail_padding_lets_every_frame_of_speech_reach_a_chunk(fbank, monkeypatch, tmp_path):
+    """With 640 ms chunks (64 frames) a fixed 0.3 s tail left up to 34 frames of speech at the
+    end of an utterance in a chunk that never runs, in the check and in sherpa-onnx alike."""
+    import w2vbert.export.streaming_check as check
+    from w2vbert.export.decode_runs import compute_fbank
+
+    model = _model(tiny)
+    calls = []
+    real = check.encode_chunk
+    monkeypatch.setattr(check, "encode_chunk", lambda *a: calls.append(1) or real(*a))
+    frames = 64  # tiny: 16 steps of 4 frames
+    rng = np.random.default_rng(0)
+    for num_frames in (2 * frames + 34, 2 * frames + 1, 3 * frames):
+        samples = (0.1 * rng.standard_normal(160 * num_frames + 240)).astype(np.float32)
+        speech = compute_fbank(samples, fbank).size(0)
+        calls.clear()
+        pytorch_stream_decode(
+            model, [Utterance(id="u", samples=samples)], read_tokens(_tokens(tmp_path / "t.txt")),
+            chunk_size=16, left_chunks=1, fbank=fbank,
+        )  # fmt: skip
+        assert len(calls) * frames >= speech, (num_frames, speech, len(calls))
+
+
+def test_streaming_export_checks_with_a_recordings_manifest_and_refuses_ignored_flags(tmp_path):
+    """--check-manifest was silently skipped with --streaming (no check, --strict vacuous), and
+    the streaming flags were silently ignored without --streaming."""
+    from dataclasses import asdict, replace
+
+    import soundfile as sf
+    from lhotse import Recording, RecordingSet
+
+    from w2vbert.export.stage import ExportOptions, run_export, run_streaming_export
+    from w2vbert.model.config import with_streaming
+
+    with pytest.raises(ValueError, match="--decode-chunk-size only apply with --streaming"):
+        run_export(ExportOptions(exp_dir=tmp_path, decode_chunk_size="8"))
+    wav = tmp_path / "a.wav"
+    rng = np.random.default_rng(0)
+    sf.write(wav, (0.1 * rng.standard_normal(20000)).astype(np.float32), 16000)
+    manifest = tmp_path / "recordings.jsonl.gz"
+    RecordingSet.from_recordings([Recording.from_file(wav)]).to_file(manifest)
+    params = {
+        "model_config": asdict(with_streaming(tiny())),
+        "streaming": {"chunk_sizes": [2], "left_context_chunks": -1},
+    }
+    options = ExportOptions(
+        exp_dir=tmp_path, tokens=_tokens(tmp_path / "tokens.txt"), check_manifest=manifest,
+        streaming=True, strict=True,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="finite left context .* give --left-context-chunks N"):
+        run_streaming_export(options, _model(tiny), params, "test")
+    with pytest.raises(ValueError, match="--left-context-chunks must be a positive number"):
+        run_streaming_export(replace(options, left_context_chunks=0), _model(tiny), params, "t")
+    out = run_streaming_export(replace(options, left_context_chunks=4), _model(tiny), params, "t")
+    assert out["check"]["num_utterances"] == 1 and out["check"]["passed"]
+    assert (tmp_path / "export-check-t-streaming.md").is_file()

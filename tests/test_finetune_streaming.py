@@ -264,3 +264,23 @@ def test_w2v_bert_2_weights_fine_tune_as_a_streaming_model(setup, tmp_path):
     loss, _, _ = make_finetune_loss(options, (4,), 2)(task.model, batch, 3)  # 4 steps a chunk
     loss.backward()
     assert torch.isfinite(loss)
+
+
+def test_input_statistics_from_audio_only_shar_with_on_the_fly_features(tmp_path):
+    """--input-norm global estimated its statistics with needs_features=True, so audio-only
+    training cuts (a Shar directory of recordings) failed even with --on-the-fly-feats."""
+    from w2vbert.model.config import tiny, with_streaming
+    from w2vbert.model.w2vbert import create_w2vbert_encoder
+    from w2vbert.prep.shar_export import write_shar
+    from w2vbert.training.finetuning import estimate_input_statistics
+
+    cuts = tiny_corpus.make_cuts(tmp_path, "train", 3)
+    shar = write_shar(cuts, tmp_path / "shar", fields="audio", shard_size=2)
+    stats = []
+    for source in (shar, cuts):
+        encoder = create_w2vbert_encoder(with_streaming(tiny()))
+        data = DataConfig(train_cuts=(source,), on_the_fly_feats=True)
+        estimate_input_statistics(encoder, data, "icefall", 10)
+        stats.append(encoder.feature_encoder.input_stats.mean.clone())
+    assert float(stats[1].abs().sum()) > 0
+    torch.testing.assert_close(stats[0], stats[1], atol=1e-4, rtol=1e-5)

@@ -186,3 +186,20 @@ def test_streaming_searches_equal_the_searches_over_the_chunked_full_forward(pre
             model, out[:, a:b], (out_lens - a).clamp(0, b - a), state
         )
     assert beam_best(model, state) == beam
+
+
+def test_a_bad_left_context_is_an_error_naming_the_command_line_option():
+    """Fine-tuning's error named the internal `left_chunks`, not --left-context-chunks."""
+    from dataclasses import asdict
+
+    from w2vbert.decoding.decode_sets import DecodeConfig, decoding_chunks
+    from w2vbert.training.finetuning import FinetuneOptions, training_chunks
+
+    config = with_streaming(tiny())
+    with pytest.raises(ValueError, match=r"\(`--left-context-chunks`\) must be a positive .* is 0"):
+        training_chunks(FinetuneOptions(chunk_sizes="2", left_context_chunks=0), config)
+    with pytest.raises(ValueError, match=r"\(`--left-context-chunks`\) must be a positive .* -3"):
+        decoding_chunks(
+            DecodeConfig(decode_chunk_size="2", left_context_chunks=-3),
+            {"model_config": asdict(config)},
+        )

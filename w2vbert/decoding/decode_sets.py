@@ -38,7 +38,7 @@ from w2vbert.decoding.search import (
     greedy_search_batch,
     modified_beam_search,
 )
-from w2vbert.model.chunking import FULL_CONTEXT, chunk_steps
+from w2vbert.model.chunking import FULL_CONTEXT, check_chunking, chunk_steps
 from w2vbert.model.config import streaming_problems
 from w2vbert.model.factory import config_from_params, load_transducer
 from w2vbert.objectives.rnnt_backend import backend_name
@@ -172,11 +172,7 @@ def decoding_chunks(config: DecodeConfig, params: dict[str, Any]) -> tuple[int, 
     frame_stride = params["model_config"].get("frame_stride", 4)
     chunk = chunk_steps(config.decode_chunk_size, 10 * frame_stride, option="--decode-chunk-size")
     left = config.left_context_chunks
-    if left != FULL_CONTEXT and left < 1:
-        raise ValueError(
-            "`--left-context-chunks` must be a positive number of chunks or -1 (all), "
-            f"but is {left}."
-        )
+    check_chunking(FULL_CONTEXT, left, left_option="--left-context-chunks")
     if chunk == FULL_CONTEXT:
         return chunk, left
     trained = params.get("streaming") or {"chunk_sizes": [FULL_CONTEXT], "left_context_chunks": -1}

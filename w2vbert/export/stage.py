@@ -115,6 +115,10 @@ def _stage6_recogs(options: ExportOptions, suffix: str) -> dict[str, Path]:
     return found
 
 
+STREAMING_ONLY = ("decode_chunk_size", "left_context_chunks", "allow_offline_model")
+"""ExportOptions fields that only --streaming reads."""
+
+
 def run_streaming_export(
     options: ExportOptions, model, params: dict[str, Any], suffix: str
 ) -> dict[str, Any]:
@@ -132,7 +136,18 @@ def run_streaming_export(
             "--streaming needs --decode-chunk-size (the model has no trained chunk size)."
         )
     left = options.left_context_chunks
-    left = trained["left_context_chunks"] if left is None else left
+    if left is None:
+        left = trained["left_context_chunks"]
+        if left == -1:
+            raise ValueError(
+                "--streaming needs a finite left context (fixed-size caches), but the model was "
+                "trained with all of it (-1): give --left-context-chunks N."
+            )
+    elif left < 1:
+        raise ValueError(
+            f"--left-context-chunks must be a positive number of chunks with --streaming, but is "
+            f"{left}."
+        )
     if chunk not in trained["chunk_sizes"]:
         logger.warning(f"--decode-chunk-size {chunk} steps: the model was never trained with it "
                        f"(trained: {trained['chunk_sizes']}).")  # fmt: skip
@@ -143,9 +158,11 @@ def run_streaming_export(
     )
     files = [str(p) for f in (fp32, int8) if f for p in (f.encoder, f.decoder, f.joiner)]
     out: dict[str, Any] = {"suffix": f"{suffix}-streaming", "files": files + [str(fp32.tokens)]}
-    if options.check_cuts is None:
+    manifest = options.check_cuts or options.check_manifest
+    if manifest is None:
+        logger.info("No --check-cuts/--check-manifest: skipping the sherpa-onnx online check.")
         return out
-    utts = load_utterances(options.check_cuts, options.max_utterances)
+    utts = load_utterances(manifest, options.max_utterances)
     result = run_streaming_check(
         model, fp32, int8, utts, read_tokens(fp32.tokens), chunk_size=chunk, left_chunks=left,
         num_threads=options.num_threads, fbank=params["model_config"].get("fbank", "icefall"),
@@ -165,6 +182,11 @@ def run_export(options: ExportOptions) -> dict[str, Any]:
     """Exports (and checks, with a test set); returns ``{"suffix", "files", "check"}``."""
     if options.check_cuts is not None and options.check_manifest is not None:
         raise ValueError("Give --check-cuts or --check-manifest, not both.")
+    if not options.streaming:
+        given = [f"--{name.replace('_', '-')}" for name in STREAMING_ONLY
+                 if getattr(options, name) not in (None, False)]  # fmt: skip
+        if given:
+            raise ValueError(f"{' '.join(given)} only apply with --streaming.")
     state, params = options.model.load(options.exp_dir)
     model, suffix = load_transducer(state, params), options.model.suffix
     if options.streaming:

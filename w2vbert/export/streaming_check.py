@@ -4,7 +4,9 @@ chunk on the same frames (:mod:`w2vbert.model.streaming`), so that both can be c
 
 sherpa-onnx runs a chunk of T frames once ``processed + T < frames ready`` and advances T frames
 (``pad_length`` 0), so after the tail padding it has run ``(num_frames - 1) // T`` chunks; the
-PyTorch side runs the same chunks on the same fbank (kaldifeat, what sherpa-onnx computes).
+PyTorch side runs the same chunks on the same fbank (kaldifeat, what sherpa-onnx computes). The
+tail must be at least one chunk long (:func:`tail_seconds`), or up to T - 1 frames of speech at
+the end are never encoded.
 
 Shapes: L samples, T frames per chunk.
 """
@@ -33,8 +35,17 @@ from w2vbert.model.streaming import chunk_frames, encode_chunk, start_stream
 INT8_MAX_WER_INCREASE = 1.0
 """Allowed absolute WER increase (percent) of int8 over PyTorch streaming greedy (the issue's)."""
 TAIL_SECONDS = 0.3
-"""Silence appended after each utterance (as sherpa-onnx's examples do) so that its last chunk
-is run."""
+"""Shortest silence appended after each utterance (as sherpa-onnx's examples do); longer for
+chunks of more than 0.29 s (:func:`tail_seconds`)."""
+FRAME_SECONDS = 0.01
+"""One fbank frame (10 ms hop)."""
+
+
+def tail_seconds(frames: int) -> float:
+    """Silence to append so that every frame of the utterance is in a chunk that runs: with
+    chunks of T frames run while ``processed + T < frames ready``, an utterance of kT + 1 frames
+    needs T frames more. :data:`TAIL_SECONDS` at least."""
+    return max(TAIL_SECONDS, (frames + 1) * FRAME_SECONDS)
 
 
 def create_online_recognizer(
@@ -58,8 +69,8 @@ def create_online_recognizer(
     return recognizer
 
 
-def _with_tail(samples: np.ndarray, tail_seconds: float) -> np.ndarray:
-    tail = np.zeros(int(tail_seconds * SAMPLING_RATE), dtype=np.float32)
+def _with_tail(samples: np.ndarray, seconds: float) -> np.ndarray:
+    tail = np.zeros(round(seconds * SAMPLING_RATE), dtype=np.float32)
     return np.concatenate([samples.astype(np.float32), tail])
 
 
@@ -68,19 +79,24 @@ def sherpa_stream_decode(
     utts: Sequence[Utterance],
     *,
     piece_seconds: float = 0.1,
-    tail_seconds: float = TAIL_SECONDS,
+    tail: float | None = None,
     num_threads: int = 1,
     fbank: str = "icefall",
 ) -> DecodeRun:
     """Greedy search of sherpa-onnx's online recogniser, the audio fed ``piece_seconds`` at a time
-    as a microphone would (decoding whatever is ready after each piece)."""
+    as a microphone would (decoding whatever is ready after each piece), then ``tail`` seconds of
+    silence (default: :func:`tail_seconds` of the encoder's ``T`` metadata)."""
+    from w2vbert.export.onnx_export import read_metadata
+
+    if tail is None:
+        tail = tail_seconds(int(read_metadata(files.encoder)["T"]))
     recognizer = create_online_recognizer(files, num_threads=num_threads, fbank=fbank)
     run = DecodeRun(name="sherpa-onnx online greedy_search")
     piece = int(piece_seconds * SAMPLING_RATE)
     for utt in utts:
         start = time.perf_counter()
         stream = recognizer.create_stream()
-        samples = _with_tail(utt.samples, tail_seconds)
+        samples = _with_tail(utt.samples, tail)
         for i in range(0, len(samples), piece):
             stream.accept_waveform(SAMPLING_RATE, samples[i : i + piece])
             while recognizer.is_ready(stream):
@@ -102,17 +118,19 @@ def pytorch_stream_decode(
     *,
     chunk_size: int,
     left_chunks: int,
-    tail_seconds: float = TAIL_SECONDS,
+    tail: float | None = None,
     fbank: str = "icefall",
 ) -> DecodeRun:
     """The PyTorch streaming greedy search on the chunks sherpa-onnx runs (one utterance at a
-    time, as a stream; the timing covers fbank, encoder and search)."""
+    time, as a stream; the timing covers fbank, encoder and search), after ``tail`` seconds of
+    silence (default: :func:`tail_seconds` of the chunk)."""
     model.eval()
     run = DecodeRun(name="pytorch streaming greedy_search")
     frames = chunk_frames(model.encoder, chunk_size)
+    tail = tail_seconds(frames) if tail is None else tail
     for utt in utts:
         start = time.perf_counter()
-        feats = compute_fbank(_with_tail(utt.samples, tail_seconds), fbank)  # (F, 80)
+        feats = compute_fbank(_with_tail(utt.samples, tail), fbank)  # (F, 80)
         stream = start_stream(model.encoder, 1, chunk_size, left_chunks)
         state = greedy_start(model, 1)
         full = torch.full((1,), frames, dtype=torch.int64)

@@ -18,10 +18,17 @@ FULL_CONTEXT = -1
 """``chunk_size`` / ``left_chunks`` value meaning "no limit"."""
 
 
-def check_chunking(chunk_size: int, left_chunks: int, *, option: str = "chunk_size") -> None:
+def check_chunking(
+    chunk_size: int,
+    left_chunks: int,
+    *,
+    option: str = "chunk_size",
+    left_option: str = "left_chunks",
+) -> None:
     """Raise ``ValueError`` unless ``chunk_size`` is >= 1 or -1 and ``left_chunks`` is >= 1 or -1.
 
-    ``option`` names the setting in the message (e.g. ``--decode-chunk-size``)."""
+    ``option`` and ``left_option`` name the settings in the message (e.g.
+    ``--decode-chunk-size``, ``--left-context-chunks``)."""
     if chunk_size != FULL_CONTEXT and chunk_size < 1:
         raise ValueError(
             f"`{option}` must be a positive number of encoder steps or -1 (full context), "
@@ -29,7 +36,7 @@ def check_chunking(chunk_size: int, left_chunks: int, *, option: str = "chunk_si
         )
     if left_chunks != FULL_CONTEXT and left_chunks < 1:
         raise ValueError(
-            f"The left context (`left_chunks`) must be a positive number of chunks or -1 (all), "
+            f"The left context (`{left_option}`) must be a positive number of chunks or -1 (all), "
             f"but is {left_chunks} instead."
         )
 

@@ -175,7 +175,7 @@ def training_chunks(options: FinetuneOptions, config: W2VBertConfig) -> tuple[in
     """The ``--chunk-sizes`` in encoder steps; raises naming the option for a bad value, and
     for a positive size with an encoder that cannot stream."""
     sizes = parse_chunk_sizes(options.chunk_sizes, 10 * config.frame_stride, option="--chunk-sizes")
-    check_chunking(FULL_CONTEXT, options.left_context_chunks)
+    check_chunking(FULL_CONTEXT, options.left_context_chunks, left_option="--left-context-chunks")
     problems = streaming_problems(config)
     if any(size != FULL_CONTEXT for size in sizes) and problems:
         raise ValueError(
@@ -241,7 +241,9 @@ def estimate_input_statistics(
     if not data.train_cuts:
         raise ValueError("--input-norm global needs --train-cuts to estimate its statistics.")
     strategy = create_input_strategy(data.on_the_fly_feats, fbank)
-    cuts = load_train_cuts(data.train_cuts, "--train-cuts", needs_features=True)
+    cuts = load_train_cuts(
+        data.train_cuts, "--train-cuts", needs_features=not data.on_the_fly_feats
+    )  # audio-only cuts (a Shar directory of recordings) with --on-the-fly-feats
     cuts = cuts.subset(first=max_cuts)
     total = total_sq = None
     count = 0
