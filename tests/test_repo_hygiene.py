@@ -33,14 +33,15 @@ def test_conflict_marker_check_finds_a_planted_marker(tmp_path: Path) -> None:
     _git(tmp_path, "init", "-q")
     (tmp_path / "ok.md").write_text("Title\n=======\n\ntext\n")  # a setext heading is not a marker
     (tmp_path / "bad.json").write_text(
-        '{\n<<<<<<< HEAD\n "a": 1\n=======\n "a": 2\n>>>>>>> branch\n}\n'
+        '{\n<<<<<<< HEAD\n "a": 1\n||||||| base\n "a": 0\n=======\n "a": 2\n>>>>>>> branch\n}\n'
     )
     (tmp_path / "untracked.txt").write_text("<<<<<<< HEAD\n")
     _git(tmp_path, "add", "ok.md", "bad.json")
     assert conflict_markers(tmp_path) == [
         "bad.json:2: <<<<<<< HEAD",
-        "bad.json:4: =======",
-        "bad.json:6: >>>>>>> branch",
+        "bad.json:4: ||||||| base",
+        "bad.json:6: =======",
+        "bad.json:8: >>>>>>> branch",
     ]
     cli = subprocess.run(
         [sys.executable, str(REPO / "utils" / "check_conflict_markers.py"), str(tmp_path)],

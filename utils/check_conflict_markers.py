@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Lists every line of a git repository's tracked files that holds a merge-conflict marker
-(``<<<<<<< ``, ``>>>>>>> ``, or a bare ``=======`` between them), as ``path:line: text``.
+(``<<<<<<< ``, ``>>>>>>> ``, and between them a bare ``=======`` or diff3's ``||||||| ``), as ``path:line: text``.
 
     python3 utils/check_conflict_markers.py [REPO]     # exit 1 when any is found
 
@@ -18,6 +18,7 @@ from pathlib import Path
 _OPEN = re.compile(rb"^<{7}( |$)")
 _CLOSE = re.compile(rb"^>{7}( |$)")
 _MIDDLE = re.compile(rb"^={7}$")
+_BASE = re.compile(rb"^\|{7}( |$)")  # diff3 / zdiff3: the common ancestor's side
 
 
 def conflict_markers(repo: Path) -> list[str]:
@@ -37,7 +38,11 @@ def conflict_markers(repo: Path) -> list[str]:
         inside = False
         for i, line in enumerate(data.splitlines(), 1):
             line = line.rstrip(b"\r")
-            hit = bool(_OPEN.match(line) or _CLOSE.match(line) or (inside and _MIDDLE.match(line)))
+            hit = bool(
+                _OPEN.match(line)
+                or _CLOSE.match(line)
+                or (inside and (_MIDDLE.match(line) or _BASE.match(line)))
+            )
             if _OPEN.match(line):
                 inside = True
             elif _CLOSE.match(line):

@@ -27,7 +27,9 @@ while [ $# -gt 0 ]; do
     --venv) venv=$2; shift 2 ;;
     --no-apt) use_apt=false; shift ;;
     --force) force=true; shift ;;
-    --offline) offline=$(cd "$2" && pwd) || exit 2; shift 2 ;;
+    --offline)
+      [ -n "${2:-}" ] && [ -d "$2" ] || { echo "setup_env.sh: --offline needs a directory of wheels and sdists (bench/gpu/validate.sh prepare writes one), but got '${2:-}'" >&2; exit 2; }
+      offline=$(cd "$2" && pwd); shift 2 ;;
     -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "setup_env.sh: unknown option '$1' (expected --venv DIR, --no-apt, --force or --offline DIR)" >&2; exit 2 ;;
   esac
