@@ -59,6 +59,43 @@ class ExportedFiles:
         sizes["total"] = sum(sizes.values())
         return sizes
 
+    @classmethod
+    def named(cls, out_dir: Path, name: str, tokens: Path, *, int8: bool = False) -> ExportedFiles:
+        """``{encoder,decoder,joiner}-<name>.onnx`` (``.int8.onnx``) in ``out_dir``."""
+        ext = ".int8.onnx" if int8 else ".onnx"
+        parts = {part: out_dir / f"{part}-{name}{ext}" for part in ("encoder", "decoder", "joiner")}
+        return cls(**parts, tokens=tokens)
+
+
+def start_export(model: Transducer, out_dir: Path | str, name: str, tokens: Path | str) -> ExportedFiles:
+    """Checks what every export needs (``tokens`` lists the model's vocabulary, a decoder that
+    exports), puts ``model`` in eval mode, copies ``tokens`` into ``out_dir`` (created) and
+    returns the fp32 file names of ``name``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokens = Path(tokens)
+    num_tokens = _count_tokens(tokens)
+    if num_tokens != model.vocab_size:
+        raise ValueError(
+            f"{tokens} must list vocab_size={model.vocab_size} tokens, but lists {num_tokens} instead."
+        )
+    if not isinstance(model.decoder, Decoder):
+        OnnxDecoder(model.decoder, model.joiner.decoder_proj)  # raises, naming the decoder type
+    model.eval()
+    fp32 = ExportedFiles.named(out_dir, name, out_dir / "tokens.txt")
+    if tokens.resolve() != fp32.tokens.resolve():
+        shutil.copyfile(tokens, fp32.tokens)
+    return fp32
+
+
+def quantize_files(fp32: ExportedFiles, name: str) -> ExportedFiles:
+    """int8 copies (:func:`quantize_int8`) of the three fp32 files, named for ``name``."""
+    q = ExportedFiles.named(fp32.encoder.parent, name, fp32.tokens, int8=True)
+    for part in ("encoder", "decoder", "joiner"):
+        quantize_int8(getattr(fp32, part), getattr(q, part))
+    logger.info(f"Quantised to int8: {q.sizes()} bytes")
+    return q
+
 
 def add_metadata(path: Path, metadata: dict[str, str | int]) -> None:
     """Writes ``metadata`` (values as strings) into the ONNX file's ``metadata_props``."""
@@ -214,25 +251,7 @@ def export_transducer(
     Returns:
         (fp32 files, int8 files or None).
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tokens = Path(tokens)
-    num_tokens = _count_tokens(tokens)
-    if num_tokens != model.vocab_size:
-        raise ValueError(
-            f"{tokens} must list vocab_size={model.vocab_size} tokens, but lists {num_tokens} instead."
-        )
-    if not isinstance(model.decoder, Decoder):
-        OnnxDecoder(model.decoder, model.joiner.decoder_proj)  # raises, naming the decoder type
-    model.eval()
-    fp32 = ExportedFiles(
-        encoder=out_dir / f"encoder-{suffix}.onnx",
-        decoder=out_dir / f"decoder-{suffix}.onnx",
-        joiner=out_dir / f"joiner-{suffix}.onnx",
-        tokens=out_dir / "tokens.txt",
-    )
-    if tokens.resolve() != fp32.tokens.resolve():
-        shutil.copyfile(tokens, fp32.tokens)
+    fp32 = start_export(model, out_dir, suffix, tokens)
     with torch.no_grad():
         export_encoder(model, fp32.encoder, comment=comment)
         export_decoder(model, fp32.decoder)
@@ -240,18 +259,7 @@ def export_transducer(
     logger.info(
         f"Exported {fp32.encoder.name}, {fp32.decoder.name}, {fp32.joiner.name}: {fp32.sizes()} bytes"
     )
-    if not int8:
-        return fp32, None
-    q = ExportedFiles(
-        encoder=out_dir / f"encoder-{suffix}.int8.onnx",
-        decoder=out_dir / f"decoder-{suffix}.int8.onnx",
-        joiner=out_dir / f"joiner-{suffix}.int8.onnx",
-        tokens=fp32.tokens,
-    )
-    for name in ("encoder", "decoder", "joiner"):
-        quantize_int8(getattr(fp32, name), getattr(q, name))
-    logger.info(f"Quantised to int8: {q.sizes()} bytes")
-    return fp32, q
+    return fp32, (quantize_files(fp32, suffix) if int8 else None)
 
 
 def _count_tokens(tokens: Path) -> int:

@@ -34,7 +34,6 @@ J joiner dim.
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 import torch
@@ -43,11 +42,11 @@ from torch import Tensor, nn
 from w2vbert.export.onnx_export import (
     EXPORT_VERSION,
     ExportedFiles,
-    _count_tokens,
     _export,
     add_metadata,
     export_joiner,
-    quantize_int8,
+    quantize_files,
+    start_export,
 )
 from w2vbert.export.onnx_modules import OnnxDecoder
 from w2vbert.model.chunking import FULL_CONTEXT, check_chunking
@@ -169,24 +168,11 @@ def export_streaming_transducer(
     ``chunk_size`` (encoder steps) and ``left_chunks`` (chunks, finite) fix the caches. The
     model's encoder must be streamable (:func:`w2vbert.model.config.streaming_problems`).
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tokens = Path(tokens)
-    if _count_tokens(tokens) != model.vocab_size:
-        raise ValueError(f"{tokens} must list vocab_size={model.vocab_size} tokens.")
-    model.eval()
+    name = f"{suffix}-streaming"
+    fp32 = start_export(model, out_dir, name, tokens)
     encoder = OnnxStreamingEncoder(
         model.encoder, model.joiner.encoder_proj, chunk_size, left_chunks
     )
-    name = f"{suffix}-streaming"
-    fp32 = ExportedFiles(
-        encoder=out_dir / f"encoder-{name}.onnx",
-        decoder=out_dir / f"decoder-{name}.onnx",
-        joiner=out_dir / f"joiner-{name}.onnx",
-        tokens=out_dir / "tokens.txt",
-    )
-    if tokens.resolve() != fp32.tokens.resolve():
-        shutil.copyfile(tokens, fp32.tokens)
     with torch.no_grad():
         x = torch.randn(2, encoder.frames, 80)
         attn, conv = encoder.initial_states(2)
@@ -224,17 +210,7 @@ def export_streaming_transducer(
         export_joiner(model, fp32.joiner)
     logger.info(f"Exported the streaming model ({chunk_size} steps per chunk, {left_chunks} left "
                 f"chunks): {fp32.sizes()} bytes")  # fmt: skip
-    if not int8:
-        return fp32, None
-    q = ExportedFiles(
-        encoder=out_dir / f"encoder-{name}.int8.onnx",
-        decoder=out_dir / f"decoder-{name}.int8.onnx",
-        joiner=out_dir / f"joiner-{name}.int8.onnx",
-        tokens=fp32.tokens,
-    )
-    for part in ("encoder", "decoder", "joiner"):
-        quantize_int8(getattr(fp32, part), getattr(q, part))
-    return fp32, q
+    return fp32, (quantize_files(fp32, name) if int8 else None)
 
 
 def check_streamable(params: dict, *, allow_offline: bool) -> None:
