@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +155,27 @@ def test_the_an4_configuration_runs_stages_0_to_7_on_a_simulated_archive(tmp_pat
     for stage in range(8):
         assert list((tmp_path / "exp" / "log").glob(f"stage-{stage}-*.done")), stage
     assert list((tmp_path / "exp" / "finetune").glob("encoder*.onnx"))  # stage 7 exported
+
+
+def _script(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "local" / name), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True)  # fmt: skip
+
+
+@pytest.mark.parametrize("script", ["download_an4.py", "prepare_an4.py"])
+def test_the_an4_stage_scripts_have_help(script, tmp_path):
+    proc = _script(script, "--help", cwd=tmp_path)
+    assert proc.stdout.startswith("usage:") and "--log-file" in proc.stdout
+
+
+def test_stage_0_links_an_existing_tree_and_stage_1_names_a_bad_line_without_a_traceback(tree, tmp_path):
+    an4, _ = tree
+    assert _script("download_an4.py", "--target-dir", tmp_path / "dl", "--existing", an4,
+                   cwd=tmp_path).returncode == 0  # fmt: skip
+    assert (tmp_path / "dl" / "an4").resolve() == an4.resolve()
+    with open(an4 / "etc" / "an4_test.transcription", "a") as f:
+        f.write("hello (an999-fxyz-b)\n")
+    proc = _script("prepare_an4.py", "--corpus-dir", tmp_path / "dl" / "an4", "--output-dir",
+                   tmp_path / "m", "--num-dev", "4", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "an4_test.transcription:5: expected" in proc.stderr
