@@ -106,7 +106,7 @@ def test_plan_warns_when_the_lr_warm_up_is_longer_than_the_run():
     total = 14 * 1.915 * 3600 / 30
     (warning,) = TrainingPlan(**run, warmup_steps=25_000).warnings()
     assert f"--warmup-steps 25000 is longer than the whole run (~{total:,.0f} updates" in warning
-    assert f"ends at <= {total / 25_000:.2g} x --base-lr" in warning
+    assert f"ends at ~{total / 25_000:.2g} x --base-lr" in warning
     assert f">= {total:,.0f} updates (--num-epochs)" in TrainingPlan(**run).describe()
     assert TrainingPlan(**run, warmup_steps=500).warnings() == []
     assert TrainingPlan(**run).warnings() == []  # no warm-up

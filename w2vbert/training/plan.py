@@ -85,10 +85,10 @@ class TrainingPlan:
             return []
         return [
             f"--warmup-steps {self.warmup_steps} is longer than the whole run (~{total:,.0f} "
-            f"updates, fewer if batches are not full): the lr never reaches --base-lr, it ends at "
-            f"<= {total / self.warmup_steps:.2g} x --base-lr (its mean over the run: "
-            f"{total / self.warmup_steps / 2:.2g} x). Give a warm-up of a few hundred to a few "
-            "thousand updates, a small share of the run."
+            f"updates; more when batches are not full, ~1.2x on short utterances): the lr never "
+            f"reaches --base-lr, it ends at ~{total / self.warmup_steps:.2g} x --base-lr (its "
+            f"mean over the run: ~{total / self.warmup_steps / 2:.2g} x). Give a warm-up of a few "
+            "hundred to a few thousand updates, a small share of the run."
         ]
 
     def gpu_hours(self) -> float | None:
