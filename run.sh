@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 
 stage=0
 stop_stage=7
-corpus=mini          # mini (bundled, synthesised here) | tiny | librispeech | librispeech-960 | librilight
+corpus=mini          # mini (bundled, synthesised here) | tiny | librispeech | librispeech-960 | librilight | an4
 nj=2
 seed=0
 exp_dir=exp
@@ -28,6 +28,9 @@ librilight_dir=""    # an existing Libri-Light copy (small/ medium/ large/) to l
 librilight_subset="" # --corpus librilight: small | medium | large | all (default small)
 librilight_max_cut_duration=""  # join Libri-Light VAD segments into segments of at most this many s
 full_librispeech=""  # gone: --corpus librispeech-960
+an4_archive=""       # --corpus an4: a local an4_raw.bigendian.tar.gz instead of CMU's download
+an4_dir=""           # --corpus an4: an unpacked AN4 tree (etc/, wav/) to link instead
+an4_train_part=""    # --corpus an4: the fine-tuning part, train (default) or train-1of8
 pretrain_preset=""
 pretrain_epochs=""
 pretrain_max_duration=""
@@ -78,7 +81,8 @@ Options:
   --stage N --stop-stage M   stages to run (default 0 and 7)
   --corpus NAME              mini (default) | tiny | librispeech (fine-tune on 100 h, pre-train
                              on 960 h) | librispeech-960 (fine-tune on 960 h) | librilight
-                             (pre-train on Libri-Light, fine-tune on 960 h)
+                             (pre-train on Libri-Light, fine-tune on 960 h) | an4 (CMU's AN4,
+                             real speech: 848 train / 100 dev / 130 test utterances)
   --nj N                     parallel jobs for data preparation (default 2)
   --exp-dir DIR --data-dir DIR --download-dir DIR
   --force true               re-run stages already done (default: skip them)
@@ -92,6 +96,10 @@ Options:
   --rdzv-endpoint HOST:PORT  torchrun's rendezvous on several nodes; --rdzv-port (SLURM, 29400)
   --slurm-args "..."         more srun flags
   --librispeech-dir PATH     use an existing LibriSpeech copy (linked, not downloaded)
+  --an4-archive FILE         --corpus an4: unpack this an4_raw.bigendian.tar.gz (default: CMU's)
+  --an4-dir DIR              --corpus an4: link this unpacked AN4 tree instead
+  --an4-train-part PART      --corpus an4: fine-tune (and BPE) on train (default, 848 utterances)
+                             or train-1of8 (1/8 of them, whole speakers: few labels)
   --librilight-subset NAME   --corpus librilight: small (default) | medium | large | all
   --librilight-dir PATH      use an existing Libri-Light copy holding the subsets (linked)
   --librilight-max-cut-duration S   join each Libri-Light recording's VAD segments into segments
@@ -149,6 +157,16 @@ fi
 if [ -z "${librilight_parts:-}" ] && [ -n "$librilight_dir$librilight_subset" ]; then
   echo "run.sh: --librilight-dir and --librilight-subset are for --corpus librilight, not '$corpus'" >&2; exit 2
 fi
+if [ "${corpus_layout:-}" != an4 ] && [ -n "$an4_archive$an4_dir$an4_train_part" ]; then
+  echo "run.sh: --an4-archive, --an4-dir and --an4-train-part are for --corpus an4, not '$corpus'" >&2; exit 2
+fi
+if [ -n "$an4_archive" ] && [ -n "$an4_dir" ]; then
+  echo "run.sh: give --an4-archive or --an4-dir, not both" >&2; exit 2
+fi
+case ${an4_train_part:-train} in
+  train|train-1of*) ;;
+  *) echo "run.sh: unknown --an4-train-part '$an4_train_part' (expected train or train-1of${an4_subset_denominator:-8})" >&2; exit 2 ;;
+esac
 if [ -n "${librilight_max_cut_duration:-}" ] &&
    ! awk -v x="$librilight_max_cut_duration" 'BEGIN { exit !(x ~ /^[0-9.]+$/ && x > 0 && x <= 30) }'; then
   echo "run.sh: --librilight-max-cut-duration must be a number of seconds in (0, 30], got" \

@@ -99,6 +99,20 @@ def test_plan_gives_updates_epochs_and_gpu_hours():
     assert f"~{hours:,.3g} H200 GPU-hours" in text
 
 
+def test_plan_warns_when_the_lr_warm_up_is_longer_than_the_run():
+    # issue 27's AN4 run: 1.92 h per epoch in 30 s batches, 14 epochs, the default 25k warm-up
+    run = dict(world_size=1, accum_grad=1, max_duration=30.0, epoch_seconds=1.915 * 3600,
+               num_epochs=14, max_steps=0, num_parameters=5_700_000, compiled=False)  # fmt: skip
+    total = 14 * 1.915 * 3600 / 30
+    (warning,) = TrainingPlan(**run, warmup_steps=25_000).warnings()
+    assert f"--warmup-steps 25000 is longer than the whole run (~{total:,.0f} updates" in warning
+    assert f"ends at ~{total / 25_000:.2g} x --base-lr" in warning
+    assert f">= {total:,.0f} updates (--num-epochs)" in TrainingPlan(**run).describe()
+    assert TrainingPlan(**run, warmup_steps=500).warnings() == []
+    assert TrainingPlan(**run).warnings() == []  # no warm-up
+    assert TrainingPlan(**{**run, "epoch_seconds": None}, warmup_steps=25_000).warnings() == []
+
+
 def _run(exp_dir: Path, *flags: str, expect_rc: int = 0) -> str:
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(

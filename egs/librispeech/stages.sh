@@ -188,6 +188,9 @@ run_recipe_stage() {
         run_stage 0 corpus _forced python local/make_mini_corpus.py --out-dir "$corpus_dir" --seed "$seed" \
           --nj "$nj" --train-minutes "$mini_train_minutes" --dev-minutes "$mini_dev_minutes" \
           --test-minutes "$mini_test_minutes" --unlabelled-minutes "$mini_unlabelled_minutes"
+      elif [ "${corpus_layout:-}" = an4 ]; then  # CMU's archive, a local copy of it, or a tree
+        run_stage 0 corpus python local/download_an4.py --target-dir "$download_dir" \
+          ${an4_archive:+--archive "$an4_archive"} ${an4_dir:+--existing "$an4_dir"}
       else
         # every part the configuration uses, pre-training's included; Libri-Light subsets too
         run_stage 0 corpus python local/download_librispeech.py --target-dir "$download_dir" \
@@ -196,6 +199,12 @@ run_recipe_stage() {
           ${librilight_dir:+--existing-librilight "$librilight_dir"}
       fi ;;
     1)
+      if [ "${corpus_layout:-}" = an4 ]; then  # raw big-endian audio -> FLAC; dev, train-1of8
+        run_stage 1 manifests _forced python local/prepare_an4.py --corpus-dir "$corpus_dir" \
+          --output-dir "$data_dir/manifests" --audio-dir "$data_dir/an4_flac" --prefix "$prefix" \
+          --num-dev "$an4_dev_utterances" --subset-denominator "$an4_subset_denominator" --nj "$nj"
+        return
+      fi
       # (flags that a configuration does not use stay off the line: old fingerprints hold)
       local dirs=("$corpus_dir") more=()
       [ "$synthetic" != true ] && more=(--parts $(_librispeech_parts) ${librilight_parts:-})

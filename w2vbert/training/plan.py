@@ -54,6 +54,7 @@ class TrainingPlan:
     max_steps: int  # 0: num_epochs decides
     num_parameters: int
     compiled: bool
+    warmup_steps: int = 0  # the lr schedule's linear warm-up (0: none)
 
     @property
     def update_seconds(self) -> float:
@@ -75,6 +76,20 @@ class TrainingPlan:
         if self.max_steps <= 0:
             return by_epochs
         return float(self.max_steps) if by_epochs is None else min(float(self.max_steps), by_epochs)
+
+    def warnings(self) -> list[str]:
+        """Settings that do not fit the run's length: a warm-up of the lr longer than the run
+        (its peak is then never reached; the Noam schedule keeps lr <= base_lr * step / warm-up)."""
+        total = self.total_updates
+        if total is None or self.warmup_steps <= 0 or self.warmup_steps <= total:
+            return []
+        return [
+            f"--warmup-steps {self.warmup_steps} is longer than the whole run (~{total:,.0f} "
+            f"updates; more when batches are not full, ~1.2x on short utterances): the lr never "
+            f"reaches --base-lr, it ends at ~{total / self.warmup_steps:.2g} x --base-lr (its "
+            f"mean over the run: ~{total / self.warmup_steps / 2:.2g} x). Give a warm-up of a few "
+            "hundred to a few thousand updates, a small share of the run."
+        ]
 
     def gpu_hours(self) -> float | None:
         """Estimated GPU-hours on H200s: the measured XL throughput scaled by parameter count."""
@@ -100,8 +115,10 @@ class TrainingPlan:
         if total is not None:
             epochs = total / per_epoch if per_epoch else float("nan")
             limit = f"--max-steps {self.max_steps}" if self.max_steps else "--num-epochs"
+            at_least = "" if self.max_steps and total == self.max_steps else ">= "
             lines.append(
-                f"{total:,.0f} updates ({limit}) = {epochs:.2f} epochs of at most {self.num_epochs}"
+                f"{at_least}{total:,.0f} updates ({limit}) = {epochs:.2f} epochs of at most "
+                f"{self.num_epochs}"
             )
         hours = self.gpu_hours()
         if hours is not None:

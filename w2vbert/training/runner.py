@@ -273,8 +273,11 @@ def run_training(
                 max_steps=train_config.max_steps,
                 num_parameters=sum(p.numel() for e in encoders for p in e.parameters()),
                 compiled=train_config.compile,
+                warmup_steps=train_config.warmup_steps,
             )
             logger.info(plan.describe())
+            for warning in plan.warnings():
+                logger.warning(warning)
 
         state = trainer.train()
         logger.info(

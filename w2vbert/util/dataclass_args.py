@@ -77,6 +77,8 @@ def add_dataclass_arguments(
         kwargs: dict[str, Any] = {"default": default, "help": f.metadata.get("help", "")}
         if default is not None and tp is not bool:
             kwargs["help"] += f" (default: {default})"
+        elif tp is bool and default is not None:  # argparse (3.11+) shows no default for --x/--no-x
+            kwargs["help"] += f" (default: {_flag(f.name) if default else '--no-' + _flag(f.name)[2:]})"
         if typing.get_origin(tp) is tuple:  # tuple[X, ...]: one or more values
             item, *rest = typing.get_args(tp)
             if rest != [Ellipsis]:
