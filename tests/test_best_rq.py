@@ -175,8 +175,7 @@ def test_a_few_steps_on_a_fixed_batch_lower_the_loss_and_leave_the_quantizer_unc
 
 # ---- through the recipe's pre-training, resume and fine-tuning ----------------------------
 
-COMMON = ["--max-duration", "4", "--num-buckets", "2", "--warmup-steps", "5", "--log-interval",
-          "1", "--device", "cpu", "--no-tensorboard", "--model-preset", "tiny"]  # fmt: skip
+COMMON = [*tiny_corpus.TRAIN_FLAGS, "--no-tensorboard", "--model-preset", "tiny"]
 
 
 @pytest.fixture(scope="module")

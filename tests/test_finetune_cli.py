@@ -21,19 +21,7 @@ from w2vbert.training.finetuning import FinetuneOptions, build_finetune_task  # 
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
 
-COMMON = [
-    "--max-duration",
-    "4",
-    "--num-buckets",
-    "2",
-    "--warmup-steps",
-    "5",
-    "--log-interval",
-    "1",
-    "--device",
-    "cpu",
-    "--no-tensorboard",
-]
+COMMON = [*tiny_corpus.TRAIN_FLAGS, "--no-tensorboard"]
 
 
 @pytest.fixture(scope="module")

@@ -34,8 +34,7 @@ from w2vbert.util.lock import DirectoryInUseError  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
 
-COMMON = ["--max-duration", "4", "--num-buckets", "2", "--warmup-steps", "5", "--log-interval",
-          "1", "--device", "cpu", "--save-every-n", "0"]  # fmt: skip
+COMMON = [*tiny_corpus.TRAIN_FLAGS, "--save-every-n", "0"]
 
 
 def _other_bpe(root: Path, vocab_size: int = 20) -> Path:

@@ -314,8 +314,7 @@ def test_a_conformer_shaw_head_of_both_codebooks_sets_the_targets_and_is_reorder
     assert torch.equal(weight, head.view(16, 2, 32)[:, 0])
 
 
-COMMON = ["--max-duration", "4", "--num-buckets", "2", "--warmup-steps", "5", "--log-interval",
-          "1", "--device", "cpu", "--no-tensorboard"]  # fmt: skip
+COMMON = [*tiny_corpus.TRAIN_FLAGS, "--no-tensorboard"]
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,10 @@ import soundfile as sf
 from lhotse import CutSet, Fbank, FbankConfig, LilcomChunkyWriter, Recording, RecordingSet
 from lhotse import SupervisionSegment, SupervisionSet
 
+# The training flags every tiny CLI test run shares (small batches, short warm-up, CPU).
+TRAIN_FLAGS = ["--max-duration", "4", "--num-buckets", "2", "--warmup-steps", "5",
+               "--log-interval", "1", "--device", "cpu"]  # fmt: skip
+
 TEXTS = [
     "HELLO WORLD",
     "GOOD MORNING",
