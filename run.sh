@@ -42,6 +42,7 @@ bpe_vocab_size=""
 decode_epoch=""
 decode_avg=""
 decoding_methods=""
+pretrain_extra_cuts=""   # more unlabelled cuts manifests for stage 4 (space-separated; same fbank kind)
 pretrain_extra_args=""   # extra flags for python -m w2vbert.pretrain (quoted string)
 finetune_extra_args=""   # extra flags for python -m w2vbert.finetune
 finetune_init_args=""    # more stage-5 flags only when it starts from a pre-trained encoder
@@ -107,6 +108,9 @@ Options:
   --pretrain-preset NAME     tiny|mini|base|xl|xxl; and --pretrain-epochs, --pretrain-max-duration,
                              --pretrain-lr, --finetune-epochs, --finetune-max-duration, --finetune-lr,
                              --bpe-vocab-size, --decode-epoch, --decode-avg, --decoding-methods
+  --pretrain-extra-cuts "F..." more unlabelled cuts manifests (with features of the same kind,
+                             e.g. another corpus's <prefix>_cuts_*.jsonl.gz) that stage 4
+                             pre-trains on besides the corpus's own, mixed in by size
   --pretrain-extra-args "..." --finetune-extra-args "..."   more flags for stage 4 / 5
   --finetune-init-args "..."  more stage-5 flags for pre-trained encoders only (not scratch)
   --init-from SRC            start from released weights: a Hugging Face w2v-BERT 2.0 directory
@@ -196,6 +200,6 @@ done
 log "run.sh: finished stages $stage..$stop_stage in $SECONDS s"
 if [ "$stop_stage" -ge 4 ] && [ "$dry_run" != true ]; then
   _report > "$log_dir/report.log" 2>&1 || { log "ERROR: writing the results failed; see $log_dir/report.log"; exit 1; }
-  awk '/^## /{show = ($0 ~ /^## (Recognition|Comparison|Time per stage)/)} show && !/^!\[/' "$exp_dir/RESULTS.md"
+  awk '/^## /{show = ($0 ~ /^## (Recognition|Streaming|Comparison|Time per stage)/)} show && !/^!\[/' "$exp_dir/RESULTS.md"
   log "results: $exp_dir/RESULTS.md (plots in $exp_dir/plots/)"
 fi

@@ -56,10 +56,10 @@ _settings() {  # _settings NAME...: "var=value ..." of the globals that the stag
     printf '%s=%q ' "$v" "${!v-}"
   done
   # settings added later enter only when set, so that existing runs keep their fingerprints
-  for v in fbank init_from init_pretrain_args continue_pretraining pretrain_shar; do
+  for v in fbank init_from init_pretrain_args continue_pretraining pretrain_shar pretrain_extra_cuts; do
     case "$v=${!v-}" in
       fbank=|fbank=icefall|init_from=|init_pretrain_args=|continue_pretraining=|continue_pretraining=true) ;;
-      pretrain_shar=|pretrain_shar=none) ;;
+      pretrain_shar=|pretrain_shar=none|pretrain_extra_cuts=) ;;
       *) printf '%s=%q ' "$v" "${!v}" ;;
     esac
   done
@@ -68,13 +68,20 @@ _settings() {  # _settings NAME...: "var=value ..." of the globals that the stag
 _pretrain() {  # _pretrain EXP_DIR [more flags]: stage 4's command (also used by stage 8);
   # with $init_from it continues that model's pre-training (its config, not the preset's) with
   # $init_pretrain_args (e.g. a lower peak lr and a short warm-up)
-  local dir=$1 init=() train=(); shift
+  local dir=$1 init=() train=() extra=(); shift
   [ -n "${init_from:-}" ] && read -r -a init <<< "--init-from $init_from ${init_pretrain_args:-}"
   case ${pretrain_shar:-none} in  # Shar shards (stage 2 --shar-dir), shuffled per epoch
     none) train=("$(_cuts pretrain)") ;;
     features) train=("$(_shar_dir)") ;;
     audio) train=("$(_shar_dir)" --on-the-fly-feats) ;;  # fbank computed in training
   esac
+  # more unlabelled audio from other manifests (e.g. another corpus's), mixed in by size
+  if [ -n "${pretrain_extra_cuts:-}" ]; then
+    [ "${pretrain_shar:-none}" = none ] || {
+      echo "run.sh: --pretrain-extra-cuts needs --pretrain-shar none (one Shar directory is read alone)" >&2; return 2; }
+    read -r -a extra <<< "$pretrain_extra_cuts"
+    train+=("${extra[@]}")
+  fi
   # (inputs that changed since its checkpoints: they move to $dir/stale-<time>/, training restarts)
   launch_training w2vbert.pretrain --exp-dir "$dir" --stale-inputs set-aside \
     --train-cuts "${train[@]}" --valid-cuts "$(_cuts "$(_first $dev_parts)")" \
@@ -115,21 +122,41 @@ _decode() {  # _decode EXP_DIR METHOD...: decode every dev and test part
   done
 }
 
-_decode_streaming() {  # _decode_streaming EXP_DIR: greedy search at each chunk size (-1: full)
+_decode_streaming() {  # _decode_streaming EXP_DIR: greedy search at each chunk size (-1: full);
+  # then the offline model of stage 5 (when there is one) at each positive chunk size, the
+  # reference a streaming model must beat (its chunked decoding is the full forward with the
+  # chunk mask: what full-context training gives when run in chunks)
   local dir=$1 chunk
   for chunk in ${streaming_chunk_sizes//,/ }; do
     decode_extra_args="--decode-chunk-size $chunk --left-context-chunks $streaming_left_chunks" \
       _decode "$dir" greedy_search || return 1
   done
+  [ -f "$exp_dir/finetune/epoch-$decode_epoch.pt" ] || return 0
+  for chunk in $(_streaming_chunks); do
+    decode_extra_args="--decode-chunk-size $chunk --left-context-chunks $streaming_left_chunks" \
+      _decode "$exp_dir/finetune" greedy_search || return 1
+  done
 }
 
-_streaming_chunk() {  # the chunk size the streaming export uses: the first positive one listed
-  local chunk
+_streaming_chunks() {  # the positive chunk sizes of --streaming-chunk-sizes (each is exported)
+  local chunk out=()
   for chunk in ${streaming_chunk_sizes//,/ }; do
-    [ "$chunk" != -1 ] && { echo "$chunk"; return 0; }
+    [ "$chunk" != -1 ] && out+=("$chunk")
   done
+  [ ${#out[@]} -gt 0 ] && { echo "${out[@]}"; return 0; }
   echo "run.sh: --streaming-chunk-sizes '$streaming_chunk_sizes' lists no positive chunk size" >&2
   return 1
+}
+
+_export_streaming() {  # stage 7 --streaming: one online model per positive chunk size, each
+  # checked with sherpa-onnx on the first test set (WER, RTF on 1 thread)
+  local chunk
+  for chunk in "$@"; do
+    python -m w2vbert.export_onnx --exp-dir "$exp_dir/finetune-streaming" \
+      --epoch "$decode_epoch" --avg "$decode_avg" --use-averaged-model --int8 \
+      --tokens "$lang_dir/tokens.txt" --check-cuts "$(_cuts "$(_first $test_parts)")" \
+      --streaming --decode-chunk-size "$chunk" --left-context-chunks "$streaming_left_chunks" || return 1
+  done
 }
 
 _report() {  # writes $exp_dir/RESULTS.md and plots from whatever has run
@@ -168,7 +195,7 @@ _compare() {  # stage 8: (a) scratch, (c) contrastive only, (d) MLM only, (e) BE
 _pretrain_inputs() {  # the files stage 4 reads (stage_inputs)
   local train
   case ${pretrain_shar:-none} in none) train=$(_cuts pretrain) ;; *) train=$(_shar_dir) ;; esac
-  echo "$train $(_cuts "$(_first $dev_parts)") ${init_from:-}"
+  echo "$train ${pretrain_extra_cuts:-} $(_cuts "$(_first $dev_parts)") ${init_from:-}"
 }
 
 _finetune_train_cuts() {  # the cuts stage 5 trains on
@@ -262,7 +289,8 @@ run_recipe_stage() {
       local sets=() p; for p in $dev_parts $test_parts; do sets+=("$(_cuts "$p")"); done
       if [ "${streaming:-false}" = true ]; then
         stage_settings="$(_settings decode)$(printf 'streaming=%q ' "$streaming_chunk_sizes/$streaming_left_chunks")" \
-          stage_inputs="$exp_dir/finetune-streaming/epoch-$decode_epoch.pt $lang_dir/bpe.model ${sets[*]}" \
+          stage_inputs="$exp_dir/finetune-streaming/epoch-$decode_epoch.pt $lang_dir/bpe.model ${sets[*]}$(
+            f=$exp_dir/finetune/epoch-$decode_epoch.pt; [ -f "$f" ] && echo " $f")" \
           run_stage 6 decode-streaming _decode_streaming "$exp_dir/finetune-streaming"
         return 0
       fi
@@ -271,12 +299,10 @@ run_recipe_stage() {
         run_stage 6 decode _decode "$exp_dir/finetune" $decoding_methods ;;
     7)
       if [ "${streaming:-false}" = true ]; then
-        local chunk; chunk=$(_streaming_chunk) || return 2
-        stage_inputs="$exp_dir/finetune-streaming/epoch-$decode_epoch.pt $lang_dir/tokens.txt" \
-          run_stage 7 export-streaming python -m w2vbert.export_onnx --exp-dir "$exp_dir/finetune-streaming" \
-          --epoch "$decode_epoch" --avg "$decode_avg" --use-averaged-model --int8 \
-          --tokens "$lang_dir/tokens.txt" --check-cuts "$(_cuts "$(_first $test_parts)")" \
-          --streaming --decode-chunk-size "$chunk" --left-context-chunks "$streaming_left_chunks"
+        local chunks; chunks=$(_streaming_chunks) || return 2
+        stage_settings=$(printf '%q ' "$data_dir" "$prefix" "$test_parts" "$decode_epoch" "$decode_avg" "$streaming_left_chunks") \
+          stage_inputs="$exp_dir/finetune-streaming/epoch-$decode_epoch.pt $lang_dir/tokens.txt" \
+          run_stage 7 export-streaming _export_streaming $chunks
         return 0
       fi
       stage_inputs="$exp_dir/finetune/epoch-$decode_epoch.pt $lang_dir/tokens.txt" \
