@@ -191,4 +191,4 @@ def test_streaming_export_checks_with_a_recordings_manifest_and_refuses_ignored_
         run_streaming_export(replace(options, left_context_chunks=0), _model(tiny), params, "t")
     out = run_streaming_export(replace(options, left_context_chunks=4), _model(tiny), params, "t")
     assert out["check"]["num_utterances"] == 1 and out["check"]["passed"]
-    assert (tmp_path / "export-check-t-streaming.md").is_file()
+    assert (tmp_path / "export-check-t-chunk-2-left-4-streaming.md").is_file()

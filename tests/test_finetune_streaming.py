@@ -207,7 +207,7 @@ def test_dynamic_chunk_finetuning_resumes_exactly_and_decoding_warns_for_untrain
             "--strict",
         ]
     )
-    check = json.loads((exp / "export-check-checkpoint-4-streaming.json").read_text())
+    check = json.loads((exp / "export-check-checkpoint-4-chunk-1-left-1-streaming.json").read_text())
     assert check["passed"] and check["chunk_size"] == 1 and check["left_context_chunks"] == 1
     assert [r["identical_to_pytorch"] for r in check["runs"]] == [2, 2]
 

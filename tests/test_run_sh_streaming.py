@@ -30,8 +30,25 @@ def test_streaming_run_fine_tunes_with_chunks_decodes_each_chunk_size_and_export
     assert [d.split("--decode-chunk-size ")[1] for d in decodes] == [
         f"{c} --left-context-chunks 4" for c in ("320ms", "640ms", "-1")
     ]
-    export = next(line for line in lines if "stage 7 (export-streaming): would run" in line)
-    assert "--streaming --decode-chunk-size 320ms --left-context-chunks 4" in export
+    assert "stage 7 (export-streaming): would run" in out.stdout
+    exports = [line for line in lines if "python -m w2vbert.export_onnx" in line]
+    assert [e.split("--streaming ")[1] for e in exports] == [
+        f"--decode-chunk-size {c} --left-context-chunks 4" for c in ("320ms", "640ms")
+    ]
+    assert all(f"--exp-dir {tmp_path}/exp/finetune-streaming" in e for e in exports)
+
+
+def test_an_offline_model_of_stage_5_is_also_decoded_in_chunks(tmp_path):
+    """The full-context-only model, decoded at each positive chunk size: the issue's reference."""
+    (tmp_path / "exp" / "finetune").mkdir(parents=True)
+    (tmp_path / "exp" / "finetune" / "epoch-20.pt").write_bytes(b"")
+    out = _dry_run(tmp_path, "--stop-stage", "6")
+    assert out.returncode == 0, out.stderr
+    offline = [line for line in out.stdout.splitlines()
+               if "python -m w2vbert.decode" in line and f"{tmp_path}/exp/finetune " in line]  # fmt: skip
+    assert [d.split("--decode-chunk-size ")[1] for d in offline] == [
+        f"{c} --left-context-chunks 4" for c in ("320ms", "640ms")
+    ]
 
 
 def test_streaming_chunk_sizes_without_a_positive_one_are_refused_at_export(tmp_path):

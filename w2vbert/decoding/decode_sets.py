@@ -273,6 +273,7 @@ def decode_sets(config: DecodeConfig) -> dict[str, dict[str, Any]]:
             "device": str(device),
             "chunk_size": chunk_size,
             "left_context_chunks": left_chunks,
+            "step_ms": 10 * params["model_config"].get("frame_stride", 4),
         }
         atomic_write_text(
             out_dir / f"results-{name}-{suffix}.json", json.dumps(info, indent=2) + "\n"

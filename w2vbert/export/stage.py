@@ -153,6 +153,7 @@ def run_streaming_export(
                        f"(trained: {trained['chunk_sizes']}).")  # fmt: skip
     tokens = options.tokens or Path(params["bpe_model"]).parent / "tokens.txt"
     out_dir = Path(options.out_dir or options.exp_dir)
+    suffix = f"{suffix}-chunk-{chunk}-left-{left}"  # one model per latency: the names say which
     fp32, int8 = export_streaming_transducer(
         model, out_dir, suffix, tokens, chunk_size=chunk, left_chunks=left, int8=options.int8
     )
@@ -167,6 +168,7 @@ def run_streaming_export(
         model, fp32, int8, utts, read_tokens(fp32.tokens), chunk_size=chunk, left_chunks=left,
         num_threads=options.num_threads, fbank=params["model_config"].get("fbank", "icefall"),
     )  # fmt: skip
+    result["step_ms"] = 10 * frame_stride
     name = f"export-check-{suffix}-streaming"
     atomic_write_text(out_dir / f"{name}.json", json.dumps(result, indent=2) + "\n")
     atomic_write_text(out_dir / f"{name}.md", f"# sherpa-onnx online check of {suffix}\n\n"

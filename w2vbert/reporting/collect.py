@@ -25,6 +25,11 @@ class DecodeResult:
     """Character error rate in percent (from the recogs file for results written without it)."""
     rtf: float
     """Decoding time / audio duration."""
+    chunk_size: int = -1
+    """Attention chunk in encoder steps (-1: full context)."""
+    left_context_chunks: int = -1
+    step_ms: int = 40
+    """One encoder step in ms."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,14 +71,33 @@ def decode_results(finetune_dir: Path) -> list[DecodeResult]:
                 wer=float(d["wer"]),
                 cer=None if cer is None else float(cer),
                 rtf=float(d["rtf"]),
+                chunk_size=int(d.get("chunk_size", -1)),
+                left_context_chunks=int(d.get("left_context_chunks", -1)),
+                step_ms=int(d.get("step_ms", 40)),
             )
         )
     return results
 
 
-def latest_by_set(results: list[DecodeResult], method: str) -> dict[str, DecodeResult]:
-    """`{set: result}` of one method, keeping the newest result of each set."""
-    return {r.set_name: r for r in results if r.method == method}
+def latest_by_set(
+    results: list[DecodeResult], method: str, chunk_size: int = -1
+) -> dict[str, DecodeResult]:
+    """`{set: result}` of one method at one chunk size (default: full context), keeping the
+    newest result of each set."""
+    return {
+        r.set_name: r for r in results if r.method == method and r.chunk_size == chunk_size
+    }
+
+
+def streaming_checks(finetune_dir: Path) -> dict[int, dict]:
+    """`{chunk_size: result}` of stage 7's streaming checks (`export-check-*-streaming.json`),
+    the newest of each chunk size."""
+    checks: dict[int, dict] = {}
+    files = sorted(finetune_dir.glob("export-check-*-streaming.json"), key=lambda p: p.stat().st_mtime)
+    for path in files:
+        d = json.loads(path.read_text())
+        checks[int(d["chunk_size"])] = d
+    return checks
 
 
 def read_metrics(exp_dir: Path) -> list[dict]:

@@ -16,6 +16,7 @@ from w2vbert.reporting.collect import (
     stage_times,
 )
 from w2vbert.reporting.plots import plot_code_usage, plot_pretrain_curves, plot_wer_bars
+from w2vbert.reporting.streaming import streaming_section
 from w2vbert.util.atomic import atomic_output
 from w2vbert.util.provenance import git_sha
 
@@ -88,6 +89,7 @@ def write_results(exp_dir: Path, *, title: str, command: str, dev_sets: list[str
     check = export_check(exp_dir / "finetune")
     if check is not None:
         lines += ["## Export (stage 7, sherpa-onnx)", "", _export_table(check), ""]
+    lines += streaming_section(exp_dir, dev_sets, test_sets)
     systems = [s for s in comparison_systems(exp_dir)
                if any(d is not None and d.is_dir() for d in (s.finetune_dir, s.pretrain_dir))]
     if (exp_dir / "compare").is_dir():
