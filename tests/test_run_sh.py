@@ -372,3 +372,19 @@ def test_a_space_in_the_data_dir_reaches_stage_3_as_one_path(tmp_path: Path) -> 
                 "--exp-dir", str(tmp_path / "exp"), "--data-dir", str(data)], env=env)  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"arg[{data}/fbank/tiny_cuts_train-mini.jsonl.gz]" in out.stdout
+
+
+def test_pretrain_extra_cuts_join_stage_4s_training_cuts_and_fingerprint(tmp_path: Path) -> None:
+    """--pretrain-extra-cuts: another corpus's unlabelled cuts (e.g. AN4 + the mini corpus's)."""
+    extra = [str(tmp_path / "other_cuts_unlab.jsonl.gz"), str(tmp_path / "more_cuts.jsonl.gz")]
+    args = ["./run.sh", "--dry-run", "true", "--stage", "4", "--stop-stage", "4",
+            "--exp-dir", str(tmp_path / "exp")]  # fmt: skip
+    out = _run(args + ["--pretrain-extra-cuts", " ".join(extra)])
+    assert out.returncode == 0, out.stderr
+    cmd = next(line for line in out.stdout.splitlines() if "python -m w2vbert.pretrain" in line)
+    assert f"--train-cuts data/fbank/mini_cuts_pretrain.jsonl.gz {extra[0]} {extra[1]} --valid" in cmd
+    assert "pretrain_extra_cuts=" in out.stdout  # a changed list re-runs stage 4
+    plain = _run(args)
+    assert plain.returncode == 0 and "pretrain_extra_cuts=" not in plain.stdout  # old fingerprints
+    shar = _run(args + ["--pretrain-extra-cuts", extra[0], "--pretrain-shar", "features"])
+    assert "--pretrain-extra-cuts needs --pretrain-shar none" in shar.stdout + shar.stderr
