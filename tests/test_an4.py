@@ -127,6 +127,11 @@ def test_an4_options_are_refused_elsewhere_and_checked(tmp_path):
     out = _run_sh(tmp_path, "--dry-run", "true", "--corpus", "an4", "--an4-train-part", "train-1of8")
     assert out.returncode == 0, out.stderr
     assert "--train-cuts " + str(tmp_path / "data/fbank/an4_cuts_train-1of8.jsonl.gz") in out.stdout
+    # few labels: smaller batches, more epochs (12 epochs of 30 s were fewer updates than the
+    # warm-up); all labels keep the timed configuration
+    assert "--num-epochs 40 --max-duration 10 " in out.stdout
+    out = _run_sh(tmp_path, "--dry-run", "true", "--corpus", "an4")
+    assert "--num-epochs 12 --max-duration 30 " in out.stdout
 
 
 
