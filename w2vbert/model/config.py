@@ -382,6 +382,23 @@ def mini() -> W2VBertConfig:
     )
 
 
+def small() -> W2VBertConfig:
+    """~14 M parameters for longer CPU runs: the mini preset at dim 256, 4 + 4 blocks.
+
+    The AN4 long configuration (egs/librispeech/conf/an4-long.sh): ~2.4x the mini preset's
+    compute, with its masking and Gumbel schedule.
+    """
+    return replace(
+        mini(),
+        model_dim=256,
+        num_heads=4,
+        ffn_dim=1024,
+        num_contrastive_layers=4,
+        num_mlm_layers=4,
+        codebook_dim=256,
+    )
+
+
 def tiny() -> W2VBertConfig:
     """For unit tests: dim 32, 1 + 1 blocks, 1 x 16 codes, no dropout."""
     return replace(
@@ -468,6 +485,7 @@ def w2v_bert_2_0_tiny() -> W2VBertConfig:
 _PRESETS: dict[str, Callable[[], W2VBertConfig]] = {
     "tiny": tiny,
     "mini": mini,
+    "small": small,
     "base": base,
     "xl": xl,
     "xxl": xxl,
