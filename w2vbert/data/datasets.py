@@ -137,16 +137,44 @@ class AsrDataset(torch.utils.data.Dataset):
         return batch
 
 
-def create_spec_augment(enabled: bool) -> SpecAugment | None:
-    """Lhotse SpecAugment with icefall's LibriSpeech settings (2 mel masks of <= 27, time masks <= 15 %)."""
+def create_spec_augment(
+    enabled: bool,
+    *,
+    time_warp_factor: int = 80,
+    num_feature_masks: int = 2,
+    features_mask_size: int = 27,
+    num_frame_masks: int = 10,
+    frames_mask_size: int = 100,
+    max_frames_mask_fraction: float = 0.15,
+) -> SpecAugment | None:
+    """Lhotse SpecAugment; the defaults are icefall's LibriSpeech settings.
+
+    Time warp of up to ``time_warp_factor`` frames (0: none; Lhotse skips utterances of at most
+    2 x factor + 1 frames), ``num_feature_masks`` mel masks of <= ``features_mask_size`` bins, and
+    time masks that cover at most ``max_frames_mask_fraction`` of each utterance (> 0): at most
+    ``num_frame_masks`` masks of <= ``frames_mask_size`` frames, fewer and shorter on short
+    utterances (a 2.7 s utterance, 270 frames, gets 1 mask of <= 40 frames at the defaults).
+    """
     if not enabled:
         return None
+    for name, value, least in (("time_warp_factor", time_warp_factor, 0),
+                               ("num_feature_masks", num_feature_masks, 0),
+                               ("features_mask_size", features_mask_size, 0),
+                               ("num_frame_masks", num_frame_masks, 1),  # Lhotse divides by
+                               ("frames_mask_size", frames_mask_size, 1)):  # both  # fmt: skip
+        if value < least:
+            raise ValueError(f"SpecAugment {name} must be >= {least}, but is {value} instead.")
+    if not 0.0 < max_frames_mask_fraction < 1.0:
+        raise ValueError(
+            "SpecAugment max_frames_mask_fraction must be in (0, 1), "
+            f"but is {max_frames_mask_fraction} instead."
+        )
     return SpecAugment(
-        time_warp_factor=80,
-        num_feature_masks=2,
-        features_mask_size=27,
-        num_frame_masks=10,
-        frames_mask_size=100,
-        max_frames_mask_fraction=0.15,
+        time_warp_factor=time_warp_factor,
+        num_feature_masks=num_feature_masks,
+        features_mask_size=features_mask_size,
+        num_frame_masks=num_frame_masks,
+        frames_mask_size=frames_mask_size,
+        max_frames_mask_fraction=max_frames_mask_fraction,
         p=0.9,
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lhotse.dataset import SimpleCutSampler
+from lhotse.dataset import SimpleCutSampler, SpecAugment
 from torch import nn
 
 from w2vbert.checkpoint.identity import input_record, state_dict_digest
@@ -109,7 +109,40 @@ class FinetuneOptions:
     )
     encoder_lr_scale: float = flag(1.0, "lr of the encoder = this x lr of the new layers.")
     spec_augment: bool = flag(True, "Lhotse SpecAugment on training features.")
+    spec_augment_time_warp: int = flag(
+        80, "SpecAugment: time warp of up to this many frames (0: none; icefall's 80 is for ~15 s)."
+    )
+    spec_augment_num_feature_masks: int = flag(2, "SpecAugment: mel-bin masks per utterance.")
+    spec_augment_features_mask_size: int = flag(27, "SpecAugment: mel bins per mask, at most.")
+    spec_augment_num_frame_masks: int = flag(
+        10, "SpecAugment: time masks per utterance, at most (fewer on short utterances)."
+    )
+    spec_augment_frames_mask_size: int = flag(100, "SpecAugment: frames per time mask, at most.")
+    spec_augment_max_frames_mask_fraction: float = flag(
+        0.15, "SpecAugment: fraction of each utterance's frames that time masks cover, at most."
+    )
 
+
+
+def spec_augment_from_options(options: FinetuneOptions) -> SpecAugment | None:
+    """The ``--spec-augment*`` options' SpecAugment (None with ``--no-spec-augment``); a bad
+    value raises naming its option."""
+    try:
+        return create_spec_augment(
+            options.spec_augment,
+            time_warp_factor=options.spec_augment_time_warp,
+            num_feature_masks=options.spec_augment_num_feature_masks,
+            features_mask_size=options.spec_augment_features_mask_size,
+            num_frame_masks=options.spec_augment_num_frame_masks,
+            frames_mask_size=options.spec_augment_frames_mask_size,
+            max_frames_mask_fraction=options.spec_augment_max_frames_mask_fraction,
+        )
+    except ValueError as e:
+        option = {"time_warp_factor": "time-warp", "max_frames_mask_fraction":
+                  "max-frames-mask-fraction"}  # fmt: skip
+        name = str(e).split()[1]
+        flag_name = "--spec-augment-" + option.get(name, name.replace("_", "-"))
+        raise ValueError(f"{flag_name}: {e}") from None
 
 
 def _init_checkpoint(options: FinetuneOptions) -> dict[str, Any] | None:
@@ -340,7 +373,7 @@ def build_finetune_task(
         model=model,
         compute_loss=make_finetune_loss(options, chunk_sizes, options.left_context_chunks, seed),
         param_groups=groups,
-        train_dataset=AsrDataset(tokenizer, strategy, create_spec_augment(options.spec_augment)),
+        train_dataset=AsrDataset(tokenizer, strategy, spec_augment_from_options(options)),
         valid_dataset=AsrDataset(tokenizer, strategy, None),
         make_cut_filter=make_filter,
         fbank=config.fbank,
