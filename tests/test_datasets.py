@@ -71,6 +71,29 @@ def test_spec_augment_masks_only_training_features(corpus):
     assert create_spec_augment(False) is None
 
 
+def test_spec_augment_settings_reach_lhotse_and_time_masks_scale_with_the_utterance():
+    spec = create_spec_augment(True, time_warp_factor=20, num_feature_masks=1,
+                               features_mask_size=10, num_frame_masks=4, frames_mask_size=30,
+                               max_frames_mask_fraction=0.1)  # fmt: skip
+    assert (spec.time_warp_factor, spec.num_feature_masks, spec.features_mask_size,
+            spec.num_frame_masks, spec.frames_mask_size, spec.max_frames_mask_fraction) == (
+        20, 1, 10, 4, 30, 0.1)  # fmt: skip
+    # no warp, no mel masks: only time masks, which cover <= 10 % of a 270-frame utterance
+    spec = create_spec_augment(True, time_warp_factor=0, num_feature_masks=0,
+                               num_frame_masks=4, frames_mask_size=30,
+                               max_frames_mask_fraction=0.1)  # fmt: skip
+    torch.manual_seed(0)
+    features = torch.randn(200, 270, 80)
+    diff = spec(features.clone()) != features  # (N, T, F)
+    masked, changed = diff.all(dim=2), diff.any(dim=2)  # (N, T): whole frames / any bin
+    assert torch.equal(masked, changed)  # nothing but whole frames moved (no warp, no mel mask)
+    assert masked.sum(dim=1).max() <= 27 and masked.any()
+    for name, value in [("time_warp_factor", -1), ("num_frame_masks", 0), ("frames_mask_size", 0),
+                        ("max_frames_mask_fraction", 0.0), ("max_frames_mask_fraction", 1.0)]:  # fmt: skip
+        with pytest.raises(ValueError, match=f"SpecAugment {name} must be"):
+            create_spec_augment(True, **{name: value})
+
+
 def test_filter_drops_short_cuts_and_cuts_with_more_tokens_than_steps(corpus, caplog):
     cuts, bpe = corpus
     tok = BpeTokenizer(bpe)

@@ -325,3 +325,13 @@ def test_a_nan_test_cut_at_decoding_is_a_warning_naming_it(setup, tmp_path, monk
         decode.main(["--exp-dir", str(exp), "--epoch", "1", "--no-use-averaged-model",
                      "--cuts", f"dev={setup['dev']}"])  # fmt: skip
     assert "dev: 1 utterance(s) gave a non-finite encoder output" in caplog.text
+
+
+def test_a_bad_spec_augment_setting_is_a_usage_error_naming_its_option(setup, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        finetune.main(["--init-from", "none", "--model-preset", "tiny", "--bpe-model",
+                       str(setup["bpe"]), "--train-cuts", str(setup["train"]), "--exp-dir",
+                       str(tmp_path), "--spec-augment-max-frames-mask-fraction", "1.5"])  # fmt: skip
+    assert e.value.code == 2
+    assert "--spec-augment-max-frames-mask-fraction: SpecAugment max_frames_mask_fraction must " \
+        "be in (0, 1), but is 1.5" in capsys.readouterr().err

@@ -28,6 +28,7 @@ from w2vbert.training.init_checkpoint import init_source_exists
 from w2vbert.training.finetuning import (
     FinetuneOptions,
     run_finetuning,
+    spec_augment_from_options,
 )
 from w2vbert.util.dataclass_args import dataclass_from_args
 
@@ -55,6 +56,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--init-from none (training from scratch) needs --model-preset")
     if options.init_from.lower() != "none" and not init_source_exists(options.init_from):
         parser.error(f"--init-from {options.init_from} does not exist")
+    try:
+        spec_augment_from_options(options)
+    except ValueError as e:
+        parser.error(str(e))
     overrides = model_overrides(args)
     launch(run_finetuning, (options, overrides, data, train), train.world_size, train.master_port)
 
