@@ -42,6 +42,7 @@ bpe_vocab_size=""
 decode_epoch=""
 decode_avg=""
 decoding_methods=""
+decode_beam_size=""      # modified_beam_search's beam (default 4)
 pretrain_extra_cuts=""   # more unlabelled cuts manifests for stage 4 (space-separated; same fbank kind)
 pretrain_extra_args=""   # extra flags for python -m w2vbert.pretrain (quoted string)
 finetune_extra_args=""   # extra flags for python -m w2vbert.finetune
@@ -107,7 +108,8 @@ Options:
                              of at most S <= 30 s (default 30 for --corpus librilight; else unjoined)
   --pretrain-preset NAME     tiny|mini|base|xl|xxl; and --pretrain-epochs, --pretrain-max-duration,
                              --pretrain-lr, --finetune-epochs, --finetune-max-duration, --finetune-lr,
-                             --bpe-vocab-size, --decode-epoch, --decode-avg, --decoding-methods
+                             --bpe-vocab-size, --decode-epoch, --decode-avg, --decoding-methods,
+                             --decode-beam-size (modified_beam_search's beam, default 4)
   --pretrain-extra-cuts "F..." more unlabelled cuts manifests (with features of the same kind,
                              e.g. another corpus's <prefix>_cuts_*.jsonl.gz) that stage 4
                              pre-trains on besides the corpus's own, mixed in by size

@@ -46,7 +46,9 @@ _settings() {  # _settings NAME...: "var=value ..." of the globals that the stag
       finetune) names+=(data_dir prefix train_parts dev_parts lang_dir pretrain_preset
                         finetune_epochs finetune_max_duration finetune_lr seed
                         finetune_extra_args finetune_init_args) ;;
-      decode) names+=(data_dir prefix dev_parts test_parts lang_dir decode_epoch decode_avg) ;;
+      decode) names+=(data_dir prefix dev_parts test_parts lang_dir decode_epoch decode_avg)
+              # (a beam other than the default 4 only: old fingerprints hold)
+              if [ "${decode_beam_size:-4}" != 4 ]; then names+=(decode_beam_size); fi ;;
       compare) names+=(exp_dir pretrain_epochs compare_features_epochs
                        compare_features_w2vbert_args compare_best_rq_args) ;;
       *) echo "_settings: no stage function '$f'" >&2; return 1 ;;
@@ -118,7 +120,7 @@ _decode() {  # _decode EXP_DIR METHOD...: decode every dev and test part
   for method in "$@"; do
     python -m w2vbert.decode --exp-dir "$dir" --epoch "$decode_epoch" --avg "$decode_avg" \
       --use-averaged-model --bpe-model "$lang_dir/bpe.model" --decoding-method "$method" \
-      --beam-size 4 --cuts "${sets[@]}" "${more[@]}" || return 1
+      --beam-size "${decode_beam_size:-4}" --cuts "${sets[@]}" "${more[@]}" || return 1
   done
 }
 
