@@ -135,6 +135,26 @@ def test_an4_options_are_refused_elsewhere_and_checked(tmp_path):
 
 
 
+def test_the_long_an4_configuration_trains_a_larger_model_longer_in_its_own_exp_dir(tmp_path):
+    out = _run_sh(tmp_path, "--dry-run", "true", "--corpus", "an4-long", "--stage", "4")
+    assert out.returncode == 0, out.stderr
+    assert "--model-preset small" in out.stdout and "--num-epochs 30 " in out.stdout
+    assert "--spec-augment --spec-augment-time-warp 20" in out.stdout  # sized for 1-7 s
+    assert "--no-spec-augment" not in out.stdout and "--beam-size 10 " in out.stdout
+    # the same data as --corpus an4 (prefix an4), its experiments apart from the short run's
+    assert str(tmp_path / "data/fbank/an4_cuts_train.jsonl.gz") in out.stdout
+    exp_long = ROOT / "exp-long"
+    existed = exp_long.exists()
+    try:
+        out = subprocess.run(["./run.sh", "--dry-run", "true", "--corpus", "an4-long", "--data-dir",
+                              str(tmp_path / "data"), "--stage", "4", "--stop-stage", "4"],
+                             cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+        assert out.returncode == 0 and "--exp-dir exp-long/pretrain" in out.stdout, out.stderr
+    finally:
+        if not existed:
+            subprocess.run(["rm", "-rf", str(exp_long)])
+
+
 def test_the_an4_configuration_runs_stages_0_to_7_on_a_simulated_archive(tmp_path):
     from test_corpus_configs import TINY
 
