@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 
 stage=0
 stop_stage=7
-corpus=mini          # mini (bundled, synthesised here) | tiny | librispeech | librispeech-960 | librilight | an4
+corpus=mini          # mini (bundled, synthesised here) | tiny | librispeech | librispeech-960 | librilight | an4 | an4-long
 nj=2
 seed=0
 exp_dir=exp
@@ -84,7 +84,8 @@ Options:
   --corpus NAME              mini (default) | tiny | librispeech (fine-tune on 100 h, pre-train
                              on 960 h) | librispeech-960 (fine-tune on 960 h) | librilight
                              (pre-train on Libri-Light, fine-tune on 960 h) | an4 (CMU's AN4,
-                             real speech: 848 train / 100 dev / 130 test utterances)
+                             real speech: 848 train / 100 dev / 130 test utterances) |
+                             an4-long (the same data; a larger model trained longer, exp-long/)
   --nj N                     parallel jobs for data preparation (default 2)
   --exp-dir DIR --data-dir DIR --download-dir DIR
   --force true               re-run stages already done (default: skip them)
@@ -106,7 +107,7 @@ Options:
   --librilight-dir PATH      use an existing Libri-Light copy holding the subsets (linked)
   --librilight-max-cut-duration S   join each Libri-Light recording's VAD segments into segments
                              of at most S <= 30 s (default 30 for --corpus librilight; else unjoined)
-  --pretrain-preset NAME     tiny|mini|base|xl|xxl; and --pretrain-epochs, --pretrain-max-duration,
+  --pretrain-preset NAME     tiny|mini|small|base|xl|xxl; and --pretrain-epochs, --pretrain-max-duration,
                              --pretrain-lr, --finetune-epochs, --finetune-max-duration, --finetune-lr,
                              --bpe-vocab-size, --decode-epoch, --decode-avg, --decoding-methods,
                              --decode-beam-size (modified_beam_search's beam, default 4)
