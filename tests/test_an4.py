@@ -135,11 +135,11 @@ def test_an4_options_are_refused_elsewhere_and_checked(tmp_path):
 
 
 
-def test_the_long_an4_configuration_trains_a_larger_model_longer_in_its_own_exp_dir(tmp_path):
+def test_the_long_an4_configuration_pretrains_longer_in_its_own_exp_dir(tmp_path):
     out = _run_sh(tmp_path, "--dry-run", "true", "--corpus", "an4-long", "--stage", "4")
     assert out.returncode == 0, out.stderr
-    assert "--model-preset small" in out.stdout and "--num-epochs 30 " in out.stdout
-    assert "--num-epochs 16 " in out.stdout and "--beam-size 10 " in out.stdout
+    assert "--model-preset mini" in out.stdout and "--num-epochs 40 " in out.stdout
+    assert "--num-epochs 12 " in out.stdout and "--beam-size 10 " in out.stdout
     # the same data as --corpus an4 (prefix an4), its experiments apart from the short run's
     assert str(tmp_path / "data/fbank/an4_cuts_train.jsonl.gz") in out.stdout
     exp_long = ROOT / "exp-long"
