@@ -13,6 +13,7 @@ from w2vbert.objectives.w2vbert_loss import w2vbert_loss
 EXPECTED_PARAMS = {
     "tiny": (10e3, 100e3),
     "mini": (3e6, 8e6),
+    "small": (11e6, 14e6),
     "base": (85e6, 105e6),
     "xl": (0.55e9, 0.65e9),
     "xxl": (0.95e9, 1.10e9),
