@@ -138,11 +138,9 @@ def spec_augment_from_options(options: FinetuneOptions) -> SpecAugment | None:
             max_frames_mask_fraction=options.spec_augment_max_frames_mask_fraction,
         )
     except ValueError as e:
-        option = {"time_warp_factor": "time-warp", "max_frames_mask_fraction":
-                  "max-frames-mask-fraction"}  # fmt: skip
-        name = str(e).split()[1]
-        flag_name = "--spec-augment-" + option.get(name, name.replace("_", "-"))
-        raise ValueError(f"{flag_name}: {e}") from None
+        name = str(e).split()[1]  # "SpecAugment <parameter> must be ..."
+        name = "time_warp" if name == "time_warp_factor" else name
+        raise ValueError(f"--spec-augment-{name.replace('_', '-')}: {e}") from None
 
 
 def _init_checkpoint(options: FinetuneOptions) -> dict[str, Any] | None:
