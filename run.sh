@@ -85,7 +85,7 @@ Options:
                              on 960 h) | librispeech-960 (fine-tune on 960 h) | librilight
                              (pre-train on Libri-Light, fine-tune on 960 h) | an4 (CMU's AN4,
                              real speech: 848 train / 100 dev / 130 test utterances) |
-                             an4-long (the same data; a larger model trained longer, exp-long/)
+                             an4-long (the same data; twice the pre-training, beam 10, exp-long/)
   --nj N                     parallel jobs for data preparation (default 2)
   --exp-dir DIR --data-dir DIR --download-dir DIR
   --force true               re-run stages already done (default: skip them)

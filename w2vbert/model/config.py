@@ -383,9 +383,9 @@ def mini() -> W2VBertConfig:
 
 
 def small() -> W2VBertConfig:
-    """~14 M parameters for longer CPU runs: the mini preset at dim 256, 4 + 4 blocks.
+    """12.7 M parameters: the mini preset at dim 256, 4 + 4 blocks.
 
-    The AN4 long configuration (egs/librispeech/conf/an4-long.sh): ~2.4x the mini preset's
+    Tried for the AN4 long configuration (worse than mini on dev there): ~2.4x the mini preset's
     compute, with its masking and Gumbel schedule.
     """
     return replace(
